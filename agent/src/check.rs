@@ -1,0 +1,210 @@
+//! Thresholds → checks: read each metric from the summary (or, for a phase, from the exact
+//! interval histograms of that phase) and compare.
+
+use std::time::Duration;
+
+use crate::metrics::{Collector, LatencyStats, OpAcc};
+use crate::plan::{MetricPath, Phase, Stat, Threshold};
+use crate::summary::{CheckResult, FaultRecord, RunSummary};
+
+/// The time windows of a phase, from the fault records of the run.
+pub fn phase_windows(
+    phase: &Phase,
+    faults: &[FaultRecord],
+    run_end: Duration,
+) -> Vec<(Duration, Duration)> {
+    let secs = Duration::from_secs_f64;
+    let injected: Vec<(f64, f64)> = faults
+        .iter()
+        .filter_map(|f| {
+            f.injected_at_secs
+                .map(|i| (i, f.healed_at_secs.unwrap_or(run_end.as_secs_f64())))
+        })
+        .collect();
+    match phase {
+        Phase::Before => {
+            let first = injected.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+            vec![(
+                Duration::ZERO,
+                if first.is_finite() {
+                    secs(first)
+                } else {
+                    run_end
+                },
+            )]
+        }
+        Phase::After => {
+            let last = injected
+                .iter()
+                .map(|x| x.1)
+                .fold(f64::NEG_INFINITY, f64::max);
+            if last.is_finite() {
+                vec![(secs(last), run_end + Duration::from_secs(3600))]
+            } else {
+                vec![]
+            }
+        }
+        Phase::During(i) => faults
+            .iter()
+            .filter(|f| f.index == *i)
+            .filter_map(|f| {
+                f.injected_at_secs.map(|a| {
+                    (
+                        secs(a),
+                        secs(f.healed_at_secs.unwrap_or(run_end.as_secs_f64())),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Evaluate every threshold.
+pub fn evaluate(
+    thresholds: &[Threshold],
+    s: &RunSummary,
+    collector: Option<&Collector>,
+) -> Vec<CheckResult> {
+    thresholds
+        .iter()
+        .map(|t| evaluate_one(t, s, collector))
+        .collect()
+}
+
+fn evaluate_one(t: &Threshold, s: &RunSummary, collector: Option<&Collector>) -> CheckResult {
+    let value = match &t.phase {
+        None => whole_run_value(t, s),
+        Some(p) => collector.and_then(|c| phase_value(t, p, s, c)),
+    };
+    let passed = value.is_some_and(|v| t.op.holds(v, t.value));
+    CheckResult {
+        metric: t.metric.clone(),
+        condition: t.condition.clone(),
+        value,
+        passed,
+        shown: show(t, value),
+    }
+}
+
+fn stat_of(
+    stat: Stat,
+    count: u64,
+    ok: u64,
+    errors: u64,
+    secs: f64,
+    lat: &LatencyStats,
+) -> Option<f64> {
+    Some(match stat {
+        Stat::Count => count as f64,
+        Stat::Rate => count as f64 / secs.max(1e-9),
+        Stat::Errors => errors as f64,
+        Stat::ErrorRate => errors as f64 / (count.max(1)) as f64,
+        _ if ok == 0 => return None,
+        Stat::P50 => lat.p50 as f64,
+        Stat::P90 => lat.p90 as f64,
+        Stat::P99 => lat.p99 as f64,
+        Stat::P999 => lat.p999 as f64,
+        Stat::Max => lat.max as f64,
+        Stat::Mean => lat.mean,
+    })
+}
+
+fn whole_run_value(t: &Threshold, s: &RunSummary) -> Option<f64> {
+    match &t.path {
+        MetricPath::Op { op, stat } => {
+            let o = s.op(&t.workload, op)?;
+            stat_of(
+                *stat,
+                o.count,
+                o.ok,
+                o.errors,
+                s.duration_secs,
+                &o.latency_us,
+            )
+        }
+        MetricPath::Counter(c) if c == "errors" || c == "error_rate" => {
+            let (count, errors) = s
+                .ops
+                .iter()
+                .filter(|o| o.workload == t.workload)
+                .fold((0, 0), |a, o| (a.0 + o.count, a.1 + o.errors));
+            Some(if c == "errors" {
+                errors as f64
+            } else {
+                errors as f64 / count.max(1) as f64
+            })
+        }
+        MetricPath::Counter(c) => s.counter(&t.workload, c),
+    }
+}
+
+fn phase_value(t: &Threshold, p: &Phase, s: &RunSummary, c: &Collector) -> Option<f64> {
+    let end = Duration::from_secs_f64(s.duration_secs);
+    let windows = phase_windows(p, &s.faults, end);
+    if windows.is_empty() {
+        return None;
+    }
+    let w = c.workloads.iter().position(|m| m.id == t.workload)?;
+    let mut acc: Vec<OpAcc> = vec![];
+    let mut secs = 0.0;
+    for (from, to) in &windows {
+        secs += to.min(&end).saturating_sub(*from).as_secs_f64();
+        let part = c.window(*from, *to);
+        for (i, o) in part.into_iter().nth(w)?.into_iter().enumerate() {
+            if acc.len() <= i {
+                acc.push(o);
+            } else {
+                let _ = acc[i].corrected.add(&o.corrected);
+                let _ = acc[i].service.add(&o.service);
+                for (a, b) in acc[i].errors.iter_mut().zip(o.errors.iter()) {
+                    *a += b;
+                }
+            }
+        }
+    }
+    let names = c.workloads[w].op_names();
+    match &t.path {
+        MetricPath::Op { op, stat } => {
+            let i = names.iter().position(|n| n == op)?;
+            let o = acc.get(i)?;
+            let (ok, errors) = (o.ok(), o.error_count());
+            stat_of(
+                *stat,
+                ok + errors,
+                ok,
+                errors,
+                secs,
+                &LatencyStats::of(&o.corrected),
+            )
+        }
+        MetricPath::Counter(cn) if cn == "errors" || cn == "error_rate" => {
+            let (count, errors) = acc.iter().fold((0, 0), |a, o| {
+                (a.0 + o.ok() + o.error_count(), a.1 + o.error_count())
+            });
+            Some(if cn == "errors" {
+                errors as f64
+            } else {
+                errors as f64 / count.max(1) as f64
+            })
+        }
+        MetricPath::Counter(_) => None,
+    }
+}
+
+/// A value shown in its natural unit.
+fn show(t: &Threshold, v: Option<f64>) -> String {
+    let Some(v) = v else { return "no data".into() };
+    match &t.path {
+        MetricPath::Op { stat, .. } if stat.is_latency() => crate::report::fmt_us(v),
+        MetricPath::Op {
+            stat: Stat::ErrorRate,
+            ..
+        } => format!("{:.3}%", v * 100.0),
+        MetricPath::Counter(c) if c == "error_rate" => format!("{:.3}%", v * 100.0),
+        MetricPath::Op {
+            stat: Stat::Rate, ..
+        } => format!("{v:.1}/s"),
+        _ if v.fract() == 0.0 => format!("{v:.0}"),
+        _ => format!("{v:.3}"),
+    }
+}

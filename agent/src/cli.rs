@@ -1,0 +1,327 @@
+//! The command line: parse arguments, dispatch, map outcomes to exit codes
+//! (0 pass, 1 a check failed, 2 usage or scenario error, 3 target or runtime failure).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::run::{RunError, RunOptions};
+use crate::valkey::target::TlsChoice;
+
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_RUNTIME: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "valkey-chaos",
+    version,
+    about = "Load, chaos and safety checks for a Redis → Valkey migration"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run scenarios against a target (or the embedded topology) and judge them.
+    Run(RunArgs),
+    /// Check scenario files offline; every problem is reported as file:line:col.
+    Validate {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
+    Up {
+        #[arg(long, default_value_t = 0)]
+        replicas: u8,
+        #[arg(long, default_value_t = 0)]
+        sentinels: u8,
+        #[arg(long, value_name = "PATH")]
+        valkey_server: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// redis://[user:password@]host:port[/db] or rediss://… (default: scenario [target], REDIS_URL, else embedded).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Skip TLS certificate verification (managed databases with private CAs).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Trust this CA certificate (PEM) for rediss:// targets.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// valkey-server binary for the embedded topology.
+    #[arg(long, value_name = "PATH")]
+    pub valkey_server: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[arg(required = true)]
+    pub scenarios: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Write summary.json and latency.hlog (and reports) here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Override the scenario's duration ("30s", "2m").
+    #[arg(long, value_parser = parse_dur)]
+    pub duration: Option<Duration>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Extra threshold, e.g. --threshold 'cache.get.p99 < 5ms' (repeatable).
+    #[arg(long = "threshold", value_name = "'METRIC COND'")]
+    pub thresholds: Vec<String>,
+    /// No live progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Allow faults that change a non-local server (the scenario must also set allow_destructive = true).
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// Against a non-local target, skip destructive faults instead of refusing the run.
+    #[arg(long)]
+    pub skip_destructive: bool,
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    crate::scenario::reader::parse_duration(s)
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_PASS
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VALKEY_CHAOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    rt.block_on(dispatch(cli))
+}
+
+/// The shutdown token: cancelled on the first Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term_fut = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term_fut => {}
+        }
+        eprintln!("\nstopping: healing faults and writing results (Ctrl-C again to quit at once)");
+        t.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("quitting without waiting");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    match cli.cmd {
+        Command::Validate { scenarios } => validate(&scenarios),
+        Command::Run(a) => run(a).await,
+        Command::Up {
+            replicas,
+            sentinels,
+            valkey_server,
+        } => up(replicas, sentinels, valkey_server).await,
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> i32 {
+    let mut code = EXIT_PASS;
+    for p in paths {
+        match crate::scenario::load(p) {
+            Ok(plan) => println!(
+                "{}: ok ({} workloads, {} faults, {} thresholds)",
+                p.display(),
+                plan.workloads.len(),
+                plan.faults.len(),
+                plan.thresholds.len()
+            ),
+            Err(d) => {
+                eprintln!("{d}");
+                code = EXIT_USAGE;
+            }
+        }
+    }
+    code
+}
+
+fn run_options(a: &RunArgs) -> RunOptions {
+    RunOptions {
+        target: a.target.target.clone(),
+        out: a.out.clone(),
+        duration: a.duration,
+        seed: a.seed,
+        quiet: a.quiet,
+        valkey_server: a.target.valkey_server.clone(),
+        tls: TlsChoice {
+            insecure: a.target.tls_insecure,
+            ca_file: a.target.tls_ca.clone(),
+        },
+        allow_destructive: a.allow_destructive,
+        skip_destructive: a.skip_destructive,
+        interval: None,
+        password: std::env::var("VALKEY_PASSWORD")
+            .ok()
+            .filter(|s| !s.is_empty()),
+    }
+}
+
+async fn run(a: RunArgs) -> i32 {
+    // Compile everything first: a scenario error stops the run before any load starts.
+    let mut plans = vec![];
+    let mut bad = false;
+    for p in &a.scenarios {
+        match crate::scenario::load(p) {
+            Ok(mut plan) => {
+                for t in &a.thresholds {
+                    match crate::scenario::compile::extra_threshold(&plan, t) {
+                        Ok(th) => plan.thresholds.push(th),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            bad = true;
+                        }
+                    }
+                }
+                plans.push(plan);
+            }
+            Err(d) => {
+                eprintln!("{d}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        return EXIT_USAGE;
+    }
+    let opts = run_options(&a);
+    let shutdown = shutdown_on_signals();
+    let mut code = EXIT_PASS;
+    let many = plans.len() > 1;
+    for plan in &plans {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match crate::run::run(plan, &opts, shutdown.clone()).await {
+            Ok((summary, collector)) => {
+                print!("{}", crate::report::text::render(&summary));
+                if let Some(dir) = &opts.out {
+                    let dir = if many {
+                        dir.join(&plan.name)
+                    } else {
+                        dir.clone()
+                    };
+                    match crate::run::write_outputs(&dir, &summary, &collector) {
+                        Ok(()) => eprintln!("results written to {}", dir.display()),
+                        Err(e) => {
+                            eprintln!("error: cannot write results to {}: {e}", dir.display());
+                            code = code.max(EXIT_RUNTIME);
+                        }
+                    }
+                }
+                if !summary.passed() {
+                    code = code.max(EXIT_FAIL);
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", plan.name);
+                code = code.max(match e {
+                    RunError::Refused(_) => EXIT_USAGE,
+                    RunError::Target(_) | RunError::Runtime(_) => EXIT_RUNTIME,
+                });
+            }
+        }
+    }
+    code
+}
+
+async fn up(replicas: u8, sentinels: u8, bin: Option<PathBuf>) -> i32 {
+    let bin = match crate::valkey::embedded::locate_valkey(bin.as_deref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let spec = crate::valkey::embedded::TopologySpec {
+        replicas,
+        sentinels,
+    };
+    let mut topo = match crate::valkey::embedded::Topology::start(&bin, spec).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    for n in &topo.nodes {
+        let role = match n.role {
+            crate::valkey::embedded::NodeRole::Primary => "primary ",
+            crate::valkey::embedded::NodeRole::Replica => "replica ",
+            crate::valkey::embedded::NodeRole::Sentinel => "sentinel",
+        };
+        println!("{role} {:<12} redis://127.0.0.1:{}", n.name, n.port);
+    }
+    if sentinels > 0 {
+        println!(
+            "sentinel master name: {}",
+            crate::valkey::embedded::MASTER_NAME
+        );
+    }
+    println!("ready; Ctrl-C stops everything");
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+        t.cancel();
+    });
+    token.cancelled().await;
+    topo.stop();
+    println!("stopped");
+    EXIT_PASS
+}

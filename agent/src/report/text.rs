@@ -1,0 +1,169 @@
+//! The terminal summary: per workload tables, counters, faults, checks, and the verdict line.
+
+use std::fmt::Write;
+
+use super::{fmt_count, fmt_us};
+use crate::summary::RunSummary;
+
+pub fn render(s: &RunSummary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "scenario {}  seed {}  target {}  ran {:.1}s of {:.1}s{}",
+        s.scenario,
+        s.seed,
+        s.target,
+        s.duration_secs,
+        s.planned_duration_secs,
+        if s.interrupted { "  (interrupted)" } else { "" }
+    );
+    if !s.server.version.is_empty() {
+        let _ = writeln!(
+            o,
+            "server {} {} (redis_version {})",
+            s.server.server_name, s.server.version, s.server.redis_version
+        );
+    }
+    for w in &s.workloads {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "workload {} ({}, {} clients, {})",
+            w.id, w.kind, w.clients, w.model
+        );
+        let _ = writeln!(
+            o,
+            "  {:<14} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "op", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+        );
+        for op in s.ops.iter().filter(|x| x.workload == w.id) {
+            let l = &op.latency_us;
+            let has = op.ok > 0;
+            let f = |v: u64| if has { fmt_us(v as f64) } else { "-".into() };
+            let _ = writeln!(
+                o,
+                "  {:<14} {:>10} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                op.op,
+                fmt_count(op.count),
+                op.rate_per_sec,
+                f(l.p50),
+                f(l.p90),
+                f(l.p99),
+                f(l.p999),
+                f(l.max),
+                fmt_count(op.errors)
+            );
+            if op.errors > 0 {
+                let kinds: Vec<String> = op
+                    .errors_by_kind
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                let _ = writeln!(o, "  {:<14} errors: {}", "", kinds.join(", "));
+            }
+        }
+        if w.late_starts > 0 || w.dropped_starts > 0 {
+            let _ = writeln!(
+                o,
+                "  pacing: {} late starts, {} dropped starts (the agent could not keep the rate)",
+                fmt_count(w.late_starts),
+                fmt_count(w.dropped_starts)
+            );
+        }
+        let cs: Vec<String> = s
+            .counters
+            .iter()
+            .filter(|c| c.workload == w.id)
+            .map(|c| {
+                if c.value.fract() == 0.0 {
+                    format!("{} {}", c.name, c.value)
+                } else {
+                    format!("{} {:.3}", c.name, c.value)
+                }
+            })
+            .collect();
+        if !cs.is_empty() {
+            let _ = writeln!(o, "  counters: {}", cs.join(", "));
+        }
+    }
+    if !s.faults.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "faults");
+        for f in &s.faults {
+            let when = match (f.injected_at_secs, f.healed_at_secs) {
+                (Some(i), Some(h)) => format!("{i:.1}s → {h:.1}s"),
+                (Some(i), None) => format!("{i:.1}s → not healed"),
+                _ => "not injected".into(),
+            };
+            let _ = write!(
+                o,
+                "  #{} {} ({}) on {}: {}",
+                f.index, f.name, f.kind, f.target, when
+            );
+            if let Some(sk) = &f.skipped {
+                let _ = write!(o, "  skipped: {sk}");
+            }
+            if let Some(e) = &f.heal_error {
+                let _ = write!(o, "  HEAL FAILED: {e}");
+            }
+            let _ = writeln!(o, "  errors {}", f.errors_during);
+            for u in &f.unavailability {
+                match u.window_secs {
+                    Some(w) => {
+                        let _ = writeln!(
+                            o,
+                            "      {} unavailable {:.2}s (first error at {:.2}s)",
+                            u.workload, w, u.first_error_secs
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            o,
+                            "      {} errors from {:.2}s, no success after",
+                            u.workload, u.first_error_secs
+                        );
+                    }
+                }
+            }
+            if let Some(r) = f.p99_recovery_secs {
+                let _ = writeln!(o, "      p99 back to normal {r:.1}s after heal");
+            }
+        }
+    }
+    if !s.heal_failures.is_empty() {
+        let _ = writeln!(o, "\nHEAL FAILURES (the target may still be degraded):");
+        for h in &s.heal_failures {
+            let _ = writeln!(o, "  {h}");
+        }
+    }
+    if !s.checks.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "checks");
+        for c in &s.checks {
+            let _ = writeln!(
+                o,
+                "  {} {:<40} {:<12} got {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.metric,
+                c.condition,
+                c.shown
+            );
+        }
+    }
+    let failed = s.checks.iter().filter(|c| !c.passed).count();
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "verdict: {}  ({} of {} checks passed{})",
+        s.verdict.to_uppercase(),
+        s.checks.len() - failed,
+        s.checks.len(),
+        if s.heal_failures.is_empty() {
+            ""
+        } else {
+            "; heal failures"
+        }
+    );
+    o
+}

@@ -1,0 +1,145 @@
+//! The run summary: everything a report, an exporter or `merge` needs, and `summary.json`'s schema.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::LatencyStats;
+use crate::run::events::Event;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub scenario: String,
+    pub seed: u64,
+    /// "pass" or "fail".
+    pub verdict: String,
+    pub duration_secs: f64,
+    pub planned_duration_secs: f64,
+    /// True when Ctrl-C or SIGTERM ended the run early.
+    pub interrupted: bool,
+    pub run_id: String,
+    pub started_at: String,
+    /// The target as `redis://host:port` (no password), or "embedded …".
+    pub target: String,
+    pub server: ServerInfo,
+    pub workloads: Vec<WorkloadSummary>,
+    pub ops: Vec<OpSummary>,
+    pub counters: Vec<CounterValue>,
+    pub checks: Vec<CheckResult>,
+    pub faults: Vec<FaultRecord>,
+    pub events: Vec<Event>,
+    pub heal_failures: Vec<String>,
+    /// Interval length used for the `.hlog` and the per-interval series.
+    pub interval_secs: f64,
+    pub series: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub server_name: String,
+    pub version: String,
+    pub redis_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadSummary {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub clients: u32,
+    pub model: String,
+    pub late_starts: u64,
+    pub dropped_starts: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpSummary {
+    pub workload: String,
+    pub op: String,
+    /// Completed operations, failed ones included.
+    pub count: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub rate_per_sec: f64,
+    /// Latency from the intended start (coordinated-omission corrected), successful operations.
+    pub latency_us: LatencyStats,
+    /// Service time: from the actual send to the reply.
+    pub service_us: LatencyStats,
+    pub errors_by_kind: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CounterValue {
+    pub workload: String,
+    pub name: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub metric: String,
+    pub condition: String,
+    /// None when the metric had no data (the check then fails).
+    pub value: Option<f64>,
+    pub passed: bool,
+    /// Human reading of the value (e.g. "4.1ms").
+    pub shown: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub index: usize,
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    pub injected_at_secs: Option<f64>,
+    pub healed_at_secs: Option<f64>,
+    pub heal_error: Option<String>,
+    pub skipped: Option<String>,
+    /// Per workload: first failed to first successful op after the injection (seconds).
+    pub unavailability: Vec<Unavailability>,
+    /// Seconds from the heal until the p99 of every interval is back within 1.5x the pre-fault p99.
+    pub p99_recovery_secs: Option<f64>,
+    pub errors_during: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unavailability {
+    pub workload: String,
+    pub first_error_secs: f64,
+    pub recovered_secs: Option<f64>,
+    pub window_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    pub workload: String,
+    pub op: String,
+    pub start_secs: f64,
+    pub end_secs: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl RunSummary {
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+    pub fn counter(&self, workload: &str, name: &str) -> Option<f64> {
+        self.counters
+            .iter()
+            .find(|c| c.workload == workload && c.name == name)
+            .map(|c| c.value)
+    }
+    pub fn op(&self, workload: &str, op: &str) -> Option<&OpSummary> {
+        self.ops
+            .iter()
+            .find(|o| o.workload == workload && o.op == op)
+    }
+}

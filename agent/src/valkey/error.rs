@@ -1,0 +1,125 @@
+//! Errors of Valkey operations, classified the way the report and the thresholds count them.
+
+use serde::Serialize;
+
+/// The kind of a failed operation. Small and `Copy`: it is what workers record per sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    Timeout,
+    Connection,
+    #[serde(rename = "readonly")]
+    ReadOnly,
+    Loading,
+    #[serde(rename = "masterdown")]
+    MasterDown,
+    #[serde(rename = "noscript")]
+    NoScript,
+    Busy,
+    Oom,
+    Other,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Timeout,
+        ErrorKind::Connection,
+        ErrorKind::ReadOnly,
+        ErrorKind::Loading,
+        ErrorKind::MasterDown,
+        ErrorKind::NoScript,
+        ErrorKind::Busy,
+        ErrorKind::Oom,
+        ErrorKind::Other,
+    ];
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::ReadOnly => "readonly",
+            ErrorKind::Loading => "loading",
+            ErrorKind::MasterDown => "masterdown",
+            ErrorKind::NoScript => "noscript",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Oom => "oom",
+            ErrorKind::Other => "other",
+        }
+    }
+    /// Errors after which the connection should be dropped and the primary rediscovered.
+    pub fn drops_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::ReadOnly | ErrorKind::Loading
+        )
+    }
+}
+
+/// A failed operation: its kind and a message naming the address and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub msg: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Error {
+        Error {
+            kind,
+            msg: msg.into(),
+        }
+    }
+    /// Classify a server error reply by its prefix.
+    pub fn server(msg: String) -> Error {
+        let prefix = msg.split(' ').next().unwrap_or("");
+        let kind = match prefix {
+            "READONLY" => ErrorKind::ReadOnly,
+            "LOADING" => ErrorKind::Loading,
+            "MASTERDOWN" => ErrorKind::MasterDown,
+            "NOSCRIPT" => ErrorKind::NoScript,
+            "BUSY" => ErrorKind::Busy,
+            "OOM" => ErrorKind::Oom,
+            // A script whose inner call failed wraps the inner error.
+            _ if msg.contains("READONLY") || msg.contains("read only replica") => {
+                ErrorKind::ReadOnly
+            }
+            _ if msg.contains("OOM command not allowed") => ErrorKind::Oom,
+            _ => ErrorKind::Other,
+        };
+        Error { kind, msg }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn classifies_server_errors() {
+        assert_eq!(
+            Error::server("READONLY You can't write against a read only replica.".into()).kind,
+            ErrorKind::ReadOnly
+        );
+        assert_eq!(
+            Error::server("NOSCRIPT No matching script.".into()).kind,
+            ErrorKind::NoScript
+        );
+        assert_eq!(
+            Error::server(
+                "ERR Error running script: @user_script:58: -READONLY You can't write".into()
+            )
+            .kind,
+            ErrorKind::ReadOnly
+        );
+        assert_eq!(
+            Error::server("WRONGTYPE Operation".into()).kind,
+            ErrorKind::Other
+        );
+        assert_eq!(
+            Error::server("LOADING Valkey is loading the dataset in memory".into()).kind,
+            ErrorKind::Loading
+        );
+    }
+}

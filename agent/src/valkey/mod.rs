@@ -1,0 +1,13 @@
+//! Talking to Valkey: RESP values, connections, reconnecting clients, targets, embedded servers.
+
+pub mod client;
+pub mod conn;
+pub mod embedded;
+pub mod error;
+pub mod resp;
+pub mod target;
+
+pub use client::{AddrMap, Client, Endpoint, Route, Script};
+pub use conn::{Conn, ConnectOptions};
+pub use error::{Error, ErrorKind};
+pub use resp::{Cmd, Value};

@@ -1,0 +1,253 @@
+//! `type = "commands"`: a weighted mix of plain commands over a key space, pipelined or not.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use super::Ctx;
+use crate::plan::{CommandKind, CommandsPlan, WorkloadPlan};
+use crate::rng::Rng;
+use crate::run::pacing::Pacer;
+use crate::scenario::reader::Obj;
+use crate::valkey::resp::encode_args;
+use crate::valkey::{Client, ErrorKind, Value};
+
+/// Read `[workload.commands]`.
+pub fn read(_w: &Obj, k: Option<&Obj>) -> Option<CommandsPlan> {
+    let Some(k) = k else {
+        return Some(CommandsPlan {
+            mix: vec![(CommandKind::Get, 9), (CommandKind::Set, 1)],
+            keys: 10_000,
+            value_bytes: 100,
+            pipeline: 1,
+        });
+    };
+    let mut mix = vec![];
+    let mut ok = true;
+    if let Some(m) = k.table("mix") {
+        for (name, v) in m.entries() {
+            let Some(kind) = CommandKind::parse(&name.value) else {
+                let names: Vec<&str> = CommandKind::ALL.iter().map(|c| c.name()).collect();
+                let hint = crate::scenario::diag::suggest(&name.value, names.iter().copied())
+                    .map(|g| format!("did you mean `{g}`?"))
+                    .unwrap_or_else(|| format!("supported: {}", names.join(", ")));
+                k.ctx.error(
+                    &name.span,
+                    format!("unknown command {:?} in `mix`", name.value),
+                    Some(hint),
+                );
+                ok = false;
+                continue;
+            };
+            match crate::scenario::reader::scalar_to_string(v.get_ref())
+                .and_then(|s| s.parse::<u32>().ok())
+            {
+                Some(w) if w > 0 => mix.push((kind, w)),
+                _ => {
+                    k.ctx.error(
+                        &v.span(),
+                        format!("the weight of {:?} must be a positive integer", name.value),
+                        None,
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if mix.is_empty() && ok {
+            k.ctx.error(
+                &m.span,
+                "`mix` is empty",
+                Some("e.g. mix = { get = 9, set = 1 }".into()),
+            );
+            ok = false;
+        }
+    } else {
+        mix = vec![(CommandKind::Get, 9), (CommandKind::Set, 1)];
+    }
+    let keys = k
+        .uint("keys", 1 << 40)
+        .map(|v| v.value)
+        .unwrap_or(10_000)
+        .max(1);
+    let value_bytes = k
+        .uint("value_bytes", 512 << 20)
+        .map(|v| v.value as usize)
+        .unwrap_or(100);
+    let pipeline = k
+        .uint("pipeline", 10_000)
+        .map(|v| v.value as usize)
+        .unwrap_or(1)
+        .max(1);
+    ok.then_some(CommandsPlan {
+        mix,
+        keys,
+        value_bytes,
+        pipeline,
+    })
+}
+
+pub fn spawn(plan: &WorkloadPlan, c: &CommandsPlan, ctx: Ctx, tasks: &mut JoinSet<()>) {
+    let c = Arc::new(c.clone());
+    for i in 0..plan.clients {
+        let pacer = Pacer::new(
+            &plan.load,
+            i,
+            plan.clients,
+            c.pipeline,
+            ctx.start,
+            ctx.end,
+            Some(ctx.metrics.clone()),
+        );
+        tasks.spawn(client(c.clone(), ctx.clone(), i, pacer));
+    }
+}
+
+async fn client(c: Arc<CommandsPlan>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
+    let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
+    let rec = ctx.metrics.recorder(idx as usize);
+    let ops: Vec<usize> = c
+        .mix
+        .iter()
+        .map(|(k, _)| ctx.metrics.op_index(k.name()))
+        .collect();
+    let total: u64 = c.mix.iter().map(|(_, w)| *w as u64).sum();
+    let value = rng.alnum(c.value_bytes);
+    let mut client = Client::new(ctx.route.clone());
+    let mut buf = Vec::with_capacity(256 * c.pipeline);
+    let mut picked: Vec<usize> = Vec::with_capacity(c.pipeline);
+    let mut key = Vec::with_capacity(ctx.key_prefix.len() + 24);
+    let mut key2 = Vec::with_capacity(ctx.key_prefix.len() + 24);
+    while let Some(intended) = pacer.next(&ctx.cancel).await {
+        buf.clear();
+        picked.clear();
+        for _ in 0..c.pipeline {
+            let mut r = rng.below(total);
+            let mut which = 0;
+            for (i, (_, w)) in c.mix.iter().enumerate() {
+                if r < *w as u64 {
+                    which = i;
+                    break;
+                }
+                r -= *w as u64;
+            }
+            picked.push(which);
+            make_key(&mut key, &ctx.key_prefix, "key:", rng.below(c.keys));
+            encode(
+                c.mix[which].0,
+                &key,
+                &mut key2,
+                &value,
+                &ctx.key_prefix,
+                &mut rng,
+                c.keys,
+                &mut buf,
+            );
+        }
+        let sent = Instant::now();
+        let replies: Vec<Result<Value, ErrorKind>> = match client.conn().await {
+            Ok(conn) => match conn.pipeline_encoded(&buf, picked.len()).await {
+                Ok(v) => v
+                    .into_iter()
+                    .map(|v| crate::valkey::conn::reply_to_result(v).map_err(|e| e.kind))
+                    .collect(),
+                Err(e) => {
+                    client.reset();
+                    vec![Err(e.kind); picked.len()]
+                }
+            },
+            Err(e) => vec![Err(e.kind); picked.len()],
+        };
+        let end = Instant::now();
+        let start = if pacer.is_open() { intended } else { sent };
+        for (w, r) in picked.iter().zip(replies) {
+            rec.record(ops[*w], start, sent, end, r.map(|_| ()));
+        }
+    }
+}
+
+fn make_key(key: &mut Vec<u8>, prefix: &str, kind: &str, n: u64) {
+    key.clear();
+    key.extend_from_slice(prefix.as_bytes());
+    key.extend_from_slice(kind.as_bytes());
+    key.extend_from_slice(n.to_string().as_bytes());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode(
+    kind: CommandKind,
+    key: &[u8],
+    key2: &mut Vec<u8>,
+    value: &[u8],
+    prefix: &str,
+    rng: &mut Rng,
+    keys: u64,
+    out: &mut Vec<u8>,
+) {
+    use CommandKind::*;
+    let member = rng.below(1000).to_string();
+    match kind {
+        Get => encode_args(&[b"GET", key], out),
+        Set => encode_args(&[b"SET", key, value], out),
+        Setex => encode_args(&[&b"SET"[..], key, value, b"EX", b"60"], out),
+        Del => encode_args(&[b"DEL", key], out),
+        Exists => encode_args(&[b"EXISTS", key], out),
+        Incr => {
+            make_key(key2, prefix, "ctr:", rng.below(keys));
+            encode_args(&[b"INCR", &key2[..]], out)
+        }
+        Expire => encode_args(&[&b"EXPIRE"[..], key, b"300"], out),
+        Mget => {
+            make_key(key2, prefix, "key:", rng.below(keys));
+            encode_args(&[b"MGET", key, &key2[..]], out)
+        }
+        Hset => {
+            make_key(key2, prefix, "hash:", rng.below(keys));
+            encode_args(&[b"HSET", &key2[..], member.as_bytes(), value], out)
+        }
+        Hget => {
+            make_key(key2, prefix, "hash:", rng.below(keys));
+            encode_args(&[b"HGET", &key2[..], member.as_bytes()], out)
+        }
+        Lpush | Rpush => {
+            make_key(key2, prefix, "list:", rng.below(keys.min(1000)));
+            encode_args(
+                &[
+                    if kind == Lpush {
+                        &b"LPUSH"[..]
+                    } else {
+                        b"RPUSH"
+                    },
+                    &key2[..],
+                    value,
+                ],
+                out,
+            )
+        }
+        Lpop => {
+            make_key(key2, prefix, "list:", rng.below(keys.min(1000)));
+            encode_args(&[b"LPOP", &key2[..]], out)
+        }
+        Sadd => {
+            make_key(key2, prefix, "set:", rng.below(keys));
+            encode_args(&[b"SADD", &key2[..], member.as_bytes()], out)
+        }
+        Zadd => {
+            make_key(key2, prefix, "zset:", rng.below(keys.min(1000)));
+            let score = rng.below(1_000_000).to_string();
+            encode_args(
+                &[b"ZADD", &key2[..], score.as_bytes(), member.as_bytes()],
+                out,
+            )
+        }
+        Zrange => {
+            make_key(key2, prefix, "zset:", rng.below(keys.min(1000)));
+            encode_args(&[&b"ZRANGE"[..], &key2[..], b"0", b"9"], out)
+        }
+        Publish => {
+            make_key(key2, prefix, "chan:", rng.below(16));
+            encode_args(&[b"PUBLISH", &key2[..], value], out)
+        }
+        Ping => encode_args(&[b"PING"], out),
+    }
+}

@@ -1,0 +1,987 @@
+//! `type = "dramatiq"`: Dramatiq's Redis broker, command for command — producers that enqueue
+//! what `actor.send()` enqueues, consumers that fetch with prefetch, heartbeat, ack, promote delayed
+//! messages, retry like the Retries middleware and dead-letter — plus a ledger of every message
+//! that says, after a bounded drain, what was lost, duplicated or stuck.
+//!
+//! The dispatch script is our own (`dispatch.lua`), written to the KEYS/ARGV contract of
+//! Dramatiq's; a Python worker and the agent interoperate on the same keys.
+
+mod ledger;
+mod message;
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Ctx, Figures};
+use crate::plan::{DurDist, LoadModel, WorkloadPlan};
+use crate::rng::Rng;
+use crate::run::pacing::Pacer;
+use crate::scenario::compile::{merge_load, read_load};
+use crate::scenario::reader::Obj;
+use crate::valkey::{Client, Cmd, Error, Script, Value};
+pub use ledger::Ledger;
+pub use message::Message;
+
+pub const OPS: &[&str] = &["enqueue", "fetch", "ack", "nack", "e2e"];
+pub const COUNTERS: &[&str] = &[
+    "enqueued",
+    "delivered",
+    "acked",
+    "lost",
+    "duplicated",
+    "stuck",
+    "dead_lettered",
+    "retried",
+    "missing_payloads",
+    "undecodable",
+    "queue_depth_max",
+    "unfinished",
+];
+const OP_ENQ: usize = 0;
+const OP_FETCH: usize = 1;
+const OP_ACK: usize = 2;
+const OP_NACK: usize = 3;
+const OP_E2E: usize = 4;
+pub(crate) const C_ENQUEUED: usize = 0;
+pub(crate) const C_DELIVERED: usize = 1;
+pub(crate) const C_ACKED: usize = 2;
+pub(crate) const C_LOST: usize = 3;
+pub(crate) const C_DUPLICATED: usize = 4;
+pub(crate) const C_STUCK: usize = 5;
+pub(crate) const C_DEAD: usize = 6;
+pub(crate) const C_RETRIED: usize = 7;
+const C_MISSING: usize = 8;
+const C_UNDECODABLE: usize = 9;
+const C_DEPTH: usize = 10;
+const C_UNFINISHED: usize = 11;
+
+/// Dramatiq's `max_unpack_size` on stock Redis 7.0 and Valkey 9 (`maxstack() // 2`).
+pub const MAX_UNPACK: u64 = 3996;
+const HEARTBEAT_TIMEOUT_MS: u64 = 60_000;
+const DEAD_MESSAGE_TTL_MS: u64 = 604_800_000;
+
+/// The dispatch script for a fleet of Dramatiq `version` ("1" or "2").
+pub fn dispatch_script(version: u8) -> Script {
+    let body = include_str!("dispatch.lua");
+    if version == 1 {
+        Script::new(&body.replace("local LEGACY_ACKS = false", "local LEGACY_ACKS = true"))
+    } else {
+        Script::new(body)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DramatiqPlan {
+    pub namespace: String,
+    pub queue: String,
+    pub actors: Vec<String>,
+    pub producers: u32,
+    pub consumers: u32,
+    pub threads: u32,
+    pub prefetch: u32,
+    pub work: DurDist,
+    pub payload_bytes: usize,
+    pub delay_fraction: f64,
+    pub delay: Duration,
+    pub fail_fraction: f64,
+    pub max_retries: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub version: u8,
+    pub drain_timeout: Duration,
+    /// Consumers start this long after the run (a backlog builds up first).
+    pub consume_after: Duration,
+    /// Write every delivered message id here (one line each), for cross-checks.
+    pub trace: Option<std::path::PathBuf>,
+}
+
+pub fn read(
+    w: &Obj,
+    k: Option<&Obj>,
+    load: Option<LoadModel>,
+) -> Option<(DramatiqPlan, LoadModel)> {
+    let Some(k) = k else {
+        w.missing(
+            "dramatiq",
+            Some("add a [workload.dramatiq] table (queue, actors, producers, consumers, …)".into()),
+        );
+        return None;
+    };
+    let namespace = k
+        .str("namespace")
+        .map(|s| s.value)
+        .unwrap_or_else(|| "dramatiq".into());
+    let queue = k
+        .str("queue")
+        .map(|s| s.value)
+        .unwrap_or_else(|| "default".into());
+    if queue.ends_with(".DQ") || queue.ends_with(".XQ") || queue.is_empty() {
+        k.ctx.error(
+            &k.span,
+            format!("queue {queue:?} must be a plain queue name (no .DQ/.XQ suffix)"),
+            None,
+        );
+    }
+    let actors = k
+        .str_list("actors")
+        .map(|a| a.value)
+        .unwrap_or_else(|| vec!["process_chunk".into()]);
+    if actors.is_empty() {
+        k.ctx.error(
+            &k.span,
+            "`actors` is empty",
+            Some("name at least one actor, e.g. actors = [\"process_chunk\"]".into()),
+        );
+    }
+    let producers = k
+        .uint("producers", 10_000)
+        .map(|v| v.value as u32)
+        .unwrap_or(1);
+    let consumers = k
+        .uint("consumers", 1_000)
+        .map(|v| v.value as u32)
+        .unwrap_or(1);
+    let threads = k
+        .uint("threads", 10_000)
+        .map(|v| v.value as u32)
+        .unwrap_or(8)
+        .max(1);
+    let prefetch = k
+        .uint("prefetch", 65_535)
+        .map(|v| v.value as u32)
+        .unwrap_or(threads * 2)
+        .max(1);
+    let work = k
+        .dur_dist("work")
+        .unwrap_or(DurDist::Fixed(Duration::from_millis(5)));
+    let payload_bytes = k
+        .uint("payload_bytes", 16 << 20)
+        .map(|v| v.value as usize)
+        .unwrap_or(300);
+    let delay_fraction = k.fraction("delay_fraction").map(|v| v.value).unwrap_or(0.0);
+    let delay = k
+        .duration("delay")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(2));
+    let fail_fraction = k.fraction("fail_fraction").map(|v| v.value).unwrap_or(0.0);
+    let max_retries = k
+        .uint("max_retries", 1000)
+        .map(|v| v.value as u32)
+        .unwrap_or(20);
+    let min_backoff = k
+        .duration("min_backoff")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(15));
+    let max_backoff = k
+        .duration("max_backoff")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(7 * 86400));
+    let version = match k
+        .choice("dramatiq_version", &["1", "2"])
+        .map(|s| s.value)
+        .as_deref()
+    {
+        Some("1") => 1,
+        _ => 2,
+    };
+    let drain_timeout = k
+        .duration("drain_timeout")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(30));
+    let consume_after = k
+        .duration("consume_after")
+        .map(|d| d.value)
+        .unwrap_or(Duration::ZERO);
+    let trace = k.str("trace").map(|s| std::path::PathBuf::from(s.value));
+    if producers == 0 && consumers == 0 {
+        k.ctx.error(
+            &k.span,
+            "a dramatiq workload needs producers or consumers",
+            Some("producers = 0 consumes only, consumers = 0 produces only".into()),
+        );
+    }
+    let kload = read_load(k, None);
+    let load = merge_load(w, load, kload, &k.span)?;
+    Some((
+        DramatiqPlan {
+            namespace,
+            queue,
+            actors,
+            producers,
+            consumers,
+            threads,
+            prefetch,
+            work,
+            payload_bytes,
+            delay_fraction,
+            delay,
+            fail_fraction,
+            max_retries,
+            min_backoff,
+            max_backoff,
+            version,
+            drain_timeout,
+            consume_after,
+            trace,
+        },
+        load,
+    ))
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Shared by every producer and consumer of one workload.
+pub struct State {
+    plan: DramatiqPlan,
+    script: Script,
+    pub ledger: Ledger,
+    consumers: Mutex<JoinSet<()>>,
+    stop: CancellationToken,
+    /// Messages fetched or being handled by our consumers and not yet acked/requeued.
+    inflight: AtomicUsize,
+    delayed_held: AtomicUsize,
+    broker_ids: Vec<String>,
+    depth_max: AtomicU64,
+    /// Eta of messages we promoted from the delay queue: their e2e counts from the eta.
+    etas: Mutex<std::collections::HashMap<String, u64>>,
+    trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+}
+
+#[allow(clippy::too_many_arguments)] // the script's ARGV contract
+/// One dispatch call: `EVALSHA <sha> 1 <ns> <cmd> <ts> <queue> <broker> 60000 604800000 <m> 3996 args…`.
+pub async fn dispatch(
+    c: &mut Client,
+    script: &Script,
+    ns: &str,
+    cmd: &str,
+    queue: &str,
+    broker: &str,
+    maintenance: bool,
+    args: &[&[u8]],
+) -> Result<Value, Error> {
+    let ts = now_ms().to_string();
+    let hb = HEARTBEAT_TIMEOUT_MS.to_string();
+    let ttl = DEAD_MESSAGE_TTL_MS.to_string();
+    let mx = MAX_UNPACK.to_string();
+    let mut argv: Vec<&[u8]> = vec![
+        cmd.as_bytes(),
+        ts.as_bytes(),
+        queue.as_bytes(),
+        broker.as_bytes(),
+        hb.as_bytes(),
+        ttl.as_bytes(),
+        if maintenance { b"1" } else { b"0" },
+        mx.as_bytes(),
+    ];
+    argv.extend_from_slice(args);
+    c.eval_script(script, &[ns.as_bytes()], &argv).await
+}
+
+pub async fn spawn(
+    plan: &WorkloadPlan,
+    d: &DramatiqPlan,
+    ctx: Ctx,
+    tasks: &mut JoinSet<()>,
+) -> Result<Arc<State>, String> {
+    let mut rng = Rng::derive(ctx.seed, &format!("{}-brokers", ctx.metrics.id), 0);
+    let nb = d.producers.max(d.consumers).max(1);
+    let broker_ids: Vec<String> = (0..nb).map(|_| rng.uuid4()).collect();
+    let trace = d
+        .trace
+        .as_ref()
+        .and_then(|p| std::fs::File::create(p).ok())
+        .map(|f| Mutex::new(std::io::BufWriter::new(f)));
+    let st = Arc::new(State {
+        plan: d.clone(),
+        script: dispatch_script(d.version),
+        ledger: Ledger::default(),
+        consumers: Mutex::new(JoinSet::new()),
+        stop: CancellationToken::new(),
+        inflight: AtomicUsize::new(0),
+        delayed_held: AtomicUsize::new(0),
+        broker_ids,
+        depth_max: AtomicU64::new(0),
+        etas: Mutex::new(Default::default()),
+        trace,
+    });
+    for i in 0..d.producers {
+        let pacer = Pacer::new(
+            &plan.load,
+            i,
+            d.producers,
+            1,
+            ctx.start,
+            ctx.end,
+            Some(ctx.metrics.clone()),
+        );
+        tasks.spawn(producer(st.clone(), ctx.clone(), i, pacer));
+    }
+    {
+        let mut cs = st.consumers.lock().expect("consumers lock");
+        for i in 0..d.consumers {
+            cs.spawn(consumer(st.clone(), ctx.clone(), i));
+        }
+        cs.spawn(depth_watch(st.clone(), ctx.clone()));
+    }
+    Ok(st)
+}
+
+async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
+    let d = &st.plan;
+    let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
+    let rec = ctx.metrics.recorder(idx as usize);
+    let broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
+    let mut c = Client::new(ctx.route.clone());
+    while let Some(intended) = pacer.next(&ctx.cancel).await {
+        let actor = &d.actors[rng.below(d.actors.len() as u64) as usize];
+        let payload = String::from_utf8(rng.alnum(d.payload_bytes)).unwrap_or_default();
+        let delayed = rng.chance(d.delay_fraction);
+        let mid = rng.uuid4();
+        let rid = rng.uuid4();
+        let ts = now_ms();
+        let mut m = Message::new(
+            &d.queue,
+            actor,
+            vec![serde_json::Value::String(payload)],
+            mid.clone(),
+            ts,
+        );
+        let queue = if delayed {
+            m.set_option("redis_message_id", rid.clone().into());
+            m.set_option("eta", (ts + d.delay.as_millis() as u64).into());
+            m.queue_name = format!("{}.DQ", d.queue);
+            m.queue_name.clone()
+        } else {
+            m.set_option("redis_message_id", rid.clone().into());
+            d.queue.clone()
+        };
+        let body = m.encode();
+        let sent = Instant::now();
+        let maint = rng.chance(0.001);
+        let r = dispatch(
+            &mut c,
+            &st.script,
+            &d.namespace,
+            "enqueue",
+            &queue,
+            &broker,
+            maint,
+            &[rid.as_bytes(), body.as_bytes()],
+        )
+        .await;
+        let end = Instant::now();
+        let start = if pacer.is_open() { intended } else { sent };
+        match r {
+            Ok(_) => {
+                rec.record(OP_ENQ, start, sent, end, Ok(()));
+                st.ledger.enqueued(&mid);
+                ctx.metrics.counters.add(C_ENQUEUED, 1);
+            }
+            // Not acknowledged: the producer saw the error, as `send()` would raise it.
+            Err(e) => rec.record(OP_ENQ, start, sent, end, Err(e.kind)),
+        }
+    }
+}
+
+/// Dramatiq 2.x `compute_backoff`: `min·2^n·U(1,2)`, past the cap `U(0.5,1)·cap`; 1.x: `[0.5,1]·min(min·2^n, cap)`.
+fn backoff(rng: &mut Rng, version: u8, attempts: u32, min: Duration, cap: Duration) -> Duration {
+    let base = min.as_secs_f64() * 2f64.powi(attempts.min(40) as i32);
+    let cap = cap.as_secs_f64();
+    let s = if version == 1 {
+        let b = base.min(cap);
+        b / 2.0 + rng.unit() * b / 2.0
+    } else {
+        let b = base * (1.0 + rng.unit());
+        if b > cap {
+            cap * (0.5 + rng.unit() * 0.5)
+        } else {
+            b
+        }
+    };
+    Duration::from_secs_f64(s)
+}
+
+struct Delayed {
+    eta: u64,
+    rid: String,
+    msg: Message,
+}
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        self.eta == o.eta
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.eta.cmp(&self.eta)
+    }
+}
+
+/// One "worker process": a broker id, a consumer for the queue and one for its delay queue,
+/// `threads` handlers.
+async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
+    let d = &st.plan;
+    if !d.consume_after.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep_until((ctx.start + d.consume_after).into()) => {}
+            _ = st.stop.cancelled() => return,
+        }
+    }
+    let broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
+    let sem = Arc::new(Semaphore::new(d.threads as usize));
+    let pool: Arc<Mutex<Vec<Client>>> = Arc::new(Mutex::new(
+        (0..d.threads)
+            .map(|_| Client::new(ctx.route.clone()))
+            .collect(),
+    ));
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let freed = Arc::new(Notify::new());
+    let mut handlers = JoinSet::new();
+    let rec = ctx.metrics.recorder(1000 + idx as usize);
+    let mut rng = Rng::derive(
+        ctx.seed,
+        &format!("{}-consumer", ctx.metrics.id),
+        idx as u64,
+    );
+    let mut fetch_client = Client::new(ctx.route.clone());
+    let mut dq_client = Client::new(ctx.route.clone());
+    let dq_name = format!("{}.DQ", d.queue);
+    let mut held: BinaryHeap<Delayed> = BinaryHeap::new();
+    let mut cache: VecDeque<(String, Message)> = VecDeque::new();
+    let mut misses: u32 = 0;
+    let mut dq_misses: u32 = 0;
+    let mut next_dq_fetch = Instant::now();
+    let dq_prefetch = (d.threads as u64 * 1000).min(MAX_UNPACK);
+    loop {
+        if st.stop.is_cancelled() {
+            break;
+        }
+        // Promote due delayed messages: enqueue a copy on the queue, then ack the .DQ copy.
+        let now = now_ms();
+        while held.peek().is_some_and(|h| h.eta <= now) {
+            let h = held.pop().expect("peeked");
+            let mut m = h.msg;
+            if m.option_u64("retries").unwrap_or(0) == 0 {
+                st.etas
+                    .lock()
+                    .expect("etas lock")
+                    .insert(m.message_id.clone(), h.eta);
+            }
+            m.queue_name = d.queue.clone();
+            m.remove_option("eta");
+            let new_rid = rng.uuid4();
+            m.set_option("redis_message_id", new_rid.clone().into());
+            let body = m.encode();
+            let s = Instant::now();
+            let r = dispatch(
+                &mut dq_client,
+                &st.script,
+                &d.namespace,
+                "enqueue",
+                &d.queue,
+                &broker,
+                rng.chance(0.001),
+                &[new_rid.as_bytes(), body.as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_ENQ,
+                s,
+                s,
+                Instant::now(),
+                r.as_ref().map(|_| ()).map_err(|e| e.kind),
+            );
+            let s = Instant::now();
+            let r2 = dispatch(
+                &mut dq_client,
+                &st.script,
+                &d.namespace,
+                "ack",
+                &dq_name,
+                &broker,
+                false,
+                &[h.rid.as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_ACK,
+                s,
+                s,
+                Instant::now(),
+                r2.map(|_| ()).map_err(|e| e.kind),
+            );
+            st.delayed_held.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Fetch from the delay queue (it keeps this broker's heartbeat going too).
+        if Instant::now() >= next_dq_fetch && (held.len() as u64) < dq_prefetch {
+            let want = dq_prefetch - held.len() as u64;
+            let s = Instant::now();
+            let r = dispatch(
+                &mut dq_client,
+                &st.script,
+                &d.namespace,
+                "fetch",
+                &dq_name,
+                &broker,
+                rng.chance(0.001),
+                &[want.to_string().as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_FETCH,
+                s,
+                s,
+                Instant::now(),
+                r.as_ref().map(|_| ()).map_err(|e| e.kind),
+            );
+            let got = decode_batch(&st, &ctx, r.ok());
+            if got.is_empty() {
+                dq_misses += 1;
+                next_dq_fetch = Instant::now() + idle_backoff(&mut rng, dq_misses);
+            } else {
+                dq_misses = 0;
+                for (rid, m) in got {
+                    let eta = m.option_u64("eta").unwrap_or(0);
+                    st.delayed_held.fetch_add(1, Ordering::Relaxed);
+                    held.push(Delayed { eta, rid, msg: m });
+                }
+            }
+        }
+        // Fetch from the queue when the prefetch has room.
+        let out = outstanding.load(Ordering::Relaxed) + cache.len();
+        if cache.is_empty() && out < d.prefetch as usize {
+            let want = (d.prefetch as usize - out) as u64;
+            let s = Instant::now();
+            let r = dispatch(
+                &mut fetch_client,
+                &st.script,
+                &d.namespace,
+                "fetch",
+                &d.queue,
+                &broker,
+                rng.chance(0.001),
+                &[want.to_string().as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_FETCH,
+                s,
+                s,
+                Instant::now(),
+                r.as_ref().map(|_| ()).map_err(|e| e.kind),
+            );
+            let got = decode_batch(&st, &ctx, r.ok());
+            if got.is_empty() {
+                misses += 1;
+                let wait = idle_backoff(&mut rng, misses);
+                let until = held
+                    .peek()
+                    .map(|h| h.eta.saturating_sub(now_ms()))
+                    .map(Duration::from_millis)
+                    .unwrap_or(wait)
+                    .min(wait)
+                    .min(
+                        next_dq_fetch
+                            .saturating_duration_since(Instant::now())
+                            .max(Duration::from_millis(1)),
+                    );
+                tokio::select! {
+                    _ = tokio::time::sleep(until) => {}
+                    _ = st.stop.cancelled() => {}
+                }
+                continue;
+            }
+            misses = 0;
+            st.inflight.fetch_add(got.len(), Ordering::Relaxed);
+            cache.extend(got);
+        }
+        // Hand cached messages to free handler threads.
+        while let Some((rid, m)) = cache.front().cloned() {
+            let Ok(permit) = sem.clone().try_acquire_owned() else {
+                break;
+            };
+            cache.pop_front();
+            outstanding.fetch_add(1, Ordering::Relaxed);
+            let (st2, ctx2, pool2, out2, freed2, rec2, broker2) = (
+                st.clone(),
+                ctx.clone(),
+                pool.clone(),
+                outstanding.clone(),
+                freed.clone(),
+                rec.clone(),
+                broker.clone(),
+            );
+            let seed = rng.next_u64();
+            handlers.spawn(async move {
+                let _permit = permit;
+                handle(&st2, &ctx2, &pool2, &rec2, &broker2, rid, m, seed).await;
+                out2.fetch_sub(1, Ordering::Relaxed);
+                st2.inflight.fetch_sub(1, Ordering::Relaxed);
+                freed2.notify_one();
+            });
+        }
+        while handlers.try_join_next().is_some() {}
+        if !cache.is_empty() || outstanding.load(Ordering::Relaxed) >= d.prefetch as usize {
+            let next = held
+                .peek()
+                .map(|h| Duration::from_millis(h.eta.saturating_sub(now_ms())))
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            tokio::select! {
+                _ = freed.notified() => {}
+                _ = tokio::time::sleep(next) => {}
+                _ = st.stop.cancelled() => {}
+            }
+        }
+    }
+    // Graceful stop like Worker.stop(): let handlers finish, requeue what was prefetched or held.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while handlers.join_next().await.is_some() {}
+    })
+    .await;
+    if !cache.is_empty() {
+        let ids: Vec<String> = cache.iter().map(|(r, _)| r.clone()).collect();
+        let refs: Vec<&[u8]> = ids.iter().map(|s| s.as_bytes()).collect();
+        let _ = dispatch(
+            &mut fetch_client,
+            &st.script,
+            &d.namespace,
+            "requeue",
+            &d.queue,
+            &broker,
+            false,
+            &refs,
+        )
+        .await;
+        st.inflight.fetch_sub(cache.len(), Ordering::Relaxed);
+    }
+    if !held.is_empty() {
+        let ids: Vec<String> = held.iter().map(|h| h.rid.clone()).collect();
+        let refs: Vec<&[u8]> = ids.iter().map(|s| s.as_bytes()).collect();
+        let _ = dispatch(
+            &mut dq_client,
+            &st.script,
+            &d.namespace,
+            "requeue",
+            &dq_name,
+            &broker,
+            false,
+            &refs,
+        )
+        .await;
+        st.delayed_held.fetch_sub(held.len(), Ordering::Relaxed);
+    }
+}
+
+/// Idle poll backoff of a Dramatiq consumer (2.x): 5ms·2^n·U(1,2), capped at U(0.5,1)·1s.
+fn idle_backoff(rng: &mut Rng, misses: u32) -> Duration {
+    let b = 0.005 * 2f64.powi(misses.min(20) as i32) * (1.0 + rng.unit());
+    Duration::from_secs_f64(if b > 1.0 { 0.5 + rng.unit() * 0.5 } else { b })
+}
+
+fn decode_batch(st: &State, ctx: &Ctx, v: Option<Value>) -> Vec<(String, Message)> {
+    let Some(items) = v.and_then(|v| v.into_array()) else {
+        return vec![];
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        match it {
+            Value::Nil => ctx.metrics.counters.add(C_MISSING, 1),
+            v => match v.as_bytes().and_then(|b| Message::decode(b).ok()) {
+                Some(m) => match m.option_str("redis_message_id") {
+                    Some(rid) => out.push((rid.to_string(), m)),
+                    None => ctx.metrics.counters.add(C_UNDECODABLE, 1),
+                },
+                None => ctx.metrics.counters.add(C_UNDECODABLE, 1),
+            },
+        }
+    }
+    let _ = st;
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    st: &State,
+    ctx: &Ctx,
+    pool: &Mutex<Vec<Client>>,
+    rec: &crate::metrics::Recorder,
+    broker: &str,
+    rid: String,
+    mut m: Message,
+    seed: u64,
+) {
+    let d = &st.plan;
+    let retries = m.option_u64("retries").unwrap_or(0) as u32;
+    let mid = m.message_id.clone();
+    // e2e: enqueue (or, for a delayed message, its eta) → handler start, first attempts only.
+    if retries == 0 && !m.was_delayed {
+        let eta = st.etas.lock().expect("etas lock").remove(&mid);
+        let from = eta.unwrap_or(m.message_timestamp).max(m.message_timestamp);
+        let lat = now_ms().saturating_sub(from) * 1000;
+        rec.record_us(OP_E2E, lat, lat, Ok(()));
+    }
+    st.ledger.delivered(&mid, retries, &ctx.metrics.counters);
+    if let Some(t) = &st.trace {
+        use std::io::Write;
+        let _ = writeln!(t.lock().expect("trace lock"), "{mid} {retries}");
+    }
+    let mut rng = Rng::new(seed);
+    tokio::time::sleep(d.work.sample(&mut rng)).await;
+    let fails = d.fail_fraction > 0.0 && {
+        let mut h = Rng::derive(ctx.seed, &mid, retries as u64);
+        h.chance(d.fail_fraction)
+    };
+    let mut c = pool
+        .lock()
+        .expect("pool lock")
+        .pop()
+        .unwrap_or_else(|| Client::new(ctx.route.clone()));
+    if !fails {
+        let s = Instant::now();
+        let r = dispatch(
+            &mut c,
+            &st.script,
+            &d.namespace,
+            "ack",
+            &d.queue,
+            broker,
+            false,
+            &[rid.as_bytes()],
+        )
+        .await;
+        rec.record(
+            OP_ACK,
+            s,
+            s,
+            Instant::now(),
+            r.as_ref().map(|_| ()).map_err(|e| e.kind),
+        );
+        if r.is_ok() {
+            st.ledger
+                .finished(&mid, ledger::Final::Acked, &ctx.metrics.counters);
+        }
+    } else {
+        let next = retries + 1;
+        if next >= d.max_retries {
+            let s = Instant::now();
+            let r = dispatch(
+                &mut c,
+                &st.script,
+                &d.namespace,
+                "nack",
+                &d.queue,
+                broker,
+                false,
+                &[rid.as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_NACK,
+                s,
+                s,
+                Instant::now(),
+                r.as_ref().map(|_| ()).map_err(|e| e.kind),
+            );
+            if r.is_ok() {
+                st.ledger
+                    .finished(&mid, ledger::Final::DeadLettered, &ctx.metrics.counters);
+            }
+        } else {
+            // The Retries middleware: enqueue a copy with a delay on .DQ, then ack the original.
+            let now = now_ms();
+            m.set_option("retries", next.into());
+            m.set_option(
+                "traceback",
+                "Traceback (most recent call last):\n  valkey-chaos simulated failure\n".into(),
+            );
+            m.set_option("requeue_timestamp", now.into());
+            let delay = backoff(&mut rng, d.version, next, d.min_backoff, d.max_backoff);
+            let new_rid = rng.uuid4();
+            m.set_option("redis_message_id", new_rid.clone().into());
+            m.set_option("eta", (now + delay.as_millis() as u64).into());
+            m.queue_name = format!("{}.DQ", d.queue);
+            let body = m.encode();
+            let s = Instant::now();
+            let r = dispatch(
+                &mut c,
+                &st.script,
+                &d.namespace,
+                "enqueue",
+                &m.queue_name,
+                broker,
+                false,
+                &[new_rid.as_bytes(), body.as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_ENQ,
+                s,
+                s,
+                Instant::now(),
+                r.as_ref().map(|_| ()).map_err(|e| e.kind),
+            );
+            if r.is_ok() {
+                ctx.metrics.counters.add(C_RETRIED, 1);
+            }
+            let s = Instant::now();
+            let r = dispatch(
+                &mut c,
+                &st.script,
+                &d.namespace,
+                "ack",
+                &d.queue,
+                broker,
+                false,
+                &[rid.as_bytes()],
+            )
+            .await;
+            rec.record(
+                OP_ACK,
+                s,
+                s,
+                Instant::now(),
+                r.map(|_| ()).map_err(|e| e.kind),
+            );
+        }
+    }
+    pool.lock().expect("pool lock").push(c);
+}
+
+async fn depth_watch(st: Arc<State>, ctx: Ctx) {
+    let mut c = Client::new(ctx.route.clone());
+    let q = format!("{}:{}", st.plan.namespace, st.plan.queue);
+    loop {
+        if let Ok(Value::Int(n)) = c.request(&Cmd::new("LLEN").arg(q.as_str())).await {
+            st.depth_max.fetch_max(n as u64, Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = st.stop.cancelled() => break,
+        }
+    }
+}
+
+impl State {
+    /// Drain (bounded by `drain_timeout`), stop the consumers, then count.
+    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+        let d = &self.plan;
+        let deadline = Instant::now() + d.drain_timeout;
+        let mut c = Client::new(ctx.route.clone());
+        if d.consumers > 0 {
+            loop {
+                let done = if d.producers > 0 {
+                    self.ledger.pending() == 0
+                } else {
+                    // Consume-only: until the queue and the delay queue are empty and nothing is in flight.
+                    let q = format!("{}:{}", d.namespace, d.queue);
+                    let len = c
+                        .request(&Cmd::new("LLEN").arg(q.as_str()))
+                        .await
+                        .ok()
+                        .and_then(|v| v.as_int())
+                        .unwrap_or(1);
+                    let dq = c
+                        .request(&Cmd::new("HLEN").arg(format!("{q}.DQ.msgs")))
+                        .await
+                        .ok()
+                        .and_then(|v| v.as_int())
+                        .unwrap_or(1);
+                    len == 0
+                        && dq == 0
+                        && self.inflight.load(Ordering::Relaxed) == 0
+                        && self.delayed_held.load(Ordering::Relaxed) == 0
+                };
+                if done || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.stop.cancel();
+        let mut cs = std::mem::take(&mut *self.consumers.lock().expect("consumers lock"));
+        let _ = tokio::time::timeout(Duration::from_secs(15), async {
+            while cs.join_next().await.is_some() {}
+        })
+        .await;
+        cs.abort_all();
+        if let Some(t) = &self.trace {
+            use std::io::Write;
+            let _ = t.lock().expect("trace lock").flush();
+        }
+        ctx.metrics
+            .counters
+            .set(C_DEPTH, self.depth_max.load(Ordering::Relaxed));
+        // What is still in Valkey decides lost (gone) vs stuck (still there).
+        let present = present_message_ids(&mut c, &d.namespace, &d.queue).await;
+        let r = self.ledger.reconcile(present.as_ref());
+        ctx.metrics.counters.set(C_LOST, r.lost);
+        ctx.metrics.counters.set(C_STUCK, r.stuck);
+        ctx.metrics.counters.set(C_UNFINISHED, r.unfinished);
+        if present.is_none() {
+            ctx.events.push(
+                crate::run::events::EventKind::Note,
+                format!(
+                    "{}: could not read the queues back; lost/stuck counted as stuck",
+                    ctx.metrics.id
+                ),
+            );
+        }
+        vec![]
+    }
+}
+
+/// Message ids still held anywhere in Valkey for this queue (queue, delay queue, payload hashes, ack sets).
+async fn present_message_ids(
+    c: &mut Client,
+    ns: &str,
+    q: &str,
+) -> Option<std::collections::HashSet<String>> {
+    let mut ids = std::collections::HashSet::new();
+    for h in [format!("{ns}:{q}.msgs"), format!("{ns}:{q}.DQ.msgs")] {
+        let mut cursor = "0".to_string();
+        loop {
+            let v = c
+                .request(
+                    &Cmd::new("HSCAN")
+                        .arg(h.as_str())
+                        .arg(cursor.as_str())
+                        .arg("COUNT")
+                        .arg(1000u64),
+                )
+                .await
+                .ok()?;
+            let mut parts = v.into_array()?.into_iter();
+            cursor = parts.next()?.as_str()?.to_string();
+            let kv = parts.next()?.into_array()?;
+            for (i, x) in kv.iter().enumerate() {
+                if i % 2 == 1 {
+                    if let Some(m) = x.as_bytes().and_then(|b| Message::decode(b).ok()) {
+                        ids.insert(m.message_id);
+                    }
+                }
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+    }
+    Some(ids)
+}

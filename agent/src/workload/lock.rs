@@ -1,0 +1,434 @@
+//! `type = "lock"`: clients compete for a few lock names with redis-py `Lock` semantics (or ECHO's
+//! hand-rolled styles), and an oracle watches for two holders at once.
+//!
+//! The oracle is the agent's own monotonic clock, independent of Valkey: a grant counts from the
+//! moment its reply arrives, a hold ends the moment its release is about to be sent. Two believed
+//! holds of one name that overlap are a violation.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use super::{Ctx, Figures};
+use crate::plan::{DurDist, LoadModel, WorkloadPlan};
+use crate::rng::Rng;
+use crate::run::pacing::Pacer;
+use crate::scenario::compile::{merge_load, read_load};
+use crate::scenario::reader::{clients_of, monotonic_ns, Obj};
+use crate::valkey::{Client, Cmd, Script, Value};
+
+pub const OPS: &[&str] = &["acquire", "release", "extend"];
+pub const COUNTERS: &[&str] = &[
+    "acquired",
+    "timeouts",
+    "violations",
+    "lost_while_held",
+    "fencing_violations",
+    "immortal_keys",
+];
+const ACQUIRED: usize = 0;
+const TIMEOUTS: usize = 1;
+const VIOLATIONS: usize = 2;
+const LOST: usize = 3;
+const FENCING: usize = 4;
+const IMMORTAL: usize = 5;
+
+// redis-py 5.0.6 `redis/lock.py` scripts (MIT License, Copyright (c) 2022-2023, Redis, inc.),
+// byte for byte so the SHA1s match what Python clients send.
+const RELEASE: &str = "\n        local token = redis.call('get', KEYS[1])\n        if not token or token ~= ARGV[1] then\n            return 0\n        end\n        redis.call('del', KEYS[1])\n        return 1\n    ";
+const EXTEND: &str = "\n        local token = redis.call('get', KEYS[1])\n        if not token or token ~= ARGV[1] then\n            return 0\n        end\n        local expiration = redis.call('pttl', KEYS[1])\n        if not expiration then\n            expiration = 0\n        end\n        if expiration < 0 then\n            return 0\n        end\n\n        local newttl = ARGV[2]\n        if ARGV[3] == \"0\" then\n            newttl = ARGV[2] + expiration\n        end\n        redis.call('pexpire', KEYS[1], newttl)\n        return 1\n    ";
+
+/// How a lock is taken and given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// redis-py `Lock`: token, `SET NX PX`, Lua compare-and-delete release, Lua extend.
+    RedisPy,
+    /// ECHO's historical ETL lock: `SET 1 NX EX`, plain `DEL`, "renew" that only re-creates.
+    SetNxEx,
+    /// `SETNX` then `EXPIRE`: two commands, not atomic.
+    SetnxExpire,
+}
+
+#[derive(Debug, Clone)]
+pub struct LockPlan {
+    pub style: Style,
+    pub names: u32,
+    pub ttl: Duration,
+    pub hold: DurDist,
+    pub blocking_timeout: Duration,
+    pub retry_interval: Duration,
+    pub extend_every: Option<Duration>,
+    pub fencing: bool,
+    /// Pause between a release and the next acquire attempt (closed model).
+    pub think: Duration,
+    /// Write every hold interval (CLOCK_MONOTONIC ns) here, for cross-checks with other clients.
+    pub trace: Option<PathBuf>,
+    /// Lock key names: `<key_prefix><workload id>:lock:<n>` unless set.
+    pub key_pattern: Option<String>,
+}
+
+pub fn read(
+    w: &Obj,
+    k: Option<&Obj>,
+    clients: Option<u32>,
+    load: Option<LoadModel>,
+) -> Option<(LockPlan, u32, LoadModel)> {
+    let Some(k) = k else {
+        w.missing(
+            "lock",
+            Some("add a [workload.lock] table (style, names, ttl, hold, …)".into()),
+        );
+        return None;
+    };
+    let style = match k
+        .choice("style", &["redis-py", "set-nx-ex", "setnx-expire"])
+        .map(|s| s.value)
+        .as_deref()
+    {
+        Some("set-nx-ex") => Style::SetNxEx,
+        Some("setnx-expire") => Style::SetnxExpire,
+        _ => Style::RedisPy,
+    };
+    let clients = clients_of(w, Some(k), clients, 8);
+    let names = k
+        .uint("names", 1_000_000)
+        .map(|v| v.value as u32)
+        .unwrap_or(1)
+        .max(1);
+    let ttl = k
+        .duration("ttl")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(10));
+    if ttl < Duration::from_millis(1) {
+        k.ctx.error(&k.span, "`ttl` must be at least 1ms", None);
+    }
+    let hold = k
+        .dur_dist("hold")
+        .unwrap_or(DurDist::Fixed(Duration::from_millis(20)));
+    let blocking_timeout = k
+        .duration("blocking_timeout")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(5));
+    let retry_interval = k
+        .duration("retry_interval")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_millis(100))
+        .max(Duration::from_millis(1));
+    let extend_every = k
+        .duration("extend_every")
+        .map(|d| d.value)
+        .filter(|d| !d.is_zero());
+    let fencing = k.bool("fencing").map(|b| b.value).unwrap_or(false);
+    let think = k
+        .duration("think")
+        .map(|d| d.value)
+        .unwrap_or(Duration::ZERO);
+    let trace = k.str("trace").map(|s| PathBuf::from(s.value));
+    let key_pattern = k.str("key_pattern").map(|s| s.value);
+    let kload = read_load(k, None);
+    let load = merge_load(w, load, kload, &k.span)?;
+    Some((
+        LockPlan {
+            style,
+            names,
+            ttl,
+            hold,
+            blocking_timeout,
+            retry_interval,
+            extend_every,
+            fencing,
+            think,
+            trace,
+            key_pattern,
+        },
+        clients,
+        load,
+    ))
+}
+
+/// Per lock name: who believes they hold it now, and the last fencing token granted.
+#[derive(Default)]
+struct Track {
+    holders: Vec<u32>,
+    last_token: i64,
+}
+
+pub struct State {
+    plan: LockPlan,
+    tracks: Vec<Mutex<Track>>,
+    per_client: Mutex<HashMap<u32, u64>>,
+    trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    keys: Vec<String>,
+}
+
+pub fn spawn(plan: &WorkloadPlan, l: &LockPlan, ctx: Ctx, tasks: &mut JoinSet<()>) -> Arc<State> {
+    let keys: Vec<String> = (0..l.names)
+        .map(|n| match &l.key_pattern {
+            Some(p) => p.replace("{n}", &n.to_string()),
+            None => format!("{}{}:lock:{n}", ctx.key_prefix, ctx.metrics.id),
+        })
+        .collect();
+    let trace = l
+        .trace
+        .as_ref()
+        .and_then(|p| std::fs::File::create(p).ok())
+        .map(|f| Mutex::new(std::io::BufWriter::new(f)));
+    let st = Arc::new(State {
+        plan: l.clone(),
+        tracks: (0..l.names).map(|_| Mutex::new(Track::default())).collect(),
+        per_client: Mutex::new(HashMap::new()),
+        trace,
+        keys,
+    });
+    for i in 0..plan.clients {
+        let pacer = Pacer::new(
+            &plan.load,
+            i,
+            plan.clients,
+            1,
+            ctx.start,
+            ctx.end,
+            Some(ctx.metrics.clone()),
+        );
+        tasks.spawn(client(st.clone(), ctx.clone(), i, pacer));
+    }
+    st
+}
+
+fn token(rng: &mut Rng) -> String {
+    // uuid1().hex-shaped: 32 lowercase hex characters.
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
+    let l = &st.plan;
+    let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
+    let rec = ctx.metrics.recorder(idx as usize);
+    let (op_acq, op_rel, op_ext) = (0, 1, 2);
+    let mut c = Client::new(ctx.route.clone());
+    let release = Script::new(RELEASE);
+    let extend = Script::new(EXTEND);
+    let ttl_ms = l.ttl.as_millis().max(1) as u64;
+    while let Some(intended) = pacer.next(&ctx.cancel).await {
+        let name = rng.below(l.names as u64) as usize;
+        let key = st.keys[name].clone();
+        let tok = match l.style {
+            Style::RedisPy | Style::SetnxExpire => token(&mut rng),
+            Style::SetNxEx => "1".to_string(),
+        };
+        // Acquire: retry every retry_interval until blocking_timeout (redis-py's loop).
+        let t0 = if pacer.is_open() {
+            intended
+        } else {
+            Instant::now()
+        };
+        let deadline = Instant::now() + l.blocking_timeout;
+        let mut granted = false;
+        loop {
+            let sent = Instant::now();
+            let r = match l.style {
+                Style::RedisPy => {
+                    c.request(
+                        &Cmd::new("SET")
+                            .arg(key.as_str())
+                            .arg(tok.as_str())
+                            .arg("PX")
+                            .arg(ttl_ms)
+                            .arg("NX"),
+                    )
+                    .await
+                }
+                Style::SetNxEx => {
+                    let cmd = if ttl_ms.is_multiple_of(1000) {
+                        Cmd::new("SET")
+                            .arg(key.as_str())
+                            .arg("1")
+                            .arg("EX")
+                            .arg(ttl_ms / 1000)
+                            .arg("NX")
+                    } else {
+                        Cmd::new("SET")
+                            .arg(key.as_str())
+                            .arg("1")
+                            .arg("PX")
+                            .arg(ttl_ms)
+                            .arg("NX")
+                    };
+                    c.request(&cmd).await
+                }
+                Style::SetnxExpire => match c
+                    .request(&Cmd::new("SETNX").arg(key.as_str()).arg(tok.as_str()))
+                    .await
+                {
+                    Ok(Value::Int(1)) => c
+                        .request(&Cmd::new("PEXPIRE").arg(key.as_str()).arg(ttl_ms))
+                        .await
+                        .map(|_| Value::Simple("OK".into())),
+                    other => other.map(|_| Value::Nil),
+                },
+            };
+            match r {
+                Ok(v) if v.is_ok() => {
+                    rec.record(op_acq, t0, sent, Instant::now(), Ok(()));
+                    granted = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    rec.record(op_acq, t0, sent, Instant::now(), Err(e.kind));
+                    break;
+                }
+            }
+            if Instant::now() + l.retry_interval > deadline {
+                ctx.metrics.counters.add(TIMEOUTS, 1);
+                break;
+            }
+            if !ctx.sleep(l.retry_interval).await {
+                break;
+            }
+        }
+        if !granted {
+            continue;
+        }
+        let held_from = monotonic_ns();
+        // The oracle: anyone else holding this name right now?
+        {
+            let mut t = st.tracks[name].lock().expect("track lock");
+            if !t.holders.is_empty() {
+                ctx.metrics.counters.add(VIOLATIONS, 1);
+            }
+            t.holders.push(idx);
+        }
+        ctx.metrics.counters.add(ACQUIRED, 1);
+        *st.per_client
+            .lock()
+            .expect("fairness lock")
+            .entry(idx)
+            .or_insert(0) += 1;
+        if l.fencing {
+            let fkey = format!("{key}:fence");
+            if let Ok(v) = c.request(&Cmd::new("INCR").arg(fkey.as_str())).await {
+                if let Some(n) = v.as_int() {
+                    let mut t = st.tracks[name].lock().expect("track lock");
+                    if n <= t.last_token {
+                        ctx.metrics.counters.add(FENCING, 1);
+                    }
+                    t.last_token = t.last_token.max(n);
+                }
+            }
+        }
+        // Hold, extending on schedule (a cancelled run still releases).
+        let hold = l.hold.sample(&mut rng);
+        let hold_end = Instant::now() + hold;
+        if let Some(every) = l.extend_every {
+            while Instant::now() + every < hold_end {
+                tokio::time::sleep(every).await;
+                let sent = Instant::now();
+                let r = match l.style {
+                    Style::RedisPy => {
+                        c.eval_script(
+                            &extend,
+                            &[key.as_bytes()],
+                            &[tok.as_bytes(), ttl_ms.to_string().as_bytes(), b"1"],
+                        )
+                        .await
+                    }
+                    // ECHO's "renew": re-create only if gone; it never pushes the TTL.
+                    Style::SetNxEx | Style::SetnxExpire => {
+                        match c.request(&Cmd::new("EXISTS").arg(key.as_str())).await {
+                            Ok(Value::Int(0)) => {
+                                ctx.metrics.counters.add(LOST, 1);
+                                c.request(
+                                    &Cmd::new("SET")
+                                        .arg(key.as_str())
+                                        .arg(tok.as_str())
+                                        .arg("PX")
+                                        .arg(ttl_ms)
+                                        .arg("NX"),
+                                )
+                                .await
+                                .map(|_| Value::Int(1))
+                            }
+                            other => other,
+                        }
+                    }
+                };
+                match r {
+                    Ok(v) => {
+                        if l.style == Style::RedisPy && v.as_int() == Some(0) {
+                            ctx.metrics.counters.add(LOST, 1);
+                        }
+                        rec.record(op_ext, sent, sent, Instant::now(), Ok(()));
+                    }
+                    Err(e) => rec.record(op_ext, sent, sent, Instant::now(), Err(e.kind)),
+                }
+            }
+        }
+        tokio::time::sleep_until(hold_end.into()).await;
+        // Release: the believed hold ends now, before the command goes out.
+        let held_to = monotonic_ns();
+        {
+            let mut t = st.tracks[name].lock().expect("track lock");
+            if let Some(p) = t.holders.iter().position(|h| *h == idx) {
+                t.holders.swap_remove(p);
+            }
+        }
+        if let Some(tr) = &st.trace {
+            let _ = writeln!(
+                tr.lock().expect("trace lock"),
+                "agent-{idx} {key} {held_from} {held_to}"
+            );
+        }
+        let sent = Instant::now();
+        let r = match l.style {
+            Style::RedisPy => {
+                c.eval_script(&release, &[key.as_bytes()], &[tok.as_bytes()])
+                    .await
+            }
+            Style::SetNxEx | Style::SetnxExpire => {
+                c.request(&Cmd::new("DEL").arg(key.as_str())).await
+            }
+        };
+        match r {
+            Ok(v) => {
+                if v.as_int() == Some(0) {
+                    ctx.metrics.counters.add(LOST, 1);
+                }
+                rec.record(op_rel, sent, sent, Instant::now(), Ok(()));
+            }
+            Err(e) => rec.record(op_rel, sent, sent, Instant::now(), Err(e.kind)),
+        }
+        if !l.think.is_zero() && !ctx.sleep(l.think).await {
+            break;
+        }
+    }
+}
+
+impl State {
+    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+        if let Some(t) = &self.trace {
+            let _ = t.lock().expect("trace lock").flush();
+        }
+        // Immortal keys: lock keys left with no TTL (the SETNX+EXPIRE hazard), then clean up.
+        let mut c = Client::new(ctx.route.clone());
+        let mut immortal = 0;
+        for k in &self.keys {
+            if let Ok(Value::Int(-1)) = c.request(&Cmd::new("PTTL").arg(k.as_str())).await {
+                immortal += 1;
+            }
+        }
+        ctx.metrics.counters.set(IMMORTAL, immortal);
+        let pc = self.per_client.lock().expect("fairness lock");
+        let min = pc.values().min().copied().unwrap_or(0);
+        let max = pc.values().max().copied().unwrap_or(0);
+        vec![
+            ("fairness_min".into(), min as f64),
+            ("fairness_max".into(), max as f64),
+            ("clients_served".into(), pc.len() as f64),
+        ]
+    }
+}

@@ -1,0 +1,88 @@
+//! Workloads: one module per kind (`commands`, `dramatiq`, `lock`, `rate_limit`, `plugin`).
+//! Each reads its own scenario table, spawns its clients, records samples, and after the load
+//! stops runs its end-of-run oracle. A failed Valkey operation is a recorded sample, never an
+//! error that stops a worker.
+
+pub mod commands;
+pub mod dramatiq;
+pub mod lock;
+pub mod plugin;
+pub mod rate_limit;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::WorkloadMetrics;
+use crate::plan::{WorkloadKind, WorkloadPlan};
+use crate::run::events::Events;
+use crate::valkey::Route;
+
+/// What every worker of a workload gets.
+#[derive(Clone)]
+pub struct Ctx {
+    pub route: Arc<Route>,
+    /// Cancelled when the load phase ends (duration reached or Ctrl-C).
+    pub cancel: CancellationToken,
+    pub start: Instant,
+    pub end: Instant,
+    pub seed: u64,
+    pub key_prefix: String,
+    pub metrics: Arc<WorkloadMetrics>,
+    pub events: Events,
+}
+
+impl Ctx {
+    /// Sleep unless cancelled first; returns false when cancelled.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+}
+
+/// A workload whose clients are running.
+pub enum Active {
+    Commands,
+    Dramatiq(Arc<dramatiq::State>),
+    Lock(Arc<lock::State>),
+    RateLimit(Arc<rate_limit::State>),
+    Plugin(Arc<plugin::State>),
+}
+
+/// Extra figures a workload reports at the end (fairness, efficiency…): name → value.
+pub type Figures = Vec<(String, f64)>;
+
+/// Start the clients of one workload.
+pub async fn spawn(
+    plan: &WorkloadPlan,
+    ctx: Ctx,
+    tasks: &mut JoinSet<()>,
+) -> Result<Active, String> {
+    Ok(match &plan.kind {
+        WorkloadKind::Commands(c) => {
+            commands::spawn(plan, c, ctx, tasks);
+            Active::Commands
+        }
+        WorkloadKind::Dramatiq(d) => Active::Dramatiq(dramatiq::spawn(plan, d, ctx, tasks).await?),
+        WorkloadKind::Lock(l) => Active::Lock(lock::spawn(plan, l, ctx, tasks)),
+        WorkloadKind::RateLimit(r) => Active::RateLimit(rate_limit::spawn(plan, r, ctx, tasks)),
+        WorkloadKind::Plugin(p) => Active::Plugin(plugin::spawn(plan, p, ctx, tasks).await?),
+    })
+}
+
+impl Active {
+    /// After the load stopped: drain, check, and report figures. Bounded in time.
+    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+        match self {
+            Active::Commands => vec![],
+            Active::Dramatiq(s) => s.finish(ctx).await,
+            Active::Lock(s) => s.finish(ctx).await,
+            Active::RateLimit(s) => s.finish(ctx).await,
+            Active::Plugin(s) => s.finish(ctx).await,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Dramatiq workload against real Valkey.

@@ -1,0 +1,9 @@
+//! The one integration-test binary: real servers on free loopback ports, the real agent binary.
+
+mod support;
+
+mod dramatiq;
+mod faults;
+mod foundation;
+mod locks;
+mod scenarios;

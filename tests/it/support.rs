@@ -1,0 +1,206 @@
+//! Test harness: real `valkey-server` topologies on free ports (stopped on drop), the built agent
+//! binary, scratch directories, and bounded helpers.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use valkey_chaos::valkey::embedded::{Topology, TopologySpec};
+use valkey_chaos::valkey::{Cmd, Conn, ConnectOptions, Value};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn valkey_bin() -> PathBuf {
+    valkey_chaos::valkey::embedded::locate_valkey(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The agent binary built by `cargo build -p valkey-chaos` (`just test` does that first).
+pub fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let p = dir.join("valkey-chaos");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build -p valkey-chaos` (or `just test`)",
+        p.display()
+    );
+    p
+}
+
+pub async fn start(spec: TopologySpec) -> Topology {
+    Topology::start(&valkey_bin(), spec)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start valkey: {e}"))
+}
+
+pub async fn start_single() -> Topology {
+    start(TopologySpec::default()).await
+}
+
+pub fn url(t: &Topology) -> String {
+    t.primary_url()
+}
+
+pub async fn conn(t: &Topology) -> Conn {
+    Conn::connect(
+        t.primary().addr(),
+        &ConnectOptions {
+            lib_info: None,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("connect to test valkey")
+}
+
+pub async fn cmd(c: &mut Conn, args: &[&str]) -> Value {
+    let mut cmd = Cmd::new(args[0]);
+    for a in &args[1..] {
+        cmd.push(*a);
+    }
+    c.request(&cmd)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// A fresh scratch directory under target/it-tmp.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = repo_root()
+        .join("target/it-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// Write a scenario file and return its path.
+pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).expect("write scenario");
+    p
+}
+
+/// Run the agent binary to completion (bounded), returning its output.
+pub fn agent(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(agent_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().expect("wait agent").is_some() {
+            return child.wait_with_output().expect("agent output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("agent output");
+            panic!(
+                "agent {args:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn summary(dir: &Path) -> serde_json::Value {
+    let p = dir.join("summary.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("summary.json parses")
+}
+
+pub fn counter(s: &serde_json::Value, workload: &str, name: &str) -> f64 {
+    s["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["workload"] == workload && c["name"] == name)
+        .unwrap_or_else(|| panic!("no counter {workload}.{name}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+pub fn op<'a>(s: &'a serde_json::Value, workload: &str, op: &str) -> &'a serde_json::Value {
+    s["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["workload"] == workload && o["op"] == op)
+        .unwrap_or_else(|| panic!("no op {workload}.{op}"))
+}
+
+/// Run a compiled scenario in-process against `target` (None = embedded) and return the summary.
+pub async fn run_plan(path: &Path, target: Option<String>) -> valkey_chaos::summary::RunSummary {
+    let plan = valkey_chaos::scenario::load(path).unwrap_or_else(|d| panic!("{d}"));
+    let opts = valkey_chaos::run::RunOptions {
+        target,
+        quiet: true,
+        ..Default::default()
+    };
+    let (s, _) = valkey_chaos::run::run(&plan, &opts, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("run failed: {e}"));
+    s
+}
+
+/// Python from the project venv (dramatiq 2.2.1, redis-py 5.0.6).
+pub fn python() -> PathBuf {
+    let p = repo_root().join(".tools/venv/bin/python");
+    assert!(p.is_file(), "{} is missing: run `just setup`", p.display());
+    p
+}
+
+/// Pids of the direct children of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            // pid (comm) state ppid …  — comm may contain spaces; split after the last ')'.
+            if let Some(rest) = stat.rsplit_once(')').map(|x| x.1) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                if f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid)
+                    && f.first() != Some(&"Z")
+                {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .map(|x| x.1.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
