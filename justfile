@@ -46,3 +46,14 @@ bench: setup plugins
 # Start a local topology for poking around: just up 1 3
 up REPLICAS="0" SENTINELS="0": setup
     cargo run --release -q -p valkey-chaos -- up --replicas {{REPLICAS}} --sentinels {{SENTINELS}}
+
+# Render a report.html in headless Chromium (apt-get installs it if missing) into a .png; fail on console errors.
+report-check REPORT="out/report-check/report.html":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v chromium >/dev/null; then sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium; fi
+    if [ ! -f "{{REPORT}}" ]; then cargo build -q -p valkey-chaos && ./target/debug/valkey-chaos run scenarios/cache-smoke.toml --duration 3s -q --out "$(dirname "{{REPORT}}")" || [ $? = 1 ]; fi
+    png="{{ without_extension(REPORT) }}.png"; log=$(mktemp); profile=$(mktemp -d)
+    timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile" --enable-logging=stderr --v=0 --window-size=1200,2600 --screenshot="$png" "file://$(realpath "{{REPORT}}")" 2>"$log"; rm -rf "$profile"
+    if grep -E ':CONSOLE|net::ERR_' "$log"; then echo "report-check: console errors in {{REPORT}}" >&2; exit 1; fi
+    echo "report-check: {{REPORT}} rendered cleanly to $png"

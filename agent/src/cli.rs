@@ -35,6 +35,14 @@ pub enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// WASM plugins: `plugin check FILE.wasm` loads, validates and measures a plugin.
+    Plugin {
+        #[command(subcommand)]
+        cmd: PluginCmd,
+    },
+    /// Combine several agents' outputs (directories with summary.json and latency.hlog) into one
+    /// summary with exact percentiles, and judge the thresholds again.
+    Merge(MergeArgs),
     /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
     Up {
         #[arg(long, default_value_t = 0)]
@@ -44,6 +52,30 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         valkey_server: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCmd {
+    /// Load a plugin, check it against the WIT contract, print describe() and its per-VU cost.
+    Check {
+        file: PathBuf,
+        /// Virtual users to instantiate for the cost measurement.
+        #[arg(long, default_value_t = 100)]
+        vus: u32,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// Agents' --out directories (or their summary.json files).
+    #[arg(required = true, value_name = "DIR_OR_FILE")]
+    pub inputs: Vec<PathBuf>,
+    /// Write the merged summary.json, latency.hlog, report.html and junit.xml here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Extra whole-run threshold, e.g. --threshold 'cache.get.p99 < 5ms' (repeatable).
+    #[arg(long = "threshold", value_name = "'METRIC COND'")]
+    pub thresholds: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -89,6 +121,16 @@ pub struct RunArgs {
     /// Against a non-local target, skip destructive faults instead of refusing the run.
     #[arg(long)]
     pub skip_destructive: bool,
+    /// Export traces and metrics to this OTLP endpoint (e.g. http://localhost:4317).
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp: Option<String>,
+    /// OTLP transport: grpc or http (http/protobuf); default OTEL_EXPORTER_OTLP_PROTOCOL, else grpc.
+    #[arg(long, value_name = "grpc|http", value_parser = crate::export::otlp::Protocol::parse)]
+    pub otlp_protocol: Option<crate::export::otlp::Protocol>,
+    /// Fraction of operations exported as trace spans.
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::export::otlp::DEFAULT_TRACE_SAMPLE,
+          value_parser = crate::export::otlp::parse_fraction)]
+    pub trace_sample: f64,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -161,11 +203,40 @@ async fn dispatch(cli: Cli) -> i32 {
     match cli.cmd {
         Command::Validate { scenarios } => validate(&scenarios),
         Command::Run(a) => run(a).await,
+        Command::Merge(a) => merge(&a),
+        Command::Plugin {
+            cmd: PluginCmd::Check { file, vus },
+        } => plugin_check(&file, vus).await,
         Command::Up {
             replicas,
             sentinels,
             valkey_server,
         } => up(replicas, sentinels, valkey_server).await,
+    }
+}
+
+fn merge(a: &MergeArgs) -> i32 {
+    let m = match crate::merge::merge_paths(&a.inputs, &a.thresholds) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    print!("{}", crate::report::text::render(&m.summary));
+    if let Some(dir) = &a.out {
+        match crate::merge::write_outputs(dir, &m) {
+            Ok(()) => eprintln!("merged results written to {}", dir.display()),
+            Err(e) => {
+                eprintln!("error: cannot write results to {}: {e}", dir.display());
+                return EXIT_RUNTIME;
+            }
+        }
+    }
+    if m.summary.passed() {
+        EXIT_PASS
+    } else {
+        EXIT_FAIL
     }
 }
 
@@ -207,6 +278,13 @@ fn run_options(a: &RunArgs) -> RunOptions {
         password: std::env::var("VALKEY_PASSWORD")
             .ok()
             .filter(|s| !s.is_empty()),
+        otlp: a.otlp.clone(),
+        otlp_protocol: a.otlp_protocol.or_else(|| {
+            a.otlp
+                .as_ref()
+                .and_then(|_| crate::export::otlp::protocol_from_env())
+        }),
+        trace_sample: Some(a.trace_sample),
     }
 }
 
@@ -276,6 +354,39 @@ async fn run(a: RunArgs) -> i32 {
         }
     }
     code
+}
+
+async fn plugin_check(file: &std::path::Path, vus: u32) -> i32 {
+    match crate::plugin::check(file, vus.max(1)).await {
+        Ok((p, info, cost)) => {
+            println!("plugin {} ({})", p.name, file.display());
+            println!("  contract   {} (ok)", crate::plugin::CONTRACT);
+            println!("  describe   {} {}", info.name, info.version);
+            for (k, d) in &info.params {
+                println!("  param      {k}: {d}");
+            }
+            println!(
+                "  compile    {:.1?} ({})",
+                p.compile_time,
+                if p.compiled_from_cache {
+                    "from cache"
+                } else {
+                    "compiled, now cached"
+                }
+            );
+            println!(
+                "  per VU     {:.1} us to instantiate, {:.0} KiB resident ({} VUs measured)",
+                cost.instantiate_us,
+                cost.rss_per_vu_kib,
+                vus.max(1)
+            );
+            EXIT_PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+    }
 }
 
 async fn up(replicas: u8, sentinels: u8, bin: Option<PathBuf>) -> i32 {

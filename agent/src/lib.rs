@@ -13,12 +13,16 @@
 //!   follow Sentinel and the fault proxy, target URLs with TLS, embedded `valkey-server`s.
 //! - [`workload`] holds one module per workload kind (`commands`, `dramatiq`, `lock`,
 //!   `rate_limit`, `plugin`); each records samples and runs its end-of-run oracle.
+//! - [`plugin`] hosts WASM scenario plugins (wasmtime components, one store per VU, sandboxed).
 //! - [`fault`] injects faults on the timeline and heals them; [`fault::proxy`] is the TCP proxy
 //!   that carries the network toxics.
 //! - [`metrics`] are HdrHistogram recorders (latency from the intended start and service time),
 //!   the interval collector and the `.hlog` writer.
 //! - [`check`] evaluates thresholds (whole run or per phase) into checks.
 //! - [`summary`] is the `summary.json` schema; [`report`] renders it.
+//! - [`merge`] combines several agents' outputs into one summary with exact percentiles (the
+//!   interval histograms are added) and re-judges the thresholds.
+//! - [`export`] sends a run elsewhere while and after it happens: OTLP traces and metrics.
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
 //!
 //! # Architecture invariants
@@ -36,9 +40,12 @@
 
 pub mod check;
 pub mod cli;
+pub mod export;
 pub mod fault;
+pub mod merge;
 pub mod metrics;
 pub mod plan;
+pub mod plugin;
 pub mod report;
 pub mod rng;
 pub mod run;

@@ -1,1 +1,387 @@
-//! Faults.
+//! Faults against real processes: failover under load with Sentinel, proxy toxics that shift
+//! latency or break connections, memory pressure with both eviction policies, idle timeouts,
+//! and healing after Ctrl-C.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn killing_the_primary_fails_over_and_workloads_recover() {
+    let dir = scratch("kill");
+    let sc = scenario(
+        &dir,
+        "kill",
+        r#"
+duration = "14s"
+[target]
+timeout = "1s"
+[[workload]]
+id = "tasks"
+type = "dramatiq"
+[workload.dramatiq]
+queue = "failover"
+producers = 1
+rate_per_sec = 50
+consumers = 1
+threads = 4
+drain_timeout = "15s"
+[[workload]]
+id = "locks"
+type = "lock"
+[workload.lock]
+names = 2
+clients = 4
+ttl = "5s"
+hold = "10ms"
+retry_interval = "20ms"
+
+[[fault]]
+name = "kill-primary"
+type = "kill"
+at = "3s"
+node = "primary"
+restart_after = "6s"
+
+[thresholds]
+"tasks.enqueue.count{after}" = "> 0"
+"locks.acquire.count{after}" = "> 0"
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    let f = &s.faults[0];
+    assert_eq!(f.kind, "kill");
+    assert!(f.target.starts_with("primary"), "{f:?}");
+    assert!(
+        f.injected_at_secs.is_some() && f.healed_at_secs.is_some(),
+        "{f:?}"
+    );
+    assert!(f.heal_error.is_none(), "{f:?}");
+    // Sentinel promoted the replica and the workloads found it.
+    assert!(
+        s.events
+            .iter()
+            .any(|e| e.detail.contains("primary is now replica-1")),
+        "{:#?}",
+        s.events
+    );
+    let u = f
+        .unavailability
+        .iter()
+        .find(|u| u.workload == "tasks")
+        .unwrap_or_else(|| panic!("no unavailability measured: {f:?}"));
+    let w = u.window_secs.expect("tasks recovered");
+    assert!(w > 0.5 && w < 10.0, "unavailability {w}s");
+    assert!(s.checks.iter().all(|c| c.passed), "{:#?}", s.checks);
+    // The oracle reports what happened; async replication may lose acknowledged writes.
+    assert!(s.counter("tasks", "enqueued").unwrap() > 200.0);
+    assert_eq!(
+        s.counter("tasks", "duplicated"),
+        Some(0.0),
+        "no duplicates expected from a kill with no in-flight acks lost"
+    );
+    assert!(s.counter("tasks", "lost").is_some());
+}
+
+#[tokio::test]
+async fn latency_toxic_shifts_p50_and_disappears_after_heal() {
+    let dir = scratch("latency");
+    let sc = scenario(
+        &dir,
+        "latency",
+        r#"
+duration = "7s"
+[[workload]]
+id = "w"
+type = "commands"
+clients = 1
+[workload.commands]
+mix = { get = 1 }
+
+[[fault]]
+type = "latency"
+at = "2s"
+duration = "3s"
+[fault.latency]
+delay = "20ms"
+direction = "upstream"
+
+[thresholds]
+"w.get.p50{before}" = "< 5ms"
+"w.get.p50{during:0}" = ">= 14ms"
+"w.get.p50{after}" = "< 5ms"
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    assert!(s.checks.iter().all(|c| c.passed), "{:#?}", s.checks);
+    // The shift itself: 20ms ±30% over the p50 before the fault.
+    let before = s
+        .checks
+        .iter()
+        .find(|c| c.metric == "w.get.p50{before}")
+        .unwrap()
+        .value
+        .unwrap();
+    let during = s
+        .checks
+        .iter()
+        .find(|c| c.metric == "w.get.p50{during:0}")
+        .unwrap()
+        .value
+        .unwrap();
+    let shift = during - before;
+    assert!(
+        (14_000.0..=26_000.0).contains(&shift),
+        "p50 moved by {shift}us ({before} → {during})"
+    );
+    assert_eq!(s.faults[0].heal_error, None);
+    assert!(
+        s.faults[0].target.contains("via proxy"),
+        "{:?}",
+        s.faults[0]
+    );
+}
+
+#[tokio::test]
+async fn blackhole_times_out_and_reset_breaks_connections() {
+    let dir = scratch("blackhole");
+    let sc = scenario(
+        &dir,
+        "bh",
+        r#"
+duration = "8s"
+[target]
+timeout = "300ms"
+[[workload]]
+id = "w"
+type = "commands"
+clients = 2
+rate_per_sec = 100
+[workload.commands]
+mix = { get = 1 }
+
+[[fault]]
+name = "hole"
+type = "blackhole"
+at = "1s"
+duration = "2s"
+
+[[fault]]
+name = "rst"
+type = "reset"
+at = "4500ms"
+duration = "1s"
+
+[thresholds]
+"w.errors{before}" = "== 0"
+"w.errors{after}" = "== 0"
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    let get = s.op("w", "get").unwrap();
+    assert!(
+        get.errors_by_kind.get("timeout").copied().unwrap_or(0) > 0,
+        "{get:?}"
+    );
+    assert!(
+        get.errors_by_kind.get("connection").copied().unwrap_or(0) > 0,
+        "{get:?}"
+    );
+    assert!(s.checks.iter().all(|c| c.passed), "{:#?}", s.checks);
+    assert!(s
+        .faults
+        .iter()
+        .all(|f| f.healed_at_secs.is_some() && f.heal_error.is_none()));
+}
+
+fn memory_scenario(policy: &str) -> String {
+    format!(
+        r#"
+duration = "9s"
+[[workload]]
+id = "tasks"
+type = "dramatiq"
+rate_per_sec = 300
+stages = [{{ duration = "2s", target = 300 }}, {{ duration = "10ms", target = 0 }}]
+[workload.dramatiq]
+queue = "evict"
+producers = 2
+consumers = 2
+threads = 8
+consume_after = "7s"
+drain_timeout = "15s"
+
+# The cache starts writing after the broker went idle, so broker keys are the least recently used.
+[[workload]]
+id = "cache"
+type = "commands"
+clients = 4
+stages = [{{ duration = "2500ms", target = 0 }}, {{ duration = "10ms", target = 3000 }}]
+[workload.commands]
+mix = {{ setex = 1 }}
+keys = 10000000
+value_bytes = 2000
+
+[[fault]]
+type = "memory"
+at = "3s"
+duration = "3s"
+[fault.memory]
+headroom = "256kb"
+policy = "{policy}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn allkeys_lru_evicts_broker_keys_and_volatile_lru_does_not() {
+    let dir = scratch("memory");
+    let all = run_plan(
+        &scenario(&dir, "allkeys", &memory_scenario("allkeys-lru")),
+        None,
+    )
+    .await;
+    let vol = run_plan(
+        &scenario(&dir, "volatile", &memory_scenario("volatile-lru")),
+        None,
+    )
+    .await;
+    let bad = |s: &valkey_chaos::summary::RunSummary| {
+        s.counter("tasks", "lost").unwrap()
+            + s.counter("tasks", "stuck").unwrap()
+            + s.counter("tasks", "missing_payloads").unwrap()
+    };
+    assert!(all.counter("tasks", "enqueued").unwrap() > 300.0);
+    assert!(
+        bad(&all) > 0.0,
+        "allkeys-lru should have evicted broker keys: {:#?}",
+        all.counters
+    );
+    assert_eq!(
+        bad(&vol),
+        0.0,
+        "volatile-lru must not touch broker keys: {:#?}",
+        vol.counters
+    );
+    assert_eq!(
+        vol.counter("tasks", "acked"),
+        vol.counter("tasks", "enqueued")
+    );
+    for s in [&all, &vol] {
+        assert!(s.faults[0].heal_error.is_none(), "{:?}", s.faults[0]);
+    }
+}
+
+#[tokio::test]
+async fn idle_timeout_kills_idle_connections_and_the_next_command_fails() {
+    let dir = scratch("idle");
+    let sc = scenario(
+        &dir,
+        "idle",
+        r#"
+duration = "8s"
+[[workload]]
+id = "cron"
+type = "commands"
+clients = 1
+rate_per_sec = 0.4
+[workload.commands]
+mix = { incr = 1 }
+
+[[fault]]
+type = "idle-timeout"
+at = "500ms"
+duration = "7s"
+[fault.idle-timeout]
+timeout = "1s"
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    let incr = s.op("cron", "incr").unwrap();
+    assert!(
+        incr.errors_by_kind.get("connection").copied().unwrap_or(0) >= 1,
+        "the idle connection was closed by the server: {incr:?}"
+    );
+    assert!(incr.ok >= 1, "and the client reconnected: {incr:?}");
+}
+
+#[tokio::test]
+async fn ctrl_c_mid_fault_heals_server_configuration() {
+    let t = start_single().await;
+    let mut c = conn(&t).await;
+    let mut before = vec![];
+    for k in ["maxmemory", "maxmemory-policy", "timeout"] {
+        before.push(cfg_get(&mut c, k).await);
+    }
+    let dir = scratch("heal");
+    let sc = scenario(
+        &dir,
+        "heal",
+        r#"
+duration = "60s"
+[[workload]]
+id = "w"
+type = "commands"
+clients = 1
+rate_per_sec = 50
+[[fault]]
+type = "memory"
+at = "500ms"
+duration = "50s"
+[fault.memory]
+maxmemory = "64mb"
+policy = "allkeys-random"
+[[fault]]
+type = "idle-timeout"
+at = "500ms"
+duration = "50s"
+[fault.idle-timeout]
+timeout = "7s"
+[[fault]]
+type = "client-pause"
+at = "1s"
+duration = "50s"
+[fault.client-pause]
+mode = "write"
+"#,
+    );
+    let mut child = std::process::Command::new(agent_bin())
+        .args(["run", sc.to_str().unwrap(), "--target", &url(&t), "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the faults are in place (client-pause fires half a second after the others).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cfg_get(&mut c, "maxmemory").await != "67108864"
+        || cfg_get(&mut c, "timeout").await != "7"
+    {
+        assert!(Instant::now() < deadline, "faults never injected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "agent did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = vec![
+        cfg_get(&mut c, "maxmemory").await,
+        cfg_get(&mut c, "maxmemory-policy").await,
+        cfg_get(&mut c, "timeout").await,
+    ];
+    assert_eq!(after, before, "configuration restored after Ctrl-C");
+    // Writes are no longer paused.
+    let t0 = Instant::now();
+    cmd(&mut c, &["SET", "vc:after-heal", "1"]).await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "writes still paused"
+    );
+}
+
+async fn cfg_get(c: &mut valkey_chaos::valkey::Conn, k: &str) -> String {
+    let v = cmd(c, &["CONFIG", "GET", k]).await;
+    v.into_array().unwrap()[1].as_str().unwrap().to_string()
+}

@@ -458,6 +458,8 @@ pub struct FaultEnv {
     admin: ConnectOptions,
     skipped: Vec<(usize, String)>,
     pub events: Option<Events>,
+    /// Asks the run to cut a metrics interval now, so phases start and end exactly at faults.
+    pub cuts: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
 }
 
 /// Check every fault against the target (refusals name the fault and why) and start the proxies
@@ -544,6 +546,7 @@ pub async fn prepare(
         admin,
         skipped,
         events: None,
+        cuts: None,
     })
 }
 
@@ -598,13 +601,16 @@ pub fn spawn_timeline(
                     .unwrap_or(std::cmp::Ordering::Equal),
             )
         });
-        // Whatever stayed injected (a kill without restart_after) is healed here.
+        // The proxies carry workload traffic until the run ends, not until the last heal.
+        cancel.cancelled().await;
+        drop(env);
         out
     })
 }
 
+/// Seconds since the run start, unrounded: phase windows are compared with interval cuts.
 fn rel(start: Instant, t: Instant) -> f64 {
-    (t.saturating_duration_since(start).as_secs_f64() * 1000.0).round() / 1000.0
+    t.saturating_duration_since(start).as_secs_f64()
 }
 
 async fn run_occurrence(
@@ -654,7 +660,11 @@ async fn run_occurrence(
         }
     };
     rec.target = guard.target.clone();
-    rec.injected_at_secs = Some(rel(start, Instant::now()));
+    let injected = Instant::now();
+    rec.injected_at_secs = Some(rel(start, injected));
+    if let Some(c) = &env.cuts {
+        let _ = c.send(injected);
+    }
     if let Some(ev) = &events {
         ev.push(
             EventKind::FaultInjected,
@@ -686,7 +696,11 @@ async fn run_occurrence(
         None => cancel.cancelled().await,
     }
     let r = guard.heal(&env).await;
-    rec.healed_at_secs = Some(rel(start, Instant::now()));
+    let healed = Instant::now();
+    rec.healed_at_secs = Some(rel(start, healed));
+    if let Some(c) = &env.cuts {
+        let _ = c.send(healed);
+    }
     match r {
         Ok(()) => {
             if let Some(ev) = &events {

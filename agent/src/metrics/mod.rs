@@ -5,7 +5,7 @@
 pub mod hlog;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::serialization::{Serializer, V2Serializer};
@@ -111,6 +111,10 @@ pub struct WorkloadMetrics {
     pub late_starts: AtomicU64,
     /// Intended starts never issued because the run ended first.
     pub dropped_starts: AtomicU64,
+    /// Counters and gauges declared at run time (plugins): name → value.
+    custom: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// Picks operations for trace spans (set by the run when exporting traces).
+    sampler: OnceLock<OpSampler>,
 }
 
 impl WorkloadMetrics {
@@ -125,7 +129,41 @@ impl WorkloadMetrics {
             counters: Counters::new(counters),
             late_starts: AtomicU64::new(0),
             dropped_starts: AtomicU64::new(0),
+            custom: Mutex::new(Default::default()),
+            sampler: OnceLock::new(),
         })
+    }
+
+    /// Hand a fraction of this workload's operations to a trace exporter (first call wins).
+    pub fn set_sampler(&self, s: OpSampler) {
+        let _ = self.sampler.set(s);
+    }
+
+    /// Add to a run-time counter (created at 0 on first use).
+    pub fn custom_add(&self, name: &str, v: i64) {
+        *self
+            .custom
+            .lock()
+            .expect("custom lock")
+            .entry(name.to_string())
+            .or_insert(0) += v;
+    }
+
+    /// Set a run-time gauge.
+    pub fn custom_set(&self, name: &str, v: i64) {
+        self.custom
+            .lock()
+            .expect("custom lock")
+            .insert(name.to_string(), v);
+    }
+
+    pub fn custom_snapshot(&self) -> Vec<(String, i64)> {
+        self.custom
+            .lock()
+            .expect("custom lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 
     /// Index of `name`, adding it when new (plugins discover their commands as they go).
@@ -156,6 +194,9 @@ impl WorkloadMetrics {
         Recorder {
             m: self.clone(),
             stripe: worker % STRIPES,
+            pick: AtomicU64::new(
+                crate::rng::Rng::derive(0x07e1, &self.id, worker as u64).next_u64(),
+            ),
         }
     }
 
@@ -177,10 +218,21 @@ impl WorkloadMetrics {
 }
 
 /// What a worker records into. Cheap to clone; never blocks on the collector for long.
-#[derive(Clone)]
 pub struct Recorder {
     m: Arc<WorkloadMetrics>,
     stripe: usize,
+    /// Sampling state (splitmix64 sequence) for trace spans.
+    pick: AtomicU64,
+}
+
+impl Clone for Recorder {
+    fn clone(&self) -> Recorder {
+        Recorder {
+            m: self.m.clone(),
+            stripe: self.stripe,
+            pick: AtomicU64::new(splitmix(self.pick.fetch_add(GAMMA, Ordering::Relaxed))),
+        }
+    }
 }
 
 impl Recorder {
@@ -201,6 +253,18 @@ impl Recorder {
         let lat = end.saturating_duration_since(intended).as_micros() as u64;
         let svc = end.saturating_duration_since(sent).as_micros() as u64;
         self.record_us(op, lat, svc, outcome);
+        if let Some(s) = self.m.sampler.get() {
+            if splitmix(self.pick.fetch_add(GAMMA, Ordering::Relaxed)) < s.threshold {
+                s.offer(OpSample {
+                    workload: s.workload,
+                    op,
+                    intended,
+                    sent,
+                    end,
+                    outcome,
+                });
+            }
+        }
     }
 
     pub fn record_us(
@@ -229,6 +293,64 @@ impl Recorder {
 
     pub fn counter(&self, idx: usize, n: u64) {
         self.m.counters.add(idx, n);
+    }
+}
+
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One operation picked for a trace span.
+#[derive(Debug, Clone, Copy)]
+pub struct OpSample {
+    /// Index of the workload in the plan.
+    pub workload: usize,
+    pub op: usize,
+    pub intended: Instant,
+    pub sent: Instant,
+    pub end: Instant,
+    pub outcome: Result<(), ErrorKind>,
+}
+
+/// Picks a fraction of a workload's operations and hands them over without waiting: when the
+/// exporter falls behind, samples are dropped and counted.
+pub struct OpSampler {
+    workload: usize,
+    /// Sample when the recorder's next random number is below this.
+    threshold: u64,
+    tx: tokio::sync::mpsc::Sender<OpSample>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl OpSampler {
+    pub fn new(
+        workload: usize,
+        fraction: f64,
+        tx: tokio::sync::mpsc::Sender<OpSample>,
+        dropped: Arc<AtomicU64>,
+    ) -> OpSampler {
+        let threshold = if fraction >= 1.0 {
+            u64::MAX
+        } else {
+            (fraction.max(0.0) * u64::MAX as f64) as u64
+        };
+        OpSampler {
+            workload,
+            threshold,
+            tx,
+            dropped,
+        }
+    }
+
+    fn offer(&self, s: OpSample) {
+        if self.tx.try_send(s).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

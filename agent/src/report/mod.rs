@@ -1,5 +1,8 @@
-//! Reports: pure functions of a [`RunSummary`] (text for the terminal, JSON on disk).
+//! Reports: pure functions of a [`RunSummary`] (text for the terminal, JSON on disk, a
+//! self-contained HTML page, JUnit XML for CI).
 
+pub mod html;
+pub mod junit;
 pub mod text;
 
 /// Microseconds in a short human unit: 840us, 4.12ms, 1.30s.

@@ -38,6 +38,11 @@ pub struct RunOptions {
     pub interval: Option<Duration>,
     /// Password from `VALKEY_PASSWORD` when the URL has none.
     pub password: Option<String>,
+    /// OTLP endpoint (`--otlp`, `OTEL_EXPORTER_OTLP_ENDPOINT`); no export when unset.
+    pub otlp: Option<String>,
+    pub otlp_protocol: Option<crate::export::otlp::Protocol>,
+    /// Fraction of operations traced (default [`crate::export::otlp::DEFAULT_TRACE_SAMPLE`]).
+    pub trace_sample: Option<f64>,
 }
 
 /// Why a run could not produce a verdict.
@@ -80,6 +85,15 @@ pub async fn run(
     }
     if let Some(s) = opts.seed {
         plan.seed = s;
+    }
+    // Plugins are loaded and checked before anything else starts (a broken one is exit 2).
+    let mut prepared = vec![];
+    for w in &plan.workloads {
+        prepared.push(
+            workload::prepare(w)
+                .await
+                .map_err(|e| RunError::Refused(format!("workload {:?}: {e}", w.id)))?,
+        );
     }
     let url = pick_target(&plan, opts);
     let timeout = plan.request_timeout;
@@ -138,6 +152,10 @@ pub async fn run(
             t.is_loopback() || (plan.allow_destructive && opts.allow_destructive)
         }
     };
+    let server_addr = match &target {
+        Target::External(t) => (t.host.clone(), t.port),
+        Target::Embedded(t) => ("127.0.0.1".to_string(), t.primary().port),
+    };
     let target = Arc::new(tokio::sync::Mutex::new(target));
     let mut fault_env = fault::prepare(
         &plan,
@@ -174,10 +192,18 @@ pub async fn run(
         .map(|w| WorkloadMetrics::new(&w.id, w.kind.ops(), w.kind.counters()))
         .collect();
     let mut collector = Collector::new(metrics.clone(), start);
+    let (host, port) = server_addr;
+    let db = crate::export::otlp::Server { host, port };
+    let mut otlp = crate::export::otlp::Exporter::start(opts, &plan, &collector, db, start);
     let mut tasks = JoinSet::new();
     let mut actives = vec![];
     let mut ctxs = vec![];
-    for (w, m) in plan.workloads.iter().zip(metrics.iter()) {
+    for ((w, m), prep) in plan
+        .workloads
+        .iter()
+        .zip(metrics.iter())
+        .zip(prepared.iter())
+    {
         let ctx = workload::Ctx {
             route: route.clone(),
             cancel: load_cancel.clone(),
@@ -188,17 +214,20 @@ pub async fn run(
             metrics: m.clone(),
             events: events.clone(),
         };
-        match workload::spawn(w, ctx.clone(), &mut tasks).await {
+        match workload::spawn(w, prep.as_deref(), ctx.clone(), &mut tasks).await {
             Ok(a) => actives.push(a),
             Err(e) => {
+                // A workload that cannot start (a broken plugin) is a scenario problem: exit 2.
                 load_cancel.cancel();
                 tasks.shutdown().await;
-                return Err(RunError::Runtime(format!("workload {:?}: {e}", w.id)));
+                return Err(RunError::Refused(format!("workload {:?}: {e}", w.id)));
             }
         }
         ctxs.push(ctx);
     }
     fault_env.events = Some(events.clone());
+    let (cut_tx, mut cut_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    fault_env.cuts = Some(cut_tx);
     let timeline = fault::spawn_timeline(&plan, fault_env, start, fault_cancel.clone());
 
     // The load phase: cut an interval every second, show progress, stop at the end or on Ctrl-C.
@@ -214,11 +243,20 @@ pub async fn run(
                 let now = Instant::now();
                 let iv = collector.cut(now.min(end));
                 progress.update(iv, now.saturating_duration_since(start));
+                if let Some(x) = otlp.as_mut() {
+                    x.observe(&collector);
+                }
                 if now >= end { break; }
             }
             _ = tokio::time::sleep_until(end.into()) => {
                 collector.cut(end);
                 break;
+            }
+            Some(at) = cut_rx.recv() => {
+                // A fault was injected or healed: close the interval there.
+                if at < end {
+                    collector.cut(at);
+                }
             }
             _ = shutdown.cancelled() => {
                 interrupted = true;
@@ -273,6 +311,9 @@ pub async fn run(
     summary.checks = crate::check::evaluate(&plan.thresholds, &summary, Some(&collector));
     let failed = summary.checks.iter().any(|c| !c.passed) || !summary.heal_failures.is_empty();
     summary.verdict = if failed { "fail".into() } else { "pass".into() };
+    if let Some(x) = otlp {
+        x.finish(&summary, &plan, &collector).await;
+    }
 
     // Stop our servers (also done on drop if anything above panicked).
     if let Target::Embedded(t) = &mut *target.lock().await {
@@ -362,6 +403,13 @@ fn build_summary(
             counters.push(CounterValue {
                 workload: w.id.clone(),
                 name: n.to_string(),
+                value: v as f64,
+            });
+        }
+        for (n, v) in m.custom_snapshot() {
+            counters.push(CounterValue {
+                workload: w.id.clone(),
+                name: n,
                 value: v as f64,
             });
         }
@@ -457,7 +505,9 @@ fn empty_op(w: &str, op: &str) -> OpSummary {
     }
 }
 
-fn run_id(seed: u64, t: std::time::SystemTime) -> String {
+/// A pure function of its inputs and the process id: the OTLP exporter derives the same id at
+/// the start of the run for its resource.
+pub(crate) fn run_id(seed: u64, t: std::time::SystemTime) -> String {
     let nanos = t
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -479,5 +529,7 @@ pub fn write_outputs(dir: &std::path::Path, s: &RunSummary, c: &Collector) -> st
             s.scenario, s.seed, s.run_id
         ),
     )?;
+    std::fs::write(dir.join("report.html"), crate::report::html::render(s))?;
+    std::fs::write(dir.join("junit.xml"), crate::report::junit::render(s))?;
     Ok(())
 }

@@ -56,9 +56,19 @@ pub enum Active {
 /// Extra figures a workload reports at the end (fairness, efficiency…): name → value.
 pub type Figures = Vec<(String, f64)>;
 
+/// What must be ready before a run touches any server (plugins are loaded and checked here,
+/// so a broken plugin stops the run with exit 2 before any load).
+pub async fn prepare(plan: &WorkloadPlan) -> Result<Option<Arc<plugin::Prepared>>, String> {
+    match &plan.kind {
+        WorkloadKind::Plugin(p) => plugin::prepare(plan, p).await.map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Start the clients of one workload.
 pub async fn spawn(
     plan: &WorkloadPlan,
+    prepared: Option<&plugin::Prepared>,
     ctx: Ctx,
     tasks: &mut JoinSet<()>,
 ) -> Result<Active, String> {
@@ -70,7 +80,10 @@ pub async fn spawn(
         WorkloadKind::Dramatiq(d) => Active::Dramatiq(dramatiq::spawn(plan, d, ctx, tasks).await?),
         WorkloadKind::Lock(l) => Active::Lock(lock::spawn(plan, l, ctx, tasks)),
         WorkloadKind::RateLimit(r) => Active::RateLimit(rate_limit::spawn(plan, r, ctx, tasks)),
-        WorkloadKind::Plugin(p) => Active::Plugin(plugin::spawn(plan, p, ctx, tasks).await?),
+        WorkloadKind::Plugin(p) => {
+            let prepared = prepared.ok_or("plugin workload was not prepared")?;
+            Active::Plugin(plugin::spawn(plan, p, prepared, ctx, tasks))
+        }
     })
 }
 

@@ -1,45 +1,386 @@
-//! PLACEHOLDER (replaced before commit).
-use super::{Ctx, Figures};
-use crate::plan::{LoadModel, WorkloadPlan};
-use crate::scenario::reader::Obj;
+//! `type = "plugin"`: virtual users driven by a WASM component. Each VU owns a store and an
+//! instance from the plugin's shared `InstancePre`; the host times every command (`<id>.<cmd>`)
+//! and every iteration (`<id>.iteration`). A trap, a blown CPU budget or the memory cap ends the
+//! instance; the VU is replaced (or stopped, per `on_trap`) and the run goes on.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use tokio::task::JoinSet;
-pub const OPS: &[&str] = &["op"];
-pub const COUNTERS: &[&str] = &[];
+
+use super::{Ctx, Figures};
+use crate::plan::WorkloadPlan;
+use crate::plugin::{self, bindings, Plugin, VuState};
+use crate::run::events::EventKind;
+use crate::run::pacing::Pacer;
+use crate::scenario::reader::{clients_of, scalar_to_string, Obj};
+use crate::valkey::Client;
+
+pub const COUNTERS: &[&str] = &[
+    "iterations",
+    "iteration_errors",
+    "traps",
+    "budget_exceeded",
+    "memory_exceeded",
+    "vus_replaced",
+    "vus_stopped",
+];
+const C_ITER: usize = 0;
+const C_ITER_ERR: usize = 1;
+const C_TRAPS: usize = 2;
+const C_BUDGET: usize = 3;
+const C_MEMORY: usize = 4;
+const C_REPLACED: usize = 5;
+const C_STOPPED: usize = 6;
+/// How many trap reports (with backtraces) go into the run's events per workload.
+const MAX_REPORTS: u64 = 5;
+
 #[derive(Debug, Clone)]
-pub struct PluginPlan;
-pub struct State;
+pub struct PluginPlan {
+    pub path: PathBuf,
+    pub params: Vec<(String, String)>,
+    /// CPU budget per call (setup, iteration, teardown), wall time of guest execution.
+    pub budget: Duration,
+    pub memory: u64,
+    pub replace_on_trap: bool,
+    /// A VU that traps this many times in a row is stopped.
+    pub max_restarts: u32,
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split].parse().ok()?;
+    Some(match t[split..].trim() {
+        "" | "b" => n,
+        "kb" | "kib" => n << 10,
+        "mb" | "mib" => n << 20,
+        "gb" | "gib" => n << 30,
+        _ => return None,
+    })
+}
+
+pub fn read(
+    w: &Obj,
+    k: Option<&Obj>,
+    clients: Option<u32>,
+    file: &Path,
+) -> Option<(PluginPlan, u32)> {
+    let Some(k) = k else {
+        w.missing(
+            "plugin",
+            Some("add a [workload.plugin] table with path = \"….wasm\"".into()),
+        );
+        return None;
+    };
+    let path = k.req_str(
+        "path",
+        "path = \"plugins/target/wasm32-wasip2/release/hello.wasm\"",
+    );
+    let vus = k.uint("vus", 100_000).map(|v| v.value as u32);
+    let clients = match (vus, clients) {
+        (Some(v), None) => v.max(1),
+        _ => clients_of(w, None, clients, 1),
+    };
+    let mut params = vec![];
+    if let Some(t) = k.table("params") {
+        for (name, v) in t.entries() {
+            match scalar_to_string(v.get_ref()) {
+                Some(s) => params.push((name.value, s)),
+                None => t.ctx.error(
+                    &v.span(),
+                    format!(
+                        "plugin parameter {:?} must be a string, number or boolean",
+                        name.value
+                    ),
+                    Some("params are passed to setup() as strings".into()),
+                ),
+            }
+        }
+    }
+    let budget = k
+        .duration("budget")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(1));
+    let memory = match k.str("memory") {
+        Some(m) => match parse_size(&m.value) {
+            Some(b) if b >= 1 << 20 => b,
+            _ => {
+                k.ctx.error(
+                    &m.span,
+                    format!("memory {:?} is not a size of at least 1mb", m.value),
+                    Some("e.g. memory = \"64mb\"".into()),
+                );
+                64 << 20
+            }
+        },
+        None => 64 << 20,
+    };
+    let replace_on_trap = k
+        .choice("on_trap", &["replace", "stop"])
+        .map(|s| s.value == "replace")
+        .unwrap_or(true);
+    let max_restarts = k
+        .uint("max_restarts", 1_000_000)
+        .map(|v| v.value as u32)
+        .unwrap_or(10);
+    let path = path?.value;
+    // Relative paths: from the scenario file's directory, else from the working directory.
+    let p = PathBuf::from(&path);
+    let path = match file.parent().map(|d| d.join(&p)) {
+        Some(q) if !p.is_absolute() && q.exists() => q,
+        _ => p,
+    };
+    Some((
+        PluginPlan {
+            path,
+            params,
+            budget,
+            memory,
+            replace_on_trap,
+            max_restarts,
+        },
+        clients,
+    ))
+}
+
+pub struct State {
+    reports: AtomicU64,
+}
+
+/// A plugin loaded, checked and described before anything else of the run starts.
+pub struct Prepared {
+    pub plugin: Arc<Plugin>,
+    pub info: plugin::Info,
+}
+
+/// Load a plugin workload's component (compile or cache), check it and call describe().
+pub async fn prepare(plan: &WorkloadPlan, p: &PluginPlan) -> Result<Arc<Prepared>, String> {
+    let engine = plugin::engine(plan.clients, p.memory)?;
+    let path = p.path.clone();
+    let loaded = tokio::task::spawn_blocking(move || plugin::load(&path, &engine))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let info = plugin::describe(&loaded).await.map_err(|e| e.to_string())?;
+    let known: Vec<&str> = info.params.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some((bad, _)) = p
+        .params
+        .iter()
+        .find(|(n, _)| !known.is_empty() && !known.contains(&n.as_str()))
+    {
+        return Err(format!(
+            "plugin {}: unknown parameter {bad:?} (it accepts: {})",
+            loaded.name,
+            known.join(", ")
+        ));
+    }
+    Ok(Arc::new(Prepared {
+        plugin: Arc::new(loaded),
+        info,
+    }))
+}
+
+pub fn spawn(
+    plan: &WorkloadPlan,
+    p: &PluginPlan,
+    prepared: &Prepared,
+    ctx: Ctx,
+    tasks: &mut JoinSet<()>,
+) -> Arc<State> {
+    let (loaded, info) = (&prepared.plugin, &prepared.info);
+    ctx.events.push(
+        EventKind::Note,
+        format!(
+            "plugin {} {} loaded from {} ({} in {:.0?})",
+            info.name,
+            info.version,
+            loaded.path.display(),
+            if loaded.compiled_from_cache {
+                "cached"
+            } else {
+                "compiled"
+            },
+            loaded.compile_time
+        ),
+    );
+    let st = Arc::new(State {
+        reports: AtomicU64::new(0),
+    });
+    for i in 0..plan.clients {
+        let pacer = Pacer::new(
+            &plan.load,
+            i,
+            plan.clients,
+            1,
+            ctx.start,
+            ctx.end,
+            Some(ctx.metrics.clone()),
+        );
+        tasks.spawn(vu(
+            loaded.clone(),
+            p.clone(),
+            ctx.clone(),
+            st.clone(),
+            i,
+            plan.clients,
+            pacer,
+        ));
+    }
+    st
+}
+
+/// Why a call failed, for counters and the report.
+fn classify(store: &mut wasmtime::Store<VuState>, e: &wasmtime::Error) -> (&'static str, usize) {
+    let s = store.data_mut();
+    if s.budget_exceeded {
+        s.budget_exceeded = false;
+        ("CPU budget exceeded", C_BUDGET)
+    } else if s.limits.hit {
+        s.limits.hit = false;
+        ("memory cap reached", C_MEMORY)
+    } else {
+        let _ = e;
+        ("trap", C_TRAPS)
+    }
+}
+
+async fn vu(
+    p: Arc<Plugin>,
+    plan: PluginPlan,
+    ctx: Ctx,
+    st: Arc<State>,
+    idx: u32,
+    count: u32,
+    mut pacer: Pacer,
+) {
+    let rec = ctx.metrics.recorder(idx as usize);
+    let op_iter = ctx.metrics.op_index("iteration");
+    let ticks = (plan.budget.as_millis() as u64).max(1);
+    let mut n: u64 = 0;
+    let mut restarts = 0;
+    let cfg = bindings::exports::valkey_chaos::plugin::vu::VuConfig {
+        vu_id: idx,
+        vu_count: count,
+        seed: ctx.seed,
+        params: {
+            let mut v = vec![("prefix".to_string(), ctx.key_prefix.clone())];
+            v.extend(plan.params.iter().cloned());
+            v
+        },
+    };
+    'instance: loop {
+        let state = VuState::new(
+            &p.name,
+            idx,
+            ctx.seed,
+            Client::new(ctx.route.clone()),
+            rec.clone(),
+            plan.memory,
+            &ctx.key_prefix,
+        );
+        let mut store = plugin::new_store(&p, state);
+        store.data_mut().ticks_left = ticks;
+        let inst = match p.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => {
+                report(&ctx, &st, &p.name, idx, "cannot instantiate", &e);
+                ctx.metrics.counters.add(C_STOPPED, 1);
+                return;
+            }
+        };
+        let guest = inst.valkey_chaos_plugin_vu();
+        store.data_mut().ticks_left = ticks;
+        match guest.call_setup(&mut store, &cfg).await {
+            Ok(Ok(())) => {}
+            Ok(Err(pe)) => {
+                ctx.events.push(
+                    EventKind::Note,
+                    format!("plugin {} vu {idx}: setup failed: {}", p.name, pe.message),
+                );
+                ctx.metrics.counters.add(C_STOPPED, 1);
+                return;
+            }
+            Err(e) => {
+                let (why, c) = classify(&mut store, &e);
+                ctx.metrics.counters.add(c, 1);
+                report(&ctx, &st, &p.name, idx, &format!("setup: {why}"), &e);
+                ctx.metrics.counters.add(C_STOPPED, 1);
+                return;
+            }
+        }
+        while let Some(intended) = pacer.next(&ctx.cancel).await {
+            let start = if pacer.is_open() {
+                intended
+            } else {
+                Instant::now()
+            };
+            let sent = Instant::now();
+            store.data_mut().ticks_left = ticks;
+            let r = guest.call_iteration(&mut store, n).await;
+            let end = Instant::now();
+            n += 1;
+            ctx.metrics.counters.add(C_ITER, 1);
+            match r {
+                Ok(Ok(())) => rec.record(op_iter, start, sent, end, Ok(())),
+                Ok(Err(pe)) => {
+                    rec.record(
+                        op_iter,
+                        start,
+                        sent,
+                        end,
+                        Err(crate::valkey::ErrorKind::Other),
+                    );
+                    ctx.metrics.counters.add(C_ITER_ERR, 1);
+                    if pe.fatal {
+                        ctx.events.push(
+                            EventKind::Note,
+                            format!("plugin {} vu {idx}: fatal: {}", p.name, pe.message),
+                        );
+                        ctx.metrics.counters.add(C_STOPPED, 1);
+                        break 'instance;
+                    }
+                }
+                Err(e) => {
+                    rec.record(
+                        op_iter,
+                        start,
+                        sent,
+                        end,
+                        Err(crate::valkey::ErrorKind::Other),
+                    );
+                    let (why, c) = classify(&mut store, &e);
+                    ctx.metrics.counters.add(c, 1);
+                    report(&ctx, &st, &p.name, idx, why, &e);
+                    restarts += 1;
+                    if plan.replace_on_trap && restarts <= plan.max_restarts {
+                        ctx.metrics.counters.add(C_REPLACED, 1);
+                        continue 'instance;
+                    }
+                    ctx.metrics.counters.add(C_STOPPED, 1);
+                    return;
+                }
+            }
+        }
+        store.data_mut().ticks_left = ticks;
+        let _ = guest.call_teardown(&mut store).await;
+        break;
+    }
+}
+
+fn report(ctx: &Ctx, st: &State, plugin: &str, vu: u32, why: &str, e: &wasmtime::Error) {
+    if st.reports.fetch_add(1, Ordering::Relaxed) < MAX_REPORTS {
+        ctx.events.push(
+            EventKind::Note,
+            format!("plugin {plugin} vu {vu}: {why}: {e:#}"),
+        );
+    }
+}
+
 impl State {
     pub async fn finish(&self, _ctx: &Ctx) -> Figures {
         vec![]
     }
-}
-#[allow(clippy::type_complexity)]
-pub fn read_placeholder(w: &Obj) -> Option<(PluginPlan, u32, LoadModel)> {
-    w.ctx.error(&w.span, "not yet", None);
-    None
-}
-pub fn spawn_placeholder(
-    _p: &WorkloadPlan,
-    _x: &PluginPlan,
-    _c: Ctx,
-    _t: &mut JoinSet<()>,
-) -> Arc<State> {
-    Arc::new(State)
-}
-pub fn read(
-    w: &Obj,
-    _k: Option<&Obj>,
-    _c: Option<u32>,
-    _f: &std::path::Path,
-) -> Option<(PluginPlan, u32)> {
-    read_placeholder(w).map(|x| (x.0, x.1))
-}
-pub async fn spawn(
-    p: &WorkloadPlan,
-    x: &PluginPlan,
-    c: Ctx,
-    t: &mut JoinSet<()>,
-) -> Result<Arc<State>, String> {
-    Ok(spawn_placeholder(p, x, c, t))
 }

@@ -42,6 +42,8 @@ pub const COUNTERS: &[&str] = &[
     "undecodable",
     "queue_depth_max",
     "unfinished",
+    "taken_by_others",
+    "left_queued",
 ];
 const OP_ENQ: usize = 0;
 const OP_FETCH: usize = 1;
@@ -60,6 +62,8 @@ const C_MISSING: usize = 8;
 const C_UNDECODABLE: usize = 9;
 const C_DEPTH: usize = 10;
 const C_UNFINISHED: usize = 11;
+const C_TAKEN: usize = 12;
+const C_LEFT: usize = 13;
 
 /// Dramatiq's `max_unpack_size` on stock Redis 7.0 and Valkey 9 (`maxstack() // 2`).
 pub const MAX_UNPACK: u64 = 3996;
@@ -99,6 +103,9 @@ pub struct DramatiqPlan {
     pub consume_after: Duration,
     /// Write every delivered message id here (one line each), for cross-checks.
     pub trace: Option<std::path::PathBuf>,
+    /// Other consumers (e.g. Python workers) share the queue: messages they took are
+    /// `taken_by_others`, not lost, and the drain waits for the queue to empty.
+    pub shared_queue: bool,
 }
 
 pub fn read(
@@ -199,6 +206,7 @@ pub fn read(
         .map(|d| d.value)
         .unwrap_or(Duration::ZERO);
     let trace = k.str("trace").map(|s| std::path::PathBuf::from(s.value));
+    let shared_queue = k.bool("shared_queue").map(|b| b.value).unwrap_or(false);
     if producers == 0 && consumers == 0 {
         k.ctx.error(
             &k.span,
@@ -229,6 +237,7 @@ pub fn read(
             drain_timeout,
             consume_after,
             trace,
+            shared_queue,
         },
         load,
     ))
@@ -779,8 +788,9 @@ async fn handle(
                 .finished(&mid, ledger::Final::Acked, &ctx.metrics.counters);
         }
     } else {
+        // The Retries middleware: give up when the attempts so far reach max_retries.
         let next = retries + 1;
-        if next >= d.max_retries {
+        if retries >= d.max_retries {
             let s = Instant::now();
             let r = dispatch(
                 &mut c,
@@ -813,7 +823,7 @@ async fn handle(
                 "Traceback (most recent call last):\n  valkey-chaos simulated failure\n".into(),
             );
             m.set_option("requeue_timestamp", now.into());
-            let delay = backoff(&mut rng, d.version, next, d.min_backoff, d.max_backoff);
+            let delay = backoff(&mut rng, d.version, retries, d.min_backoff, d.max_backoff);
             let new_rid = rng.uuid4();
             m.set_option("redis_message_id", new_rid.clone().into());
             m.set_option("eta", (now + delay.as_millis() as u64).into());
@@ -871,6 +881,7 @@ async fn depth_watch(st: Arc<State>, ctx: Ctx) {
     loop {
         if let Ok(Value::Int(n)) = c.request(&Cmd::new("LLEN").arg(q.as_str())).await {
             st.depth_max.fetch_max(n as u64, Ordering::Relaxed);
+            ctx.metrics.counters.max(C_DEPTH, n as u64);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -887,10 +898,11 @@ impl State {
         let mut c = Client::new(ctx.route.clone());
         if d.consumers > 0 {
             loop {
-                let done = if d.producers > 0 {
+                let done = if d.producers > 0 && !d.shared_queue {
                     self.ledger.pending() == 0
                 } else {
-                    // Consume-only: until the queue and the delay queue are empty and nothing is in flight.
+                    // Consume-only or shared: until the queue, its payloads and the delay queue
+                    // are empty and nothing is in flight here.
                     let q = format!("{}:{}", d.namespace, d.queue);
                     let len = c
                         .request(&Cmd::new("LLEN").arg(q.as_str()))
@@ -904,8 +916,15 @@ impl State {
                         .ok()
                         .and_then(|v| v.as_int())
                         .unwrap_or(1);
+                    let msgs = c
+                        .request(&Cmd::new("HLEN").arg(format!("{q}.msgs")))
+                        .await
+                        .ok()
+                        .and_then(|v| v.as_int())
+                        .unwrap_or(1);
                     len == 0
                         && dq == 0
+                        && msgs == 0
                         && self.inflight.load(Ordering::Relaxed) == 0
                         && self.delayed_held.load(Ordering::Relaxed) == 0
                 };
@@ -932,9 +951,18 @@ impl State {
         // What is still in Valkey decides lost (gone) vs stuck (still there).
         let present = present_message_ids(&mut c, &d.namespace, &d.queue).await;
         let r = self.ledger.reconcile(present.as_ref());
-        ctx.metrics.counters.set(C_LOST, r.lost);
-        ctx.metrics.counters.set(C_STUCK, r.stuck);
-        ctx.metrics.counters.set(C_UNFINISHED, r.unfinished);
+        if d.consumers == 0 {
+            // Produce-only: somebody else consumes; what is still there is just queued.
+            ctx.metrics.counters.set(C_LEFT, r.stuck);
+        } else if d.shared_queue {
+            ctx.metrics.counters.set(C_TAKEN, r.lost);
+            ctx.metrics.counters.set(C_STUCK, r.stuck);
+            ctx.metrics.counters.set(C_UNFINISHED, r.unfinished);
+        } else {
+            ctx.metrics.counters.set(C_LOST, r.lost);
+            ctx.metrics.counters.set(C_STUCK, r.stuck);
+            ctx.metrics.counters.set(C_UNFINISHED, r.unfinished);
+        }
         if present.is_none() {
             ctx.events.push(
                 crate::run::events::EventKind::Note,

@@ -1,0 +1,180 @@
+//! `junit.xml` for CI: one testsuite named after the scenario, one testcase per threshold check,
+//! one per safety counter of each workload (it passes at 0) and one failed testcase per heal
+//! failure.
+
+use std::fmt::Write;
+
+use crate::summary::RunSummary;
+
+/// Counters that are safety oracles: any value above 0 is a correctness failure.
+pub const SAFETY_COUNTERS: &[&str] = &[
+    "lost",
+    "duplicated",
+    "stuck",
+    "missing_payloads",
+    "undecodable",
+    "violations",
+    "lost_while_held",
+    "fencing_violations",
+    "immortal_keys",
+    "overshoot",
+];
+
+pub fn is_safety_counter(name: &str) -> bool {
+    SAFETY_COUNTERS.contains(&name)
+}
+
+struct Case {
+    class: String,
+    name: String,
+    /// (message, kind) when the case failed.
+    failure: Option<(String, &'static str)>,
+}
+
+/// The testcases, in order: checks, safety counters (workload order), heal failures.
+fn cases(s: &RunSummary) -> Vec<Case> {
+    let mut out = vec![];
+    for c in &s.checks {
+        out.push(Case {
+            class: format!("{}.checks", s.scenario),
+            name: format!("{} {}", c.metric, c.condition),
+            failure: (!c.passed).then(|| {
+                (
+                    format!("got {}, want {}", c.shown, c.condition),
+                    "threshold",
+                )
+            }),
+        });
+    }
+    for w in &s.workloads {
+        for c in s
+            .counters
+            .iter()
+            .filter(|c| c.workload == w.id && is_safety_counter(&c.name))
+        {
+            out.push(Case {
+                class: format!("{}.safety", s.scenario),
+                name: format!("{}.{}", c.workload, c.name),
+                failure: (c.value != 0.0)
+                    .then(|| (format!("got {}, want == 0", c.value), "safety")),
+            });
+        }
+    }
+    for h in &s.heal_failures {
+        let what = h.split_once(": ").map(|x| x.0).unwrap_or(h);
+        out.push(Case {
+            class: format!("{}.heal", s.scenario),
+            name: format!("heal {what}"),
+            failure: Some((h.clone(), "heal")),
+        });
+    }
+    out
+}
+
+/// Render the report.
+pub fn render(s: &RunSummary) -> String {
+    let cases = cases(s);
+    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
+    let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        o,
+        "<testsuites name=\"valkey-chaos\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\">",
+        cases.len(),
+        s.duration_secs
+    );
+    let _ = writeln!(
+        o,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" \
+         time=\"{:.3}\" timestamp=\"{}\">",
+        esc(&s.scenario),
+        cases.len(),
+        s.duration_secs,
+        esc(s.started_at.trim_end_matches('Z'))
+    );
+    o.push_str("    <properties>\n");
+    let server = format!("{} {}", s.server.server_name, s.server.version);
+    for (k, v) in [
+        ("seed", s.seed.to_string()),
+        ("target", s.target.clone()),
+        ("server", server.trim().to_string()),
+        ("run_id", s.run_id.clone()),
+        ("verdict", s.verdict.clone()),
+        ("interrupted", s.interrupted.to_string()),
+    ] {
+        let _ = writeln!(o, "      <property name=\"{k}\" value=\"{}\"/>", esc(&v));
+    }
+    o.push_str("    </properties>\n");
+    for c in &cases {
+        let _ = write!(
+            o,
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
+            esc(&c.class),
+            esc(&c.name)
+        );
+        match &c.failure {
+            None => o.push_str("/>\n"),
+            Some((msg, kind)) => {
+                let _ = writeln!(
+                    o,
+                    ">\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n    </testcase>",
+                    esc(msg),
+                    esc(msg)
+                );
+            }
+        }
+    }
+    o.push_str("  </testsuite>\n</testsuites>\n");
+    o
+}
+
+/// Text escaped for XML content and attributes; characters XML 1.0 cannot carry are dropped.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => {
+                let _ = write!(out, "&#{};", c as u32);
+            }
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_case_per_check_safety_counter_and_heal_failure() {
+        let mut s = crate::report::html::tests::sample();
+        s.heal_failures = vec!["#1 kill (kill): restart <failed>\u{1}".into()];
+        let x = render(&s);
+        // 2 checks + 2 safety counters (acquired is not one) + 1 heal failure.
+        assert_eq!(x.matches("<testcase ").count(), 5, "{x}");
+        assert!(x.contains("tests=\"5\" failures=\"3\""), "{x}");
+        assert!(x.contains("name=\"q&lt;1&gt;.error_rate &lt; 1%\""), "{x}");
+        assert!(x.contains("message=\"got 3.226%, want &lt; 1%\""), "{x}");
+        assert!(x.contains("message=\"got 2, want == 0\""), "{x}");
+        assert!(
+            x.contains("name=\"q&lt;1&gt;.lost_while_held\" time=\"0\"/>"),
+            "{x}"
+        );
+        assert!(x.contains("name=\"heal #1 kill (kill)\""), "{x}");
+        assert!(
+            x.contains("<testsuite name=\"demo &amp; &lt;friends&gt;\""),
+            "{x}"
+        );
+        assert!(!x.contains('\u{1}'));
+        assert_eq!(
+            x.matches("<failure ").count(),
+            x.matches("</failure>").count()
+        );
+    }
+}
