@@ -29,19 +29,19 @@ test: setup plugins
     cargo test --workspace -q -- --test-threads 2
 
 # The cutover gate: the ECHO-shaped suite with faults; exit 0 means safe to cut over. TARGET=rediss://… for staging.
-chaos TARGET=target: setup
+chaos TARGET=target: setup plugins
     cargo build --release -q -p valkey-chaos
     ./target/release/valkey-chaos run scenarios/cutover/*.toml --out out/chaos {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
 
 # A one-minute smoke version of the cutover gate.
-chaos-quick TARGET=target: setup
+chaos-quick TARGET=target: setup plugins
     cargo build --release -q -p valkey-chaos
     ./target/release/valkey-chaos run scenarios/cutover/*.toml --duration 10s --out out/chaos-quick {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
 
 # Benchmarks against peers measured in the same run (redis-benchmark, redis-py, Python Dramatiq).
 bench: setup plugins
     cargo build --release -q -p valkey-chaos
-    ./target/release/valkey-chaos bench
+    ./target/release/valkey-chaos bench --out out/bench
 
 # Start a local topology for poking around: just up 1 3
 up REPLICAS="0" SENTINELS="0": setup

@@ -35,6 +35,18 @@ pub enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Measure the agent against peers on one fresh Valkey (redis-benchmark, Python Dramatiq, redis-py).
+    Bench {
+        /// Seconds per measured run.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// Where the example plugins were built.
+        #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
+        plugins: PathBuf,
+        /// Also write bench.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// WASM plugins: `plugin check FILE.wasm` loads, validates and measures a plugin.
     Plugin {
         #[command(subcommand)]
@@ -43,6 +55,12 @@ pub enum Command {
     /// Combine several agents' outputs (directories with summary.json and latency.hlog) into one
     /// summary with exact percentiles, and judge the thresholds again.
     Merge(MergeArgs),
+    /// Phase 1 of the migration: probe what the ECHO stack's clients rely on, on the candidate
+    /// (and a baseline), as a table of named checks; exit 1 if a check that matters fails.
+    Compat(CompatArgs),
+    /// Run one scenario with the same seed against a baseline and a candidate (default: embedded
+    /// Redis 7.0 vs embedded Valkey) and show them side by side.
+    Compare(CompareArgs),
     /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
     Up {
         #[arg(long, default_value_t = 0)]
@@ -131,6 +149,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "FRACTION", default_value_t = crate::export::otlp::DEFAULT_TRACE_SAMPLE,
           value_parser = crate::export::otlp::parse_fraction)]
     pub trace_sample: f64,
+    /// Run as shard INDEX of COUNT agents (e.g. 0/4): rates and clients divided, keys shared,
+    /// server faults on shard 0; `merge` of every shard's --out gives the verdict.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    pub shard: Option<String>,
+    /// Shard count when the index comes from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+    #[arg(long, value_name = "COUNT", env = "VALKEY_CHAOS_SHARDS")]
+    pub shard_count: Option<u32>,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -203,7 +228,10 @@ async fn dispatch(cli: Cli) -> i32 {
     match cli.cmd {
         Command::Validate { scenarios } => validate(&scenarios),
         Command::Run(a) => run(a).await,
+        Command::Bench { secs, plugins, out } => bench(secs, &plugins, out.as_deref()).await,
         Command::Merge(a) => merge(&a),
+        Command::Compat(a) => compat(a).await,
+        Command::Compare(a) => compare(a).await,
         Command::Plugin {
             cmd: PluginCmd::Check { file, vus },
         } => plugin_check(&file, vus).await,
@@ -315,7 +343,35 @@ async fn run(a: RunArgs) -> i32 {
     if bad {
         return EXIT_USAGE;
     }
-    let opts = run_options(&a);
+    let mut opts = run_options(&a);
+    let job_index = std::env::var("JOB_COMPLETION_INDEX").ok();
+    let shard = match crate::shard::resolve(a.shard.as_deref(), a.shard_count, job_index.as_deref())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(s) = shard {
+        // --seed applies before sharding: every shard derives its own seed from it.
+        for plan in &mut plans {
+            if let Some(seed) = opts.seed {
+                plan.seed = seed;
+            }
+            if crate::run::pick_target(plan, &opts).is_none() {
+                eprintln!(
+                    "warning: shard {s} of {} runs against its own embedded Valkey: shards share \
+                     keys only on a common --target",
+                    plan.name
+                );
+            }
+            for note in crate::shard::apply(plan, s.index, s.count) {
+                eprintln!("shard {s} of {}: {note}", plan.name);
+            }
+        }
+        opts.seed = None;
+    }
     let shutdown = shutdown_on_signals();
     let mut code = EXIT_PASS;
     let many = plans.len() > 1;
@@ -324,7 +380,8 @@ async fn run(a: RunArgs) -> i32 {
             break;
         }
         match crate::run::run(plan, &opts, shutdown.clone()).await {
-            Ok((summary, collector)) => {
+            Ok((mut summary, collector)) => {
+                summary.shard = shard.map(|s| s.to_string());
                 print!("{}", crate::report::text::render(&summary));
                 if let Some(dir) = &opts.out {
                     let dir = if many {
@@ -354,6 +411,26 @@ async fn run(a: RunArgs) -> i32 {
         }
     }
     code
+}
+
+async fn bench(secs: u64, plugins: &std::path::Path, out: Option<&std::path::Path>) -> i32 {
+    match crate::bench::run(secs.max(1), Some(plugins)).await {
+        Ok(rows) => {
+            print!("{}", crate::bench::render(&rows));
+            if let Some(dir) = out {
+                let _ = std::fs::create_dir_all(dir);
+                let _ = std::fs::write(
+                    dir.join("bench.json"),
+                    serde_json::to_vec_pretty(&rows).unwrap_or_default(),
+                );
+            }
+            EXIT_PASS
+        }
+        Err(e) => {
+            eprintln!("error: bench: {e}");
+            EXIT_RUNTIME
+        }
+    }
 }
 
 async fn plugin_check(file: &std::path::Path, vus: u32) -> i32 {
@@ -435,4 +512,144 @@ async fn up(replicas: u8, sentinels: u8, bin: Option<PathBuf>) -> i32 {
     topo.stop();
     println!("stopped");
     EXIT_PASS
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompatArgs {
+    /// The candidate: redis://[user:password@]host:port[/db] or rediss://… (VALKEY_PASSWORD fills
+    /// a missing password).
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// The server the stack runs on today; without it only the candidate column is shown.
+    #[arg(long, value_name = "URL")]
+    pub baseline: Option<String>,
+    /// Skip TLS certificate verification (both sides).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Trust this CA certificate (PEM) for rediss:// URLs (both sides).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    pub scenario: PathBuf,
+    /// The old server (default: an embedded Redis 7.0 from Debian's redis-server on PATH).
+    #[arg(long, value_name = "URL")]
+    pub baseline: Option<String>,
+    /// The new server (default: the embedded Valkey); VALKEY_PASSWORD fills a missing password.
+    #[arg(long, value_name = "URL")]
+    pub candidate: Option<String>,
+    /// Override the scenario's duration for both runs ("30s", "2m").
+    #[arg(long, value_parser = parse_dur)]
+    pub duration: Option<Duration>,
+    /// Override the scenario's seed (both runs use the same one).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write baseline/ and candidate/ results and compare.txt here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Skip TLS certificate verification (both sides).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Trust this CA certificate (PEM) for rediss:// URLs (both sides).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// redis-server binary for the embedded baseline.
+    #[arg(long, value_name = "PATH")]
+    pub redis_server: Option<PathBuf>,
+    /// valkey-server binary for the embedded candidate.
+    #[arg(long, value_name = "PATH")]
+    pub valkey_server: Option<PathBuf>,
+    /// No live progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn env_password() -> Option<String> {
+    std::env::var("VALKEY_PASSWORD")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+async fn compat(a: CompatArgs) -> i32 {
+    let opts = crate::compat::Options {
+        tls: TlsChoice {
+            insecure: a.tls_insecure,
+            ca_file: a.tls_ca.clone(),
+        },
+        candidate_password: env_password(),
+        ..Default::default()
+    };
+    match crate::compat::run(&a.target, a.baseline.as_deref(), &opts).await {
+        Ok(r) => {
+            print!("{}", r.render());
+            if r.failed() {
+                EXIT_FAIL
+            } else {
+                EXIT_PASS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: compat: {e}");
+            match e {
+                crate::compat::CompatError::Usage(_) => EXIT_USAGE,
+                crate::compat::CompatError::Target(_) => EXIT_RUNTIME,
+            }
+        }
+    }
+}
+
+async fn compare(a: CompareArgs) -> i32 {
+    let plan = match crate::scenario::load(&a.scenario) {
+        Ok(p) => p,
+        Err(d) => {
+            eprintln!("{d}");
+            return EXIT_USAGE;
+        }
+    };
+    let opts = crate::compare::Options {
+        baseline: a.baseline.clone(),
+        candidate: a.candidate.clone(),
+        redis_server: a.redis_server.clone(),
+        valkey_server: a.valkey_server.clone(),
+        run: RunOptions {
+            duration: a.duration,
+            seed: a.seed,
+            quiet: a.quiet,
+            tls: TlsChoice {
+                insecure: a.tls_insecure,
+                ca_file: a.tls_ca.clone(),
+            },
+            password: env_password(),
+            ..Default::default()
+        },
+    };
+    let shutdown = shutdown_on_signals();
+    match crate::compare::compare(&plan, &opts, shutdown).await {
+        Ok((b, c)) => {
+            print!("{}", crate::compare::render(&b.summary, &c.summary));
+            let mut code = EXIT_PASS;
+            if let Some(dir) = &a.out {
+                match crate::compare::write_outputs(dir, &b, &c) {
+                    Ok(()) => eprintln!("results written to {}", dir.display()),
+                    Err(e) => {
+                        eprintln!("error: cannot write results to {}: {e}", dir.display());
+                        code = EXIT_RUNTIME;
+                    }
+                }
+            }
+            if !b.summary.passed() || !c.summary.passed() {
+                code = code.max(EXIT_FAIL);
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("error: compare {}: {e:#}", plan.name);
+            match e {
+                RunError::Refused(_) => EXIT_USAGE,
+                RunError::Target(_) | RunError::Runtime(_) => EXIT_RUNTIME,
+            }
+        }
+    }
 }

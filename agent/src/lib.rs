@@ -20,9 +20,14 @@
 //!   the interval collector and the `.hlog` writer.
 //! - [`check`] evaluates thresholds (whole run or per phase) into checks.
 //! - [`summary`] is the `summary.json` schema; [`report`] renders it.
+//! - [`shard`] makes a plan one of N agents' share (rates and clients divided, keys shared,
+//!   server faults on shard 0 only) so that `merge` of all shards judges the whole load.
 //! - [`merge`] combines several agents' outputs into one summary with exact percentiles (the
 //!   interval histograms are added) and re-judges the thresholds.
 //! - [`export`] sends a run elsewhere while and after it happens: OTLP traces and metrics.
+//! - [`compat`] is Phase 1 of the migration as a command: named probes of what the clients rely
+//!   on, candidate against baseline; [`compare`] runs one scenario against both, side by side.
+//! - [`bench`] measures the agent against peers in the same run (`just bench`).
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
 //!
 //! # Architecture invariants
@@ -37,9 +42,13 @@
 //!   SIGTERM; heal failures are reported and fail the verdict.
 //! - Every process the agent starts dies with it (kill on drop, `PR_SET_PDEATHSIG`).
 //! - Destructive faults never run against a non-local target without the double opt-in.
+//! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes.
 
+pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod compare;
+pub mod compat;
 pub mod export;
 pub mod fault;
 pub mod merge;
@@ -50,6 +59,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod shard;
 pub mod summary;
 pub mod valkey;
 pub mod workload;

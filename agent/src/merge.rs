@@ -11,7 +11,10 @@
 //! - faults, events and heal failures are kept per input, labelled with the input's directory;
 //! - thresholds: the union of the inputs' checks plus `--threshold`s, re-evaluated on whole-run
 //!   metrics. A phase metric (`…{during:0}`) needs each run's own fault timeline and is not
-//!   re-evaluated: it passes only if it passed in every input that had it.
+//!   re-evaluated: it passes only if it passed in every input that had it;
+//! - a sharded run (summaries with a `shard`, from `run --shard`) merges whole: shards `0..n` of
+//!   one `n`, each exactly once, else a usage error (exit 2) that names the missing or duplicate
+//!   shard.
 //!
 //! The merged output has its own `latency.hlog`, so merges can be merged again.
 
@@ -162,6 +165,17 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
             ));
         }
     }
+    // A sharded run merges whole: shards 0..n of one n, each once (else exit 2 naming the gap).
+    let shards: Vec<(String, Option<String>)> = inputs
+        .iter()
+        .map(|i| {
+            (
+                i.summary_path.display().to_string(),
+                i.summary.shard.clone(),
+            )
+        })
+        .collect();
+    crate::shard::check_complete(&shards).map_err(MergeError::Usage)?;
     // Labels: directory names, or whole paths when two directories share a name.
     let mut seen = std::collections::HashSet::new();
     if !inputs.iter().all(|i| seen.insert(i.label.clone())) {
@@ -495,6 +509,7 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
                 .collect::<Vec<_>>()
                 .join("+")
         ),
+        shard: None,
         started_at: inputs
             .iter()
             .map(|i| i.summary.started_at.clone())

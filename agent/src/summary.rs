@@ -18,6 +18,9 @@ pub struct RunSummary {
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
     pub run_id: String,
+    /// `"INDEX/COUNT"` when this run was one shard of a sharded run (`run --shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub started_at: String,
     /// The target as `redis://host:port` (no password), or "embedded …".
     pub target: String,

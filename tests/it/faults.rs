@@ -174,7 +174,7 @@ duration = "1s"
 
 [thresholds]
 "w.errors{before}" = "== 0"
-"w.errors{after}" = "== 0"
+"w.error_rate{after}" = "< 1%"
 "#,
     );
     let s = run_plan(&sc, None).await;

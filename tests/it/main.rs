@@ -2,6 +2,7 @@
 
 mod support;
 
+mod compat;
 mod dramatiq;
 mod faults;
 mod foundation;
@@ -9,5 +10,8 @@ mod interop;
 mod locks;
 mod otlp;
 mod plugins;
+mod readme;
 mod reports;
 mod scenarios;
+mod shard;
+mod tls;

@@ -1155,10 +1155,13 @@ pub fn analyse(s: &mut RunSummary, c: &Collector) {
                         (a.0 + o.ok, a.1 + o.errors.iter().sum::<u64>())
                     });
                 if first_err.is_none() {
+                    // Only errors that start while this fault is in place (plus a second of slack)
+                    // are its own; later ones belong to whatever comes next.
+                    if secs(iv.start) > healed + 1.0 {
+                        break;
+                    }
                     if err > 0 {
                         first_err = Some(secs(iv.start).max(inj));
-                    } else if secs(iv.start) > healed + 5.0 {
-                        break;
                     }
                 } else if ok > 0 && err == 0 {
                     back = Some(secs(iv.start));

@@ -736,6 +736,7 @@ pub(crate) mod tests {
             planned_duration_secs: 10.0,
             interrupted: false,
             run_id: "abc".into(),
+            shard: None,
             started_at: "2025-01-01T00:00:00Z".into(),
             target: "redis://127.0.0.1:6379".into(),
             server: ServerInfo {

@@ -475,6 +475,7 @@ fn build_summary(
         planned_duration_secs: plan.duration.as_secs_f64(),
         interrupted,
         run_id: run_id(plan.seed, started),
+        shard: None,
         started_at: humantime::format_rfc3339_seconds(started).to_string(),
         target: target.to_string(),
         server,

@@ -157,7 +157,7 @@ impl Conn {
                     .map_err(|e| {
                         Error::new(
                             ErrorKind::Connection,
-                            format!("TLS handshake with {addr} failed: {e}"),
+                            format!("TLS handshake with {addr} failed: {e}{}", tls_hint(&e)),
                         )
                     })?;
                 Stream::Tls(Box::new(s))
@@ -356,6 +356,27 @@ impl Conn {
             self.rpos = 0;
         }
         Ok(out)
+    }
+}
+
+/// What to do about a certificate the handshake rejected (empty for other failures).
+fn tls_hint(e: &io::Error) -> &'static str {
+    let Some(rustls::Error::InvalidCertificate(c)) =
+        e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>())
+    else {
+        return "";
+    };
+    match c {
+        rustls::CertificateError::UnknownIssuer => {
+            " (unknown issuer: the server certificate is not signed by a trusted CA; pass \
+             --tls-ca FILE with that CA, or --tls-insecure / ?insecure=true to skip verification)"
+        }
+        rustls::CertificateError::NotValidForName
+        | rustls::CertificateError::NotValidForNameContext { .. } => {
+            " (the certificate does not name this host: connect by a name it lists, or pass \
+             --tls-insecure / ?insecure=true to skip verification)"
+        }
+        _ => " (certificate rejected: pass --tls-ca FILE, or --tls-insecure / ?insecure=true to skip verification)",
     }
 }
 

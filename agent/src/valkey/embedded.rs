@@ -55,6 +55,11 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 /// Look for `.tools/bin/<name>` above the working directory and above the executable.
 pub fn tools_bin(name: &str) -> Option<PathBuf> {
+    tools_file(&format!("bin/{name}"))
+}
+
+/// Look for `.tools/<rel>` above the working directory and above the executable.
+pub fn tools_file(rel: &str) -> Option<PathBuf> {
     let mut starts = vec![];
     if let Ok(d) = std::env::current_dir() {
         starts.push(d);
@@ -64,7 +69,7 @@ pub fn tools_bin(name: &str) -> Option<PathBuf> {
     }
     for s in starts {
         for dir in s.ancestors() {
-            let p = dir.join(".tools/bin").join(name);
+            let p = dir.join(".tools").join(rel);
             if p.is_file() {
                 return Some(p);
             }

@@ -498,11 +498,11 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
             let new_rid = rng.uuid4();
             m.set_option("redis_message_id", new_rid.clone().into());
             let body = m.encode();
-            let s = Instant::now();
-            let r = dispatch(
+            let r = timed(
                 &mut dq_client,
-                &st.script,
-                &d.namespace,
+                &st,
+                &rec,
+                OP_ENQ,
                 "enqueue",
                 &d.queue,
                 &broker,
@@ -510,18 +510,22 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 &[new_rid.as_bytes(), body.as_bytes()],
             )
             .await;
-            rec.record(
-                OP_ENQ,
-                s,
-                s,
-                Instant::now(),
-                r.as_ref().map(|_| ()).map_err(|e| e.kind),
-            );
-            let s = Instant::now();
-            let r2 = dispatch(
+            if r.is_err() {
+                // Not moved: keep holding it and try again shortly (the .DQ copy stays unacked).
+                m.queue_name = dq_name.clone();
+                m.set_option("eta", (now_ms() + 1000).into());
+                held.push(Delayed {
+                    eta: now_ms() + 1000,
+                    rid: h.rid,
+                    msg: m,
+                });
+                break;
+            }
+            let _ = timed(
                 &mut dq_client,
-                &st.script,
-                &d.namespace,
+                &st,
+                &rec,
+                OP_ACK,
                 "ack",
                 &dq_name,
                 &broker,
@@ -529,23 +533,16 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 &[h.rid.as_bytes()],
             )
             .await;
-            rec.record(
-                OP_ACK,
-                s,
-                s,
-                Instant::now(),
-                r2.map(|_| ()).map_err(|e| e.kind),
-            );
             st.delayed_held.fetch_sub(1, Ordering::Relaxed);
         }
         // Fetch from the delay queue (it keeps this broker's heartbeat going too).
         if Instant::now() >= next_dq_fetch && (held.len() as u64) < dq_prefetch {
             let want = dq_prefetch - held.len() as u64;
-            let s = Instant::now();
-            let r = dispatch(
+            let r = timed(
                 &mut dq_client,
-                &st.script,
-                &d.namespace,
+                &st,
+                &rec,
+                OP_FETCH,
                 "fetch",
                 &dq_name,
                 &broker,
@@ -553,13 +550,6 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 &[want.to_string().as_bytes()],
             )
             .await;
-            rec.record(
-                OP_FETCH,
-                s,
-                s,
-                Instant::now(),
-                r.as_ref().map(|_| ()).map_err(|e| e.kind),
-            );
             let got = decode_batch(&st, &ctx, r.ok());
             if got.is_empty() {
                 dq_misses += 1;
@@ -577,11 +567,11 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
         let out = outstanding.load(Ordering::Relaxed) + cache.len();
         if cache.is_empty() && out < d.prefetch as usize {
             let want = (d.prefetch as usize - out) as u64;
-            let s = Instant::now();
-            let r = dispatch(
+            let r = timed(
                 &mut fetch_client,
-                &st.script,
-                &d.namespace,
+                &st,
+                &rec,
+                OP_FETCH,
                 "fetch",
                 &d.queue,
                 &broker,
@@ -589,13 +579,6 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 &[want.to_string().as_bytes()],
             )
             .await;
-            rec.record(
-                OP_FETCH,
-                s,
-                s,
-                Instant::now(),
-                r.as_ref().map(|_| ()).map_err(|e| e.kind),
-            );
             let got = decode_batch(&st, &ctx, r.ok());
             if got.is_empty() {
                 misses += 1;
@@ -764,25 +747,7 @@ async fn handle(
         .pop()
         .unwrap_or_else(|| Client::new(ctx.route.clone()));
     if !fails {
-        let s = Instant::now();
-        let r = dispatch(
-            &mut c,
-            &st.script,
-            &d.namespace,
-            "ack",
-            &d.queue,
-            broker,
-            false,
-            &[rid.as_bytes()],
-        )
-        .await;
-        rec.record(
-            OP_ACK,
-            s,
-            s,
-            Instant::now(),
-            r.as_ref().map(|_| ()).map_err(|e| e.kind),
-        );
+        let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
         if r.is_ok() {
             st.ledger
                 .finished(&mid, ledger::Final::Acked, &ctx.metrics.counters);
@@ -791,25 +756,7 @@ async fn handle(
         // The Retries middleware: give up when the attempts so far reach max_retries.
         let next = retries + 1;
         if retries >= d.max_retries {
-            let s = Instant::now();
-            let r = dispatch(
-                &mut c,
-                &st.script,
-                &d.namespace,
-                "nack",
-                &d.queue,
-                broker,
-                false,
-                &[rid.as_bytes()],
-            )
-            .await;
-            rec.record(
-                OP_NACK,
-                s,
-                s,
-                Instant::now(),
-                r.as_ref().map(|_| ()).map_err(|e| e.kind),
-            );
+            let r = post_process(&mut c, st, broker, "nack", &rid, rec, OP_NACK).await;
             if r.is_ok() {
                 st.ledger
                     .finished(&mid, ledger::Final::DeadLettered, &ctx.metrics.counters);
@@ -829,11 +776,11 @@ async fn handle(
             m.set_option("eta", (now + delay.as_millis() as u64).into());
             m.queue_name = format!("{}.DQ", d.queue);
             let body = m.encode();
-            let s = Instant::now();
-            let r = dispatch(
+            let r = timed(
                 &mut c,
-                &st.script,
-                &d.namespace,
+                st,
+                rec,
+                OP_ENQ,
                 "enqueue",
                 &m.queue_name,
                 broker,
@@ -841,38 +788,91 @@ async fn handle(
                 &[new_rid.as_bytes(), body.as_bytes()],
             )
             .await;
-            rec.record(
-                OP_ENQ,
-                s,
-                s,
-                Instant::now(),
-                r.as_ref().map(|_| ()).map_err(|e| e.kind),
-            );
             if r.is_ok() {
                 ctx.metrics.counters.add(C_RETRIED, 1);
             }
-            let s = Instant::now();
-            let r = dispatch(
-                &mut c,
-                &st.script,
-                &d.namespace,
-                "ack",
-                &d.queue,
-                broker,
-                false,
-                &[rid.as_bytes()],
-            )
-            .await;
-            rec.record(
-                OP_ACK,
-                s,
-                s,
-                Instant::now(),
-                r.map(|_| ()).map_err(|e| e.kind),
-            );
+            let _ = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
         }
     }
     pool.lock().expect("pool lock").push(c);
+}
+
+/// A dispatch call, recorded as operation `op`.
+#[allow(clippy::too_many_arguments)]
+async fn timed(
+    c: &mut Client,
+    st: &State,
+    rec: &crate::metrics::Recorder,
+    op: usize,
+    cmd: &str,
+    queue: &str,
+    broker: &str,
+    maintenance: bool,
+    args: &[&[u8]],
+) -> Result<Value, Error> {
+    let s = Instant::now();
+    let r = dispatch(
+        c,
+        &st.script,
+        &st.plan.namespace,
+        cmd,
+        queue,
+        broker,
+        maintenance,
+        args,
+    )
+    .await;
+    rec.record(
+        op,
+        s,
+        s,
+        Instant::now(),
+        r.as_ref().map(|_| ()).map_err(|e| e.kind),
+    );
+    r
+}
+
+/// Ack or nack as Dramatiq's `post_process_message` does: a connection error is retried every
+/// 5 s (bounded here to 6 tries); any other error drops it (the message stays in the ack set).
+async fn post_process(
+    c: &mut Client,
+    st: &State,
+    broker: &str,
+    cmd: &str,
+    rid: &str,
+    rec: &crate::metrics::Recorder,
+    op: usize,
+) -> Result<Value, Error> {
+    let d = &st.plan;
+    let mut tries = 0;
+    loop {
+        let r = timed(
+            c,
+            st,
+            rec,
+            op,
+            cmd,
+            &d.queue,
+            broker,
+            false,
+            &[rid.as_bytes()],
+        )
+        .await;
+        match &r {
+            Err(e)
+                if matches!(
+                    e.kind,
+                    crate::valkey::ErrorKind::Connection
+                        | crate::valkey::ErrorKind::Loading
+                        | crate::valkey::ErrorKind::MasterDown
+                ) && tries < 5 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            _ => return r,
+        }
+    }
 }
 
 async fn depth_watch(st: Arc<State>, ctx: Ctx) {
