@@ -385,3 +385,28 @@ async fn cfg_get(c: &mut valkey_chaos::valkey::Conn, k: &str) -> String {
     let v = cmd(c, &["CONFIG", "GET", k]).await;
     v.into_array().unwrap()[1].as_str().unwrap().to_string()
 }
+
+/// Destructive faults against a non-local target are refused before any connection is made
+/// (the `.invalid` host never resolves: nothing leaves the machine); `--skip-destructive` is
+/// offered, and the double opt-in is required.
+#[test]
+fn destructive_faults_against_a_remote_target_are_refused() {
+    let dir = scratch("refuse");
+    let body = |allow: bool| {
+        format!(
+            "duration = \"5s\"\nallow_destructive = {allow}\n[[workload]]\nid = \"w\"\ntype = \"commands\"\nclients = 1\n[[fault]]\nname = \"stop-it\"\ntype = \"client-pause\"\nat = \"1s\"\nduration = \"1s\"\n"
+        )
+    };
+    let remote = "redis://valkey.staging.invalid:6379";
+    for (allow, flag) in [(false, None), (false, Some("--allow-destructive")), (true, None)] {
+        let sc = scenario(&dir, "refuse", &body(allow));
+        let mut args = vec!["run", sc.to_str().unwrap(), "--target", remote, "-q"];
+        args.extend(flag);
+        let o = agent(&args, Duration::from_secs(20));
+        assert_eq!(o.status.code(), Some(2), "allow={allow} flag={flag:?}: {}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("refusing fault #0 \"stop-it\" (type client-pause)"), "{err}");
+        assert!(err.contains("allow_destructive = true") && err.contains("--allow-destructive") && err.contains("--skip-destructive"), "{err}");
+        assert!(!err.contains("running "), "no load may start: {err}");
+    }
+}
