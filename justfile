@@ -33,10 +33,10 @@ chaos TARGET=target: setup plugins
     cargo build --release -q -p valkey-chaos
     ./target/release/valkey-chaos run scenarios/cutover/*.toml --out out/chaos {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
 
-# A one-minute smoke version of the cutover gate.
+# A one-minute smoke version of the cutover gate: typical day, failover, latency, connection storm.
 chaos-quick TARGET=target: setup plugins
     cargo build --release -q -p valkey-chaos
-    ./target/release/valkey-chaos run scenarios/cutover/*.toml --duration 10s --out out/chaos-quick {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
+    ./target/release/valkey-chaos run scenarios/cutover/0[1347]-*.toml --duration 15s --out out/chaos-quick {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
 
 # Benchmarks against peers measured in the same run (redis-benchmark, redis-py, Python Dramatiq).
 bench: setup plugins

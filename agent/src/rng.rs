@@ -81,19 +81,20 @@ impl Rng {
 
     /// A random (version 4) UUID string, lowercase and hyphenated, like Python's `str(uuid4())`.
     pub fn uuid4(&mut self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut b = [0u8; 16];
         self.fill(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        let mut out = String::with_capacity(36);
+        for (i, x) in b.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out.push('-');
+            }
+            out.push(HEX[(x >> 4) as usize] as char);
+            out.push(HEX[(x & 15) as usize] as char);
+        }
+        out
     }
 }
 

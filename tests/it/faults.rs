@@ -59,9 +59,7 @@ restart_after = "6s"
     assert!(f.heal_error.is_none(), "{f:?}");
     // Sentinel promoted the replica and the workloads found it.
     assert!(
-        s.events
-            .iter()
-            .any(|e| e.detail.contains("primary is now replica-1")),
+        s.events.iter().any(|e| e.detail.contains("to replica-1")),
         "{:#?}",
         s.events
     );
@@ -398,15 +396,32 @@ fn destructive_faults_against_a_remote_target_are_refused() {
         )
     };
     let remote = "redis://valkey.staging.invalid:6379";
-    for (allow, flag) in [(false, None), (false, Some("--allow-destructive")), (true, None)] {
+    for (allow, flag) in [
+        (false, None),
+        (false, Some("--allow-destructive")),
+        (true, None),
+    ] {
         let sc = scenario(&dir, "refuse", &body(allow));
         let mut args = vec!["run", sc.to_str().unwrap(), "--target", remote, "-q"];
         args.extend(flag);
         let o = agent(&args, Duration::from_secs(20));
-        assert_eq!(o.status.code(), Some(2), "allow={allow} flag={flag:?}: {}", show(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "allow={allow} flag={flag:?}: {}",
+            show(&o)
+        );
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("refusing fault #0 \"stop-it\" (type client-pause)"), "{err}");
-        assert!(err.contains("allow_destructive = true") && err.contains("--allow-destructive") && err.contains("--skip-destructive"), "{err}");
+        assert!(
+            err.contains("refusing fault #0 \"stop-it\" (type client-pause)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("allow_destructive = true")
+                && err.contains("--allow-destructive")
+                && err.contains("--skip-destructive"),
+            "{err}"
+        );
         assert!(!err.contains("running "), "no load may start: {err}");
     }
 }

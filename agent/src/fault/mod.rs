@@ -562,7 +562,7 @@ pub fn spawn_timeline(
     env: FaultEnv,
     start: Instant,
     cancel: CancellationToken,
-) -> tokio::task::JoinHandle<Vec<FaultRecord>> {
+) -> tokio::task::JoinHandle<(Vec<FaultRecord>, Arc<FaultEnv>)> {
     let end = start + plan.duration;
     let mut occ = vec![];
     for f in &plan.faults {
@@ -601,10 +601,10 @@ pub fn spawn_timeline(
                     .unwrap_or(std::cmp::Ordering::Equal),
             )
         });
-        // The proxies carry workload traffic until the run ends, not until the last heal.
+        // The proxies carry workload traffic until the run is over (the oracles' drain included):
+        // the environment goes back to the run, which drops it last.
         cancel.cancelled().await;
-        drop(env);
-        out
+        (out, env)
     })
 }
 
@@ -646,6 +646,15 @@ async fn run_occurrence(
         _ = cancel.cancelled() => { rec.skipped = Some("the run ended before it was due".into()); return rec; }
     }
     let events = env.events.clone();
+    let topology_fault = matches!(
+        f.kind,
+        FaultKind::Failover | FaultKind::Kill { .. } | FaultKind::Partition | FaultKind::Pause
+    );
+    let primary_before = if topology_fault {
+        current_primary_name(&env).await
+    } else {
+        None
+    };
     let guard = match inject(f, &env).await {
         Ok(g) => g,
         Err(e) => {
@@ -720,14 +729,31 @@ async fn run_occurrence(
             rec.heal_error = Some(e);
         }
     }
-    // After a failover-type fault, note where the primary went.
-    if matches!(
-        f.kind,
-        FaultKind::Failover | FaultKind::Kill { .. } | FaultKind::Partition | FaultKind::Pause
-    ) {
+    // After a topology fault, wait (bounded) for the primary to settle and say where it went.
+    if topology_fault {
         if let Some(ev) = &events {
-            if let Some(p) = current_primary_name(&env).await {
-                ev.push(EventKind::PrimaryChanged, format!("primary is now {p}"));
+            let t0 = Instant::now();
+            let mut now_primary = current_primary_name(&env).await;
+            while now_primary == primary_before
+                && t0.elapsed() < Duration::from_secs(15)
+                && !matches!(f.kind, FaultKind::Partition | FaultKind::Pause)
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                now_primary = current_primary_name(&env).await;
+            }
+            match (&primary_before, &now_primary) {
+                (Some(a), Some(b)) if a != b => ev.push(
+                    EventKind::PrimaryChanged,
+                    format!(
+                        "primary changed from {a} to {b} ({:.1}s after the heal)",
+                        t0.elapsed().as_secs_f64()
+                    ),
+                ),
+                (_, Some(b)) => ev.push(
+                    EventKind::Note,
+                    format!("primary is still {b} after #{} {}", f.index, f.name),
+                ),
+                _ => {}
             }
         }
     }

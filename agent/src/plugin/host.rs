@@ -66,6 +66,9 @@ impl ResourceLimiter for VuLimits {
     }
 }
 
+/// What the host decided about a command name: its op index (when recording), or a refusal.
+type Verdict = Result<Option<usize>, String>;
+
 /// Per-VU host state.
 pub struct VuState {
     wasi: WasiCtx,
@@ -81,6 +84,8 @@ pub struct VuState {
     plugin: String,
     vu: u32,
     key_prefix: String,
+    /// Command names seen so far: op index, or why the command is refused.
+    seen: Vec<(Vec<u8>, Verdict)>,
 }
 
 impl WasiView for VuState {
@@ -118,6 +123,7 @@ impl VuState {
             plugin: plugin.to_string(),
             vu,
             key_prefix: key_prefix.to_string(),
+            seen: vec![],
         }
     }
 
@@ -139,6 +145,7 @@ impl VuState {
             plugin: plugin.to_string(),
             vu,
             key_prefix: "vc:".into(),
+            seen: vec![],
         }
     }
 
@@ -146,19 +153,31 @@ impl VuState {
         &self.key_prefix
     }
 
+    /// The op index of a command name as the plugin spelled it, or why it is refused; cached
+    /// per VU so a call allocates nothing once a command has been seen.
+    fn classify(&mut self, raw: &[u8]) -> Verdict {
+        if let Some((_, r)) = self.seen.iter().find(|(k, _)| k.as_slice() == raw) {
+            return r.clone();
+        }
+        let name = String::from_utf8_lossy(raw).to_ascii_uppercase();
+        let r = if name.is_empty() {
+            Err("empty command".to_string())
+        } else if DENIED.contains(&name.as_str()) {
+            Err(format!("{name} is not allowed from a plugin"))
+        } else {
+            Ok(self
+                .rec
+                .as_ref()
+                .map(|rec| rec.metrics().op_index(&name.to_ascii_lowercase())))
+        };
+        self.seen.push((raw.to_vec(), r.clone()));
+        r
+    }
+
     async fn run(&mut self, args: Vec<Vec<u8>>) -> Result<Value, types::CommandError> {
-        let name = args
-            .first()
-            .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
-            .unwrap_or_default();
-        if name.is_empty() {
-            return Err(types::CommandError::Rejected("empty command".into()));
-        }
-        if DENIED.contains(&name.as_str()) {
-            return Err(types::CommandError::Rejected(format!(
-                "{name} is not allowed from a plugin"
-            )));
-        }
+        let op = self
+            .classify(args.first().map(|a| a.as_slice()).unwrap_or(&[]))
+            .map_err(types::CommandError::Rejected)?;
         let Some(client) = self.client.as_mut() else {
             return Err(types::CommandError::Rejected(
                 "no Valkey connection in this context".into(),
@@ -167,8 +186,7 @@ impl VuState {
         let t0 = Instant::now();
         let r = client.request_args(&args).await;
         let t1 = Instant::now();
-        if let Some(rec) = &self.rec {
-            let op = rec.metrics().op_index(&name.to_ascii_lowercase());
+        if let (Some(rec), Some(op)) = (&self.rec, op) {
             rec.record(op, t0, t0, t1, r.as_ref().map(|_| ()).map_err(|e| e.kind));
         }
         r.map_err(|e| match e.kind {

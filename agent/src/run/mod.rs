@@ -279,7 +279,10 @@ pub async fn run(
             _ = &mut stop_deadline => { tasks.abort_all(); break; }
         }
     }
-    let fault_records = timeline.await.unwrap_or_default();
+    let (fault_records, fault_env) = match timeline.await {
+        Ok((r, env)) => (r, Some(env)),
+        Err(_) => (vec![], None),
+    };
     let mut figures = vec![];
     for (a, ctx) in actives.iter().zip(ctxs.iter()) {
         let f = if interrupted && shutdown.is_cancelled() {
@@ -293,6 +296,8 @@ pub async fn run(
         figures.push(f);
     }
     collector.cut(Instant::now());
+    // The fault proxies carried the drain too; only now do they go.
+    drop(fault_env);
 
     let ran = load_end.saturating_duration_since(start).min(plan.duration);
     let mut summary = build_summary(

@@ -368,7 +368,10 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
                 }
             }
         }
-        tokio::time::sleep_until(hold_end.into()).await;
+        // A zero hold must not wait for the next timer tick (tokio timers have 1 ms resolution).
+        if hold_end > Instant::now() {
+            tokio::time::sleep_until(hold_end.into()).await;
+        }
         // Release: the believed hold ends now, before the command goes out.
         let held_to = monotonic_ns();
         {

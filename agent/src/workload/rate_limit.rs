@@ -394,7 +394,10 @@ async fn attempt(
                         ctx.metrics.counters.add(OVERSHOOT, 1);
                     }
                 }
-                tokio::time::sleep(p.hold.sample(rng)).await;
+                let hold = p.hold.sample(rng);
+                if !hold.is_zero() {
+                    tokio::time::sleep(hold).await;
+                }
                 {
                     let mut h = st.holding[ki].lock().expect("holding lock");
                     *h = h.saturating_sub(1);

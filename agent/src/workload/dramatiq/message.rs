@@ -57,11 +57,11 @@ impl Message {
         o.push_str(",\"actor_name\":");
         push_str(&mut o, &self.actor_name);
         o.push_str(",\"args\":");
-        push_value(&mut o, &Value::Array(self.args.clone()));
+        push_array(&mut o, &self.args);
         o.push_str(",\"kwargs\":");
-        push_value(&mut o, &Value::Object(self.kwargs.clone()));
+        push_object(&mut o, &self.kwargs);
         o.push_str(",\"options\":");
-        push_value(&mut o, &Value::Object(self.options.clone()));
+        push_object(&mut o, &self.options);
         o.push_str(",\"message_id\":");
         push_str(&mut o, &self.message_id);
         o.push_str(",\"message_timestamp\":");
@@ -145,31 +145,35 @@ fn push_str(o: &mut String, s: &str) {
     o.push('"');
 }
 
+fn push_array(o: &mut String, a: &[Value]) {
+    o.push('[');
+    for (i, x) in a.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_value(o, x);
+    }
+    o.push(']');
+}
+
+fn push_object(o: &mut String, m: &Map<String, Value>) {
+    o.push('{');
+    for (i, (k, x)) in m.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_str(o, k);
+        o.push(':');
+        push_value(o, x);
+    }
+    o.push('}');
+}
+
 fn push_value(o: &mut String, v: &Value) {
     match v {
         Value::String(s) => push_str(o, s),
-        Value::Array(a) => {
-            o.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    o.push(',');
-                }
-                push_value(o, x);
-            }
-            o.push(']');
-        }
-        Value::Object(m) => {
-            o.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    o.push(',');
-                }
-                push_str(o, k);
-                o.push(':');
-                push_value(o, x);
-            }
-            o.push('}');
-        }
+        Value::Array(a) => push_array(o, a),
+        Value::Object(m) => push_object(o, m),
         other => o.push_str(&other.to_string()),
     }
 }

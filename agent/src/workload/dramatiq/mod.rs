@@ -352,9 +352,11 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
     let rec = ctx.metrics.recorder(idx as usize);
     let broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
     let mut c = Client::new(ctx.route.clone());
+    // One payload per producer: its content does not matter, its size does.
+    let payload = String::from_utf8(rng.alnum(d.payload_bytes)).unwrap_or_default();
     while let Some(intended) = pacer.next(&ctx.cancel).await {
         let actor = &d.actors[rng.below(d.actors.len() as u64) as usize];
-        let payload = String::from_utf8(rng.alnum(d.payload_bytes)).unwrap_or_default();
+        let payload = payload.clone();
         let delayed = rng.chance(d.delay_fraction);
         let mid = rng.uuid4();
         let rid = rng.uuid4();
