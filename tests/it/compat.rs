@@ -9,7 +9,7 @@ use valkey_chaos::valkey::embedded::free_port;
 use valkey_chaos::valkey::Value;
 
 use crate::support::*;
-use crate::tls::{agent_env, redis_bin};
+use crate::tls::redis_bin;
 
 async fn start_redis7() -> Topology {
     Topology::start(&redis_bin(), TopologySpec::default())

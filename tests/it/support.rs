@@ -92,13 +92,20 @@ pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Run the agent binary to completion (bounded), returning its output.
 pub fn agent(args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(agent_bin())
-        .args(args)
+    agent_env(args, &[], timeout)
+}
+
+/// As [`agent`], with extra environment variables.
+pub fn agent_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
+    let mut cmd = Command::new(agent_bin());
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn agent");
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn agent");
     let deadline = Instant::now() + timeout;
     loop {
         if child.try_wait().expect("wait agent").is_some() {

@@ -216,36 +216,6 @@ impl Drop for TlsRedis {
     }
 }
 
-/// Run the agent with extra environment (bounded), as `support::agent` does.
-pub(crate) fn agent_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
-    let mut cmd = Command::new(agent_bin());
-    cmd.args(args)
-        .env_remove("VALKEY_PASSWORD")
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn agent");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait().expect("wait agent").is_some() {
-            return child.wait_with_output().expect("agent output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("agent output");
-            panic!(
-                "agent {args:?} did not finish within {timeout:?}\n{}",
-                show(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const SMOKE: &str = r#"
 name = "tls-smoke"
 seed = 11

@@ -738,7 +738,7 @@ pub(crate) mod tests {
             run_id: "abc".into(),
             shard: None,
             started_at: "2025-01-01T00:00:00Z".into(),
-            target: "redis://127.0.0.1:6379".into(),
+            target: "rediss://staging.invalid:25061".into(),
             server: ServerInfo {
                 server_name: "valkey".into(),
                 version: "8.1.1".into(),
