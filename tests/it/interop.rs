@@ -613,6 +613,38 @@ async fn dead_letters(
     out
 }
 
+/// Python sends `n` messages to `q` and a real Dramatiq worker whose actor always raises
+/// (`max_retries`) dead-letters them all (bounded, 30 s); returns the XQ bodies.
+async fn python_dead_letters(
+    dir: &Path,
+    c: &mut Conn,
+    u: &str,
+    q: &str,
+    n: i64,
+    max_retries: u32,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    python_send(dir, u, q, n as u32, 0, 0);
+    let t0 = now_ms();
+    let mut w = python_worker(dir, c, u, q, "fail", max_retries).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = int(c, &["ZCARD", &format!("{NS}:{q}.XQ")]).await;
+        let b = broker(c, q).await;
+        if got == n && b.empty() {
+            break;
+        }
+        w.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "not dead-lettered in 30s: {got}/{n}, {b:?}\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_worker(c, w).await;
+    dead_letters(c, q, t0, now_ms()).await
+}
+
 /// Dead letters land where Dramatiq puts them and look the same: the agent (fail_fraction 1,
 /// max_retries 0: nacked on the first failure) and a real worker (actor always raises,
 /// max_retries 0) each dead-letter 20 Python-produced messages; both leave `<ns>:<q>.XQ` (zset) +
@@ -662,27 +694,7 @@ drain_timeout = "20s"
     assert!(b.empty(), "{b:?}");
 
     // Dramatiq dead-letters.
-    python_send(&dir, &u, "dl-py", 20, 0, 0);
-    let t0 = now_ms();
-    let mut w = python_worker(&dir, &mut c, &u, "dl-py", "fail", 0).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = int(&mut c, &["ZCARD", &format!("{NS}:dl-py.XQ")]).await;
-        let b = broker(&mut c, "dl-py").await;
-        if n == 20 && b.empty() {
-            break;
-        }
-        w.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "not dead-lettered in 30s: {n}/20, {b:?}\n{}",
-            w.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop_worker(&mut c, w).await;
-    let t1 = now_ms();
-    let py_dl = dead_letters(&mut c, "dl-py", t0, t1).await;
+    let py_dl = python_dead_letters(&dir, &mut c, &u, "dl-py", 20, 0).await;
     assert_eq!(py_dl.len(), 20);
 
     for m in py_dl.iter().chain(&agent_dl) {
@@ -745,27 +757,7 @@ drain_timeout = "20s"
     let agent_dl = dead_letters(&mut c, "dlr-agent", t0, t1).await;
     assert_eq!(agent_dl.len() as f64, enq);
 
-    python_send(&dir, &u, "dlr-py", 10, 0, 0);
-    let t0 = now_ms();
-    let mut w = python_worker(&dir, &mut c, &u, "dlr-py", "fail", 1).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = int(&mut c, &["ZCARD", &format!("{NS}:dlr-py.XQ")]).await;
-        let b = broker(&mut c, "dlr-py").await;
-        if n == 10 && b.empty() {
-            break;
-        }
-        w.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "not dead-lettered in 30s: {n}/10, {b:?}\n{}",
-            w.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop_worker(&mut c, w).await;
-    let t1 = now_ms();
-    let py_dl = dead_letters(&mut c, "dlr-py", t0, t1).await;
+    let py_dl = python_dead_letters(&dir, &mut c, &u, "dlr-py", 10, 1).await;
     assert_eq!(py_dl.len(), 10);
 
     let want = [
