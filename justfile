@@ -17,10 +17,11 @@ setup:
 plugins: setup
     cd plugins && cargo build --release --target wasm32-wasip2 -q
 
-# Formatting, clippy with warnings as errors, and docs.
+# Formatting, clippy with warnings as errors, and the module layering (lower layers never import higher ones).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -q -- -D warnings
+    cargo test -q -p valkey-chaos --lib layering
     cd plugins && cargo fmt --all -- --check
 
 # Every test: unit tests, then the integration suite against real servers.

@@ -35,14 +35,14 @@ async fn run_toml(text: &str, url: &str) -> Result<RunSummary, String> {
     let plan = crate::scenario::compile::compile_str(Path::new("bench.toml"), text)
         .map_err(|d| d.to_string())?;
     let opts = crate::run::RunOptions {
-        target: Some(url.to_string()),
+        target: crate::run::TargetChoice::Url(url.to_string()),
         quiet: true,
         ..Default::default()
     };
-    let (s, _) = crate::run::run(&plan, &opts, CancellationToken::new())
+    let out = crate::run::run(&plan, &opts, CancellationToken::new())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(s)
+    Ok(out.summary)
 }
 
 fn total_ops(s: &RunSummary, w: &str, ops: &[&str]) -> u64 {

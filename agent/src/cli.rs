@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::run::{RunError, RunOptions};
+use crate::run::{RunError, RunOptions, TargetChoice};
+use crate::scenario::{LoadError, Overrides};
 use crate::valkey::target::TlsChoice;
 
 pub const EXIT_PASS: i32 = 0;
@@ -159,7 +160,7 @@ pub struct RunArgs {
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    crate::scenario::reader::parse_duration(s)
+    crate::units::parse_duration(s)
 }
 
 /// Parse arguments, run, and return the process exit code.
@@ -253,7 +254,7 @@ fn merge(a: &MergeArgs) -> i32 {
     };
     print!("{}", crate::report::text::render(&m.summary));
     if let Some(dir) = &a.out {
-        match crate::merge::write_outputs(dir, &m) {
+        match crate::report::write_outputs(dir, &m.summary, &m.hlog) {
             Ok(()) => eprintln!("merged results written to {}", dir.display()),
             Err(e) => {
                 eprintln!("error: cannot write results to {}: {e}", dir.display());
@@ -271,7 +272,7 @@ fn merge(a: &MergeArgs) -> i32 {
 fn validate(paths: &[PathBuf]) -> i32 {
     let mut code = EXIT_PASS;
     for p in paths {
-        match crate::scenario::load(p) {
+        match crate::scenario::load_plain(p) {
             Ok(plan) => println!(
                 "{}: ok ({} workloads, {} faults, {} thresholds)",
                 p.display(),
@@ -290,10 +291,10 @@ fn validate(paths: &[PathBuf]) -> i32 {
 
 fn run_options(a: &RunArgs) -> RunOptions {
     RunOptions {
-        target: a.target.target.clone(),
-        out: a.out.clone(),
-        duration: a.duration,
-        seed: a.seed,
+        target: match &a.target.target {
+            Some(u) => TargetChoice::Url(u.clone()),
+            None => TargetChoice::Auto,
+        },
         quiet: a.quiet,
         valkey_server: a.target.valkey_server.clone(),
         tls: TlsChoice {
@@ -303,74 +304,76 @@ fn run_options(a: &RunArgs) -> RunOptions {
         allow_destructive: a.allow_destructive,
         skip_destructive: a.skip_destructive,
         interval: None,
-        password: std::env::var("VALKEY_PASSWORD")
-            .ok()
-            .filter(|s| !s.is_empty()),
-        otlp: a.otlp.clone(),
-        otlp_protocol: a.otlp_protocol.or_else(|| {
-            a.otlp
-                .as_ref()
-                .and_then(|_| crate::export::otlp::protocol_from_env())
-        }),
-        trace_sample: Some(a.trace_sample),
+        password: env_password(),
+        otlp: a
+            .otlp
+            .as_ref()
+            .map(|endpoint| crate::export::otlp::OtlpOptions {
+                endpoint: endpoint.clone(),
+                protocol: a
+                    .otlp_protocol
+                    .or_else(crate::export::otlp::protocol_from_env)
+                    .unwrap_or_default(),
+                trace_sample: a.trace_sample,
+            }),
+    }
+}
+
+fn print_load_error(e: &LoadError) {
+    match e {
+        LoadError::Scenario(d) => eprintln!("{d}"),
+        LoadError::Flag(m) => eprintln!("error: {m}"),
     }
 }
 
 async fn run(a: RunArgs) -> i32 {
-    // Compile everything first: a scenario error stops the run before any load starts.
-    let mut plans = vec![];
-    let mut bad = false;
-    for p in &a.scenarios {
-        match crate::scenario::load(p) {
-            Ok(mut plan) => {
-                for t in &a.thresholds {
-                    match crate::scenario::compile::extra_threshold(&plan, t) {
-                        Ok(th) => plan.thresholds.push(th),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            bad = true;
-                        }
-                    }
-                }
-                plans.push(plan);
-            }
-            Err(d) => {
-                eprintln!("{d}");
-                bad = true;
-            }
-        }
-    }
-    if bad {
-        return EXIT_USAGE;
-    }
-    let mut opts = run_options(&a);
     let job_index = std::env::var("JOB_COMPLETION_INDEX").ok();
-    let shard = match crate::shard::resolve(a.shard.as_deref(), a.shard_count, job_index.as_deref())
-    {
+    let shard = match crate::plan::shard::resolve(
+        a.shard.as_deref(),
+        a.shard_count,
+        job_index.as_deref(),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
-    if let Some(s) = shard {
-        // --seed applies before sharding: every shard derives its own seed from it.
-        for plan in &mut plans {
-            if let Some(seed) = opts.seed {
-                plan.seed = seed;
+    let overrides = Overrides {
+        duration: a.duration,
+        seed: a.seed,
+        thresholds: a.thresholds.clone(),
+        shard,
+    };
+    let opts = run_options(&a);
+    // Compile everything first: a scenario error stops the run before any load starts.
+    let mut plans = vec![];
+    let mut bad = false;
+    for p in &a.scenarios {
+        match crate::scenario::load(p, &overrides) {
+            Ok(c) => {
+                if let Some(s) = shard {
+                    if crate::run::target::pick_url(&c.plan, &opts.target).is_none() {
+                        eprintln!(
+                            "warning: shard {s} of {} runs against its own embedded Valkey: \
+                             shards share keys only on a common --target",
+                            c.plan.name
+                        );
+                    }
+                    for note in &c.notes {
+                        eprintln!("shard {s} of {}: {note}", c.plan.name);
+                    }
+                }
+                plans.push(c.plan);
             }
-            if crate::run::pick_target(plan, &opts).is_none() {
-                eprintln!(
-                    "warning: shard {s} of {} runs against its own embedded Valkey: shards share \
-                     keys only on a common --target",
-                    plan.name
-                );
-            }
-            for note in crate::shard::apply(plan, s.index, s.count) {
-                eprintln!("shard {s} of {}: {note}", plan.name);
+            Err(e) => {
+                print_load_error(&e);
+                bad = true;
             }
         }
-        opts.seed = None;
+    }
+    if bad {
+        return EXIT_USAGE;
     }
     let shutdown = shutdown_on_signals();
     let mut code = EXIT_PASS;
@@ -380,16 +383,15 @@ async fn run(a: RunArgs) -> i32 {
             break;
         }
         match crate::run::run(plan, &opts, shutdown.clone()).await {
-            Ok((mut summary, collector)) => {
-                summary.shard = shard.map(|s| s.to_string());
-                print!("{}", crate::report::text::render(&summary));
-                if let Some(dir) = &opts.out {
+            Ok(out) => {
+                print!("{}", crate::report::text::render(&out.summary));
+                if let Some(dir) = &a.out {
                     let dir = if many {
                         dir.join(&plan.name)
                     } else {
                         dir.clone()
                     };
-                    match crate::run::write_outputs(&dir, &summary, &collector) {
+                    match crate::report::write_outputs(&dir, &out.summary, &out.hlog) {
                         Ok(()) => eprintln!("results written to {}", dir.display()),
                         Err(e) => {
                             eprintln!("error: cannot write results to {}: {e}", dir.display());
@@ -397,7 +399,7 @@ async fn run(a: RunArgs) -> i32 {
                         }
                     }
                 }
-                if !summary.passed() {
+                if !out.summary.passed() {
                     code = code.max(EXIT_FAIL);
                 }
             }
@@ -601,10 +603,15 @@ async fn compat(a: CompatArgs) -> i32 {
 }
 
 async fn compare(a: CompareArgs) -> i32 {
-    let plan = match crate::scenario::load(&a.scenario) {
-        Ok(p) => p,
-        Err(d) => {
-            eprintln!("{d}");
+    let overrides = Overrides {
+        duration: a.duration,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let plan = match crate::scenario::load(&a.scenario, &overrides) {
+        Ok(c) => c.plan,
+        Err(e) => {
+            print_load_error(&e);
             return EXIT_USAGE;
         }
     };
@@ -614,8 +621,6 @@ async fn compare(a: CompareArgs) -> i32 {
         redis_server: a.redis_server.clone(),
         valkey_server: a.valkey_server.clone(),
         run: RunOptions {
-            duration: a.duration,
-            seed: a.seed,
             quiet: a.quiet,
             tls: TlsChoice {
                 insecure: a.tls_insecure,

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Collector;
 use crate::plan::Plan;
 use crate::report::{fmt_count, fmt_us};
-use crate::run::{RunError, RunOptions};
+use crate::run::{RunError, RunOptions, TargetChoice};
 use crate::summary::RunSummary;
 
 /// Which server a side runs against.
@@ -40,10 +39,7 @@ pub struct Options {
 }
 
 /// One finished side.
-pub struct SideRun {
-    pub summary: RunSummary,
-    pub collector: Collector,
-}
+pub type SideRun = crate::run::Outcome;
 
 /// Find Debian's (or any) `redis-server`: explicit path, `REDIS_SERVER`, then `PATH`.
 pub fn locate_redis(explicit: Option<&Path>) -> Result<PathBuf, String> {
@@ -104,22 +100,18 @@ pub async fn run_side(
     password: Option<String>,
     shutdown: CancellationToken,
 ) -> Result<SideRun, RunError> {
-    let mut plan = plan.clone();
     let mut opts = base.clone();
-    opts.out = None;
     opts.password = password;
     match side {
         SideTarget::Url(u) => {
-            opts.target = Some(u.clone());
+            opts.target = TargetChoice::Url(u.clone());
         }
         SideTarget::Embedded(bin) => {
-            opts.target = None;
-            plan.target_url = None;
+            opts.target = TargetChoice::Embedded;
             opts.valkey_server = Some(bin.clone());
         }
     }
-    let (summary, collector) = crate::run::run(&plan, &opts, shutdown).await?;
-    Ok(SideRun { summary, collector })
+    crate::run::run(plan, &opts, shutdown).await
 }
 
 /// Baseline first, then the candidate. `VALKEY_PASSWORD` (in `opts.run.password`) only fills
@@ -304,8 +296,8 @@ pub fn render(b: &RunSummary, c: &RunSummary) -> String {
 
 /// Write `DIR/baseline/…`, `DIR/candidate/…` (each a normal run output) and `DIR/compare.txt`.
 pub fn write_outputs(dir: &Path, b: &SideRun, c: &SideRun) -> std::io::Result<()> {
-    crate::run::write_outputs(&dir.join("baseline"), &b.summary, &b.collector)?;
-    crate::run::write_outputs(&dir.join("candidate"), &c.summary, &c.collector)?;
+    crate::report::write_outputs(&dir.join("baseline"), &b.summary, &b.hlog)?;
+    crate::report::write_outputs(&dir.join("candidate"), &c.summary, &c.hlog)?;
     std::fs::write(dir.join("compare.txt"), render(&b.summary, &c.summary))
 }
 

@@ -3,41 +3,63 @@
 //!
 //! # Codemap (in data-flow order)
 //!
-//! - [`scenario`] reads a TOML scenario keeping every span and compiles it into a [`plan::Plan`],
-//!   reporting all problems at once as `file:line:col: message` with a hint.
-//! - [`plan`] is the compiled, valid-by-construction description of a run: workloads with their
-//!   load model (open with intended starts, or closed), faults, thresholds.
-//! - [`run`] orchestrates: target or embedded topology, workloads, the fault timeline, interval
-//!   cuts, Ctrl-C, heal, oracles, checks, outputs. [`run::pacing`] hands out intended starts.
+//! ```text
+//! scenario.toml ─scenario::load(path, &Overrides)─▶ plan::Plan ─run::run─▶ summary::RunSummary
+//!                                                      │                        │
+//!                           workload::* · fault::* · plugin · metrics      report · export · merge
+//! ```
+//!
+//! - [`scenario`] reads a TOML scenario keeping every span and compiles it, with the command
+//!   line's [`scenario::Overrides`] (duration, seed, extra thresholds, shard), into a
+//!   [`plan::Plan`]; all problems at once as `file:line:col: message` with a hint. Per-kind readers
+//!   live in `scenario::workload::<kind>` and `scenario::fault`; `scenario::threshold` is the one
+//!   threshold parser (also used by `merge`); `scenario::shard` makes a plan one shard's share.
+//! - [`plan`] is plain data, valid by construction: workload and fault kinds, the load model,
+//!   thresholds, the topology a run needs, and every workload's counters declared with their
+//!   [`plan::CounterKind`].
+//! - [`run`] orchestrates in steps: `run::target` (target, destructive policy, preflight), the
+//!   workloads and the fault timeline, `run::load` (interval cuts, progress, Ctrl-C), stop, heal,
+//!   drain; then the summary is built once.
 //! - [`valkey`] talks to servers: RESP, one lean connection per worker, reconnecting clients that
-//!   follow Sentinel and the fault proxy, target URLs with TLS, embedded `valkey-server`s.
-//! - [`workload`] holds one module per workload kind (`commands`, `dramatiq`, `lock`,
-//!   `rate_limit`, `plugin`); each records samples and runs its end-of-run oracle.
+//!   follow Sentinel and the fault proxy, target URLs (`valkey::url`, pure) with TLS, embedded
+//!   `valkey-server`s.
+//! - [`workload`] holds one module per workload kind at run time; each records samples and runs
+//!   its end-of-run oracle; [`workload::pacing`] hands out intended starts.
 //! - [`plugin`] hosts WASM scenario plugins (wasmtime components, one store per VU, sandboxed).
-//! - [`fault`] injects faults on the timeline and heals them; [`fault::proxy`] is the TCP proxy
-//!   that carries the network toxics.
+//! - [`fault`] checks faults against the target, schedules them, injects and heals them through
+//!   guards; [`fault::proxy`] is the TCP proxy that carries the network toxics.
 //! - [`metrics`] are HdrHistogram recorders (latency from the intended start and service time),
-//!   the interval collector and the `.hlog` writer.
-//! - [`check`] evaluates thresholds (whole run or per phase) into checks.
-//! - [`summary`] is the `summary.json` schema; [`report`] renders it.
-//! - [`shard`] makes a plan one of N agents' share (rates and clients divided, keys shared,
-//!   server faults on shard 0 only) so that `merge` of all shards judges the whole load.
-//! - [`merge`] combines several agents' outputs into one summary with exact percentiles (the
-//!   interval histograms are added) and re-judges the thresholds.
-//! - [`export`] sends a run elsewhere while and after it happens: OTLP traces and metrics.
-//! - [`compat`] is Phase 1 of the migration as a command: named probes of what the clients rely
-//!   on, candidate against baseline; [`compare`] runs one scenario against both, side by side.
-//! - [`bench`] measures the agent against peers in the same run (`just bench`).
+//!   the interval collector, the declared counters and the `.hlog` encoder.
+//! - [`summary`] is `summary.json`'s schema and its builder: a pure function of what a run
+//!   recorded (`summary::build`), with thresholds judged (`summary::check`), phases as time
+//!   windows (`summary::phase`) and what each fault did (`summary::impact`).
+//! - [`report`] renders a summary (terminal, HTML, JUnit) and writes the outputs; [`export`]
+//!   sends a run to OTLP while and after it happens.
+//! - [`merge`] combines several agents' outputs into one summary with exact percentiles and
+//!   re-judges them.
+//! - [`compat`] probes what the clients rely on, candidate against baseline; [`compare`] runs one
+//!   scenario against both; [`bench`] measures the agent against peers in the same run.
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
+//! - Leaves used everywhere: [`rng`] (seeded streams), [`clock`], [`units`], [`events`].
 //!
 //! # Architecture invariants
 //!
-//! - `scenario` never touches the network; a `Plan` only comes from `scenario::compile`.
+//! Stated as absences; `layering.rs` checks the import rules from the source (`just lint`).
+//!
+//! - `plan` imports nothing but leaves; `valkey` imports nothing but leaves.
+//! - `scenario` never touches the network: it imports no `run`, `workload`, `fault`, `plugin`,
+//!   `export`, `report`, and of `valkey` only the pure `url`.
+//! - `workload` and `fault` never import `run`: what they need (a pacer, an event sink, a route,
+//!   the target) is passed in.
+//! - `summary`, `report`, `metrics` and `export` import no `run`, `workload` or `fault`.
+//! - A `Plan` only comes from `scenario::compile`, and nothing changes it afterwards.
+//! - A summary is built once, by `summary::build`; nobody patches it afterwards.
+//! - No meaning is read from a counter's name: its declared kind decides how it is judged,
+//!   exported and merged.
 //! - A failed Valkey operation is a recorded sample with an [`valkey::ErrorKind`], never an error
 //!   that stops a worker.
 //! - Workers never wait on the metrics pipeline beyond an uncontended stripe lock; nothing keeps
 //!   every sample: histograms per interval, V2-encoded.
-//! - `report` is a pure function of the summary.
 //! - Every injected fault is healed: at its end, at the end of the run, on error, on Ctrl-C and
 //!   SIGTERM; heal failures are reported and fail the verdict.
 //! - Every process the agent starts dies with it (kill on drop, `PR_SET_PDEATHSIG`).
@@ -45,12 +67,15 @@
 //! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes.
 
 pub mod bench;
-pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod compare;
 pub mod compat;
+pub mod events;
 pub mod export;
 pub mod fault;
+#[cfg(test)]
+mod layering;
 pub mod merge;
 pub mod metrics;
 pub mod plan;
@@ -59,7 +84,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod scenario;
-pub mod shard;
 pub mod summary;
+pub mod units;
 pub mod valkey;
 pub mod workload;

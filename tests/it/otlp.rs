@@ -272,17 +272,21 @@ async fn a_run_exports_its_trace_and_metrics_over_grpc() {
     let dir = scratch("otlp-grpc");
     let text = scenario_text("otlp-grpc", "3s", true) + LOCKS;
     let sc = scenario(&dir, "otlp-grpc", &text);
-    let plan = valkey_chaos::scenario::load(&sc).unwrap_or_else(|d| panic!("{d}"));
+    let plan = valkey_chaos::scenario::load_plain(&sc).unwrap_or_else(|d| panic!("{d}"));
     let opts = valkey_chaos::run::RunOptions {
         quiet: true,
-        otlp: Some(url),
-        trace_sample: Some(1.0),
+        otlp: Some(valkey_chaos::export::otlp::OtlpOptions {
+            endpoint: url,
+            protocol: Default::default(),
+            trace_sample: 1.0,
+        }),
         ..Default::default()
     };
     let t0 = Instant::now();
-    let (s, _) = valkey_chaos::run::run(&plan, &opts, CancellationToken::new())
+    let s = valkey_chaos::run::run(&plan, &opts, CancellationToken::new())
         .await
-        .unwrap_or_else(|e| panic!("run failed: {e}"));
+        .unwrap_or_else(|e| panic!("run failed: {e}"))
+        .summary;
     let took = t0.elapsed();
     stop.cancel();
     assert!(took < Duration::from_secs(15), "run took {took:?}");
@@ -418,7 +422,7 @@ async fn a_run_exports_its_trace_and_metrics_over_grpc() {
         );
     }
     // Workload counters: the lock oracle's acquisitions.
-    let acquired = sum_points(&ms, "valkey_chaos_safety_acquired_total");
+    let acquired = sum_points(&ms, "valkey_chaos_acquired_total");
     assert_eq!(
         acquired.get("workload=l").copied().unwrap_or(-1) as f64,
         s.counter("l", "acquired").unwrap(),

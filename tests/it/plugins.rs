@@ -34,17 +34,23 @@ async fn example_plugins_run_their_scenarios() {
         ),
     ];
     for (file, id, cmds) in cases {
-        let mut plan =
-            valkey_chaos::scenario::load(&repo_root().join("scenarios").join(file)).unwrap();
-        plan.duration = Duration::from_secs(2);
+        let plan = valkey_chaos::scenario::load(
+            &repo_root().join("scenarios").join(file),
+            &valkey_chaos::scenario::Overrides {
+                duration: Some(Duration::from_secs(2)),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .plan;
         let opts = valkey_chaos::run::RunOptions {
             quiet: true,
             ..Default::default()
         };
-        let (s, _) =
-            valkey_chaos::run::run(&plan, &opts, tokio_util::sync::CancellationToken::new())
-                .await
-                .unwrap();
+        let s = valkey_chaos::run::run(&plan, &opts, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap()
+            .summary;
         assert!(
             s.op(id, "iteration").unwrap().count > 5,
             "{file}: {:#?}",

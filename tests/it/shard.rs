@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use valkey_chaos::plan::Shard;
 use valkey_chaos::plan::{LoadModel, Plan, WorkloadKind};
-use valkey_chaos::shard;
+use valkey_chaos::scenario::shard;
 
 use crate::support;
 
@@ -25,7 +26,11 @@ fn shipped_plans() -> Vec<(PathBuf, Plan)> {
     files.sort();
     files
         .into_iter()
-        .filter_map(|p| valkey_chaos::scenario::load(&p).ok().map(|plan| (p, plan)))
+        .filter_map(|p| {
+            valkey_chaos::scenario::load_plain(&p)
+                .ok()
+                .map(|plan| (p, plan))
+        })
         .collect()
 }
 
@@ -56,7 +61,7 @@ fn apply_splits_shipped_scenarios_exactly() {
             let shards: Vec<Plan> = (0..n)
                 .map(|i| {
                     let mut p = orig.clone();
-                    shard::apply(&mut p, i, n);
+                    shard::apply(&mut p, Shard::new(i, n).unwrap());
                     p
                 })
                 .collect();

@@ -161,16 +161,19 @@ pub fn op<'a>(s: &'a serde_json::Value, workload: &str, op: &str) -> &'a serde_j
 
 /// Run a compiled scenario in-process against `target` (None = embedded) and return the summary.
 pub async fn run_plan(path: &Path, target: Option<String>) -> valkey_chaos::summary::RunSummary {
-    let plan = valkey_chaos::scenario::load(path).unwrap_or_else(|d| panic!("{d}"));
+    let plan = valkey_chaos::scenario::load_plain(path).unwrap_or_else(|d| panic!("{d}"));
     let opts = valkey_chaos::run::RunOptions {
-        target,
+        target: match target {
+            Some(u) => valkey_chaos::run::TargetChoice::Url(u),
+            None => valkey_chaos::run::TargetChoice::Auto,
+        },
         quiet: true,
         ..Default::default()
     };
-    let (s, _) = valkey_chaos::run::run(&plan, &opts, tokio_util::sync::CancellationToken::new())
+    valkey_chaos::run::run(&plan, &opts, tokio_util::sync::CancellationToken::new())
         .await
-        .unwrap_or_else(|e| panic!("run failed: {e}"));
-    s
+        .unwrap_or_else(|e| panic!("run failed: {e}"))
+        .summary
 }
 
 /// Python from the project venv (dramatiq 2.2.1, redis-py 5.0.6).

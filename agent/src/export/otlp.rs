@@ -9,8 +9,9 @@
 //! Metrics (fed at interval cuts from the collector, never per sample on the hot path):
 //! `valkey_chaos_operation_duration_seconds` (base-2 exponential histogram of the latency from
 //! the intended start), `valkey_chaos_operations_total{workload,op,outcome}`,
-//! `valkey_chaos_errors_total{workload,op,kind}`, `valkey_chaos_safety_<name>_total{workload}`
-//! for each workload counter and `valkey_chaos_<name>{workload}` gauges for the `*_max` ones.
+//! `valkey_chaos_errors_total{workload,op,kind}`, and each workload counter by its declared kind:
+//! `valkey_chaos_safety_<name>_total{workload}` for safety counters, `valkey_chaos_<name>_total`
+//! for other totals, `valkey_chaos_<name>{workload}` gauges for levels (max, min, ratios).
 //!
 //! The SDK's batch span processor and periodic reader run on threads of their own; the OTLP
 //! transports need a Tokio reactor, so every export is polled inside the run's runtime and
@@ -44,8 +45,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Collector, OpSample, OpSampler, WorkloadMetrics};
+use crate::plan::counter::CounterKind;
+use crate::plan::fault::ParamValue;
 use crate::plan::Plan;
-use crate::run::RunOptions;
 use crate::summary::{FaultRecord, RunSummary};
 use crate::valkey::ErrorKind;
 
@@ -253,8 +255,8 @@ struct Instruments {
     duration: Histogram<f64>,
     operations: Counter<u64>,
     errors: Counter<u64>,
-    safety: HashMap<&'static str, Counter<u64>>,
-    gauges: HashMap<&'static str, Gauge<u64>>,
+    counters: HashMap<&'static str, Counter<u64>>,
+    gauges: HashMap<&'static str, Gauge<f64>>,
 }
 
 /// A run being exported. Created by [`Exporter::start`] before the load starts; ended by
@@ -269,10 +271,19 @@ pub struct Exporter {
     /// Intervals of the collector already fed into the instruments.
     fed: usize,
     /// Last seen value of each workload counter.
-    last_counters: Vec<Vec<u64>>,
+    last_counters: Vec<Vec<f64>>,
     op_task: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     dropped: Arc<AtomicU64>,
     health: Arc<Health>,
+}
+
+/// Where to export and how much (`--otlp`, `--otlp-protocol`, `--trace-sample`).
+#[derive(Debug, Clone)]
+pub struct OtlpOptions {
+    pub endpoint: String,
+    pub protocol: Protocol,
+    /// Fraction of operations exported as trace spans.
+    pub trace_sample: f64,
 }
 
 /// Where the operations go, for `server.address` / `server.port`.
@@ -282,20 +293,16 @@ pub struct Server {
 }
 
 impl Exporter {
-    /// Start exporting when `opts.otlp` names an endpoint; `None` otherwise or when the
-    /// exporter cannot be built (a warning says why; the run goes on).
+    /// Start exporting to `opts.endpoint`; `None` when it is empty, when the SDK is disabled,
+    /// or when the exporter cannot be built (a warning says why; the run goes on).
     pub fn start(
-        opts: &RunOptions,
+        opts: &OtlpOptions,
         plan: &Plan,
         collector: &Collector,
         server: Server,
         start: Instant,
     ) -> Option<Exporter> {
-        let endpoint = opts
-            .otlp
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())?;
+        let endpoint = Some(opts.endpoint.trim()).filter(|s| !s.is_empty())?;
         if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return None;
         }
@@ -306,14 +313,14 @@ impl Exporter {
             format!("http://{endpoint}")
         };
         let endpoint = endpoint.as_str();
-        let protocol = opts.otlp_protocol.unwrap_or_default();
-        let sample = opts.trace_sample.unwrap_or(DEFAULT_TRACE_SAMPLE);
+        let protocol = opts.protocol;
+        let sample = opts.trace_sample;
         let health = Arc::new(Health {
             endpoint: endpoint.to_string(),
             warned: AtomicBool::new(false),
             failures: AtomicU64::new(0),
         });
-        let run_id = crate::run::run_id(plan.seed, collector.started_wall);
+        let run_id = crate::summary::build::run_id(plan.seed, collector.started_wall);
         let resource = resource(plan, &run_id);
         let (tracer_provider, meter_provider) =
             match providers(endpoint, protocol, resource, &health) {
@@ -357,7 +364,7 @@ impl Exporter {
                 .u64_counter("valkey_chaos_errors_total")
                 .with_description("Failed operations by error kind")
                 .build(),
-            safety: HashMap::new(),
+            counters: HashMap::new(),
             gauges: HashMap::new(),
             meter,
         };
@@ -450,28 +457,29 @@ impl Exporter {
         for (wi, m) in c.workloads.iter().enumerate() {
             let wl = [KeyValue::new("workload", m.id.clone())];
             let last = &mut self.last_counters[wi];
-            for (i, (name, v)) in m.counters.snapshot().into_iter().enumerate() {
+            for (i, (def, v)) in m.counters.snapshot().into_iter().enumerate() {
                 if last.len() <= i {
-                    last.push(0);
+                    last.push(0.0);
                 }
-                if name.ends_with("_max") {
+                let name = def.name;
+                if def.kind.is_level() {
                     let meter = &self.inst.meter;
                     self.inst
                         .gauges
                         .entry(name)
-                        .or_insert_with(|| meter.u64_gauge(format!("valkey_chaos_{name}")).build())
+                        .or_insert_with(|| meter.f64_gauge(format!("valkey_chaos_{name}")).build())
                         .record(v, &wl);
                 } else if v > last[i] {
                     let meter = &self.inst.meter;
+                    let metric = match def.kind {
+                        CounterKind::Safety => format!("valkey_chaos_safety_{name}_total"),
+                        _ => format!("valkey_chaos_{name}_total"),
+                    };
                     self.inst
-                        .safety
+                        .counters
                         .entry(name)
-                        .or_insert_with(|| {
-                            meter
-                                .u64_counter(format!("valkey_chaos_safety_{name}_total"))
-                                .build()
-                        })
-                        .add(v - last[i], &wl);
+                        .or_insert_with(|| meter.u64_counter(metric).build())
+                        .add((v - last[i]) as u64, &wl);
                 }
                 last[i] = v;
             }
@@ -491,15 +499,19 @@ impl Exporter {
 
         // Phases, the windows per-phase thresholds read.
         if !plan.faults.is_empty() {
-            for (name, from, to, fault) in phases(&summary.faults, load_end) {
-                let mut attrs = vec![KeyValue::new(
-                    "valkey_chaos.phase",
-                    name.trim_start_matches("phase ").to_string(),
-                )];
-                if let Some(i) = fault {
+            for (label, phase, w) in crate::summary::phase::all(&summary.faults, load_end) {
+                let w = w.clamp(load_end);
+                let mut attrs = vec![KeyValue::new("valkey_chaos.phase", label.clone())];
+                if let crate::plan::Phase::During(i) = phase {
                     attrs.push(KeyValue::new("fault.index", i as i64));
                 }
-                self.child(name, self.clock.rel(from), self.clock.rel(to), attrs, None);
+                self.child(
+                    format!("phase {label}"),
+                    self.clock.rel(w.from),
+                    self.clock.rel(w.to),
+                    attrs,
+                    None,
+                );
             }
         }
         for f in &summary.faults {
@@ -548,7 +560,7 @@ impl Exporter {
             );
         }
         root.set_attributes([
-            KeyValue::new("valkey_chaos.verdict", summary.verdict.clone()),
+            KeyValue::new("valkey_chaos.verdict", summary.verdict.name()),
             KeyValue::new("valkey_chaos.target", summary.target.clone()),
             KeyValue::new("valkey_chaos.interrupted", summary.interrupted),
             KeyValue::new(
@@ -753,37 +765,6 @@ fn providers(
     Ok((tracer_provider, meter_provider))
 }
 
-/// The phase windows, as `check` reads them: before the first injection, during each fault,
-/// after the last heal (until the load stopped). Seconds from the run start.
-fn phases(faults: &[FaultRecord], load_end: f64) -> Vec<(String, f64, f64, Option<usize>)> {
-    let injected: Vec<(&FaultRecord, f64, f64)> = faults
-        .iter()
-        .filter_map(|f| {
-            f.injected_at_secs
-                .map(|a| (f, a, f.healed_at_secs.unwrap_or(load_end).max(a)))
-        })
-        .collect();
-    let mut out = vec![];
-    let first = injected.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-    out.push((
-        "phase before".to_string(),
-        0.0,
-        if first.is_finite() { first } else { load_end },
-        None,
-    ));
-    for (f, a, h) in &injected {
-        out.push((format!("phase during:{}", f.name), *a, *h, Some(f.index)));
-    }
-    let last = injected
-        .iter()
-        .map(|x| x.2)
-        .fold(f64::NEG_INFINITY, f64::max);
-    if last.is_finite() && last < load_end {
-        out.push(("phase after".to_string(), last, load_end, None));
-    }
-    out
-}
-
 fn fault_attrs(f: &FaultRecord) -> Vec<KeyValue> {
     let mut v = vec![
         KeyValue::new("fault.kind", f.kind.clone()),
@@ -807,21 +788,11 @@ fn fault_attrs(f: &FaultRecord) -> Vec<KeyValue> {
 }
 
 /// A fault's parameters as `fault.<name>` attributes (durations in seconds).
-fn fault_params(f: &crate::fault::FaultPlan) -> Vec<KeyValue> {
-    use crate::fault::{FaultKind as K, MemLimit, NodeSel};
+fn fault_params(f: &crate::plan::FaultPlan) -> Vec<KeyValue> {
     let secs = |d: Duration| d.as_secs_f64();
-    let dir = |d: crate::fault::proxy::Direction| format!("{d:?}").to_ascii_lowercase();
     let mut v = vec![
         KeyValue::new("fault.at_seconds", secs(f.at)),
-        KeyValue::new(
-            "fault.node",
-            match &f.node {
-                NodeSel::Primary => "primary".to_string(),
-                NodeSel::Replica => "replica".to_string(),
-                NodeSel::Sentinel => "sentinel".to_string(),
-                NodeSel::Named(n) => n.clone(),
-            },
-        ),
+        KeyValue::new("fault.node", f.node.name().to_string()),
     ];
     if let Some(d) = f.duration {
         v.push(KeyValue::new("fault.duration_seconds", secs(d)));
@@ -829,40 +800,14 @@ fn fault_params(f: &crate::fault::FaultPlan) -> Vec<KeyValue> {
     if let Some(e) = f.every {
         v.push(KeyValue::new("fault.every_seconds", secs(e)));
     }
-    match &f.kind {
-        K::Kill {
-            restart_after: Some(r),
-        } => v.push(KeyValue::new("fault.restart_after_seconds", secs(*r))),
-        K::ClientPause { all } => v.push(KeyValue::new("fault.all", *all)),
-        K::Memory { maxmemory, policy } => {
-            match maxmemory {
-                MemLimit::Bytes(b) => v.push(KeyValue::new("fault.maxmemory_bytes", *b as i64)),
-                MemLimit::UsedPlus(b) => {
-                    v.push(KeyValue::new("fault.maxmemory_headroom_bytes", *b as i64))
-                }
-            }
-            v.push(KeyValue::new("fault.policy", policy.clone()));
-        }
-        K::IdleTimeout { seconds } => v.push(KeyValue::new("fault.seconds", *seconds as i64)),
-        K::Latency {
-            delay,
-            jitter,
-            direction,
-        } => {
-            v.push(KeyValue::new("fault.delay_seconds", secs(*delay)));
-            v.push(KeyValue::new("fault.jitter_seconds", secs(*jitter)));
-            v.push(KeyValue::new("fault.direction", dir(*direction)));
-        }
-        K::Bandwidth {
-            bytes_per_sec,
-            direction,
-        } => {
-            v.push(KeyValue::new("fault.bytes_per_sec", *bytes_per_sec as i64));
-            v.push(KeyValue::new("fault.direction", dir(*direction)));
-        }
-        K::SlowClose { delay } => v.push(KeyValue::new("fault.delay_seconds", secs(*delay))),
-        K::LimitData { bytes } => v.push(KeyValue::new("fault.bytes", *bytes as i64)),
-        _ => {}
+    for (name, value) in f.kind.params() {
+        let key = format!("fault.{name}");
+        v.push(match value {
+            ParamValue::Bool(b) => KeyValue::new(key, b),
+            ParamValue::Int(i) => KeyValue::new(key, i),
+            ParamValue::Secs(s) => KeyValue::new(key, s),
+            ParamValue::Text(t) => KeyValue::new(key, t),
+        });
     }
     v
 }
@@ -934,49 +879,6 @@ fn op_span(s: &OpSpans, names: &mut [Vec<String>], o: &OpSample) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(index: usize, name: &str, at: Option<f64>, healed: Option<f64>) -> FaultRecord {
-        FaultRecord {
-            index,
-            name: name.into(),
-            kind: "debug-sleep".into(),
-            target: "primary".into(),
-            injected_at_secs: at,
-            healed_at_secs: healed,
-            heal_error: None,
-            skipped: None,
-            unavailability: vec![],
-            p99_recovery_secs: None,
-            errors_during: 0,
-        }
-    }
-
-    #[test]
-    fn phases_follow_the_threshold_windows() {
-        let p = phases(
-            &[
-                rec(0, "a", Some(2.0), Some(3.0)),
-                rec(1, "b", Some(4.0), None),
-                rec(2, "never", None, None),
-            ],
-            10.0,
-        );
-        let names: Vec<_> = p.iter().map(|x| (x.0.as_str(), x.1, x.2, x.3)).collect();
-        assert_eq!(
-            names,
-            vec![
-                ("phase before", 0.0, 2.0, None),
-                ("phase during:a", 2.0, 3.0, Some(0)),
-                ("phase during:b", 4.0, 10.0, Some(1)),
-            ]
-        );
-        let p = phases(&[rec(0, "a", Some(1.0), Some(2.0))], 5.0);
-        assert_eq!(p.last().unwrap().0, "phase after");
-        assert_eq!((p.last().unwrap().1, p.last().unwrap().2), (2.0, 5.0));
-        let p = phases(&[], 5.0);
-        assert_eq!(p.len(), 1);
-        assert_eq!((p[0].1, p[0].2), (0.0, 5.0));
-    }
 
     #[test]
     fn protocols_and_fractions_parse() {

@@ -11,21 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 
-/// Which way a toxic applies: upstream = client → server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Upstream,
-    Downstream,
-    Both,
-}
+pub use crate::plan::fault::Direction;
 
-impl Direction {
-    fn applies(self, upstream: bool) -> bool {
-        matches!(
-            (self, upstream),
-            (Direction::Both, _) | (Direction::Upstream, true) | (Direction::Downstream, false)
-        )
-    }
+/// Whether a toxic for `d` applies to traffic flowing upstream (client → server) or not.
+fn applies(d: Direction, upstream: bool) -> bool {
+    matches!(
+        (d, upstream),
+        (Direction::Both, _) | (Direction::Upstream, true) | (Direction::Downstream, false)
+    )
 }
 
 /// The toxics active on one proxy.
@@ -207,7 +200,7 @@ async fn pump(
             }
             let bw = s2.toxics.read().expect("toxics lock").bandwidth;
             if let Some((rate, dir)) = bw {
-                if dir.applies(upstream) && rate > 0 {
+                if applies(dir, upstream) && rate > 0 {
                     tokio::time::sleep(Duration::from_secs_f64(buf.len() as f64 / rate as f64))
                         .await;
                 }
@@ -237,7 +230,7 @@ async fn pump(
                 }
             }
             let at = match t.latency {
-                Some((d, j, dir)) if dir.applies(upstream) => {
+                Some((d, j, dir)) if applies(dir, upstream) => {
                     let jitter = if j.is_zero() {
                         0.0
                     } else {

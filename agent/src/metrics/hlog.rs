@@ -1,17 +1,14 @@
 //! HdrHistogram interval logs (`.hlog`): the standard text format, V2 compressed histograms,
 //! one `Tag=<workload>.<op>` per op (service time as `Tag=<workload>.<op>.service`).
 
-use std::io::Write;
-use std::path::Path;
-
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 use super::Collector;
 
-/// Write every interval of the collector to `path`.
-pub fn write(path: &Path, c: &Collector, comment: &str) -> std::io::Result<()> {
+/// Every interval of the collector as an interval log.
+pub fn render(c: &Collector, comment: &str) -> std::io::Result<Vec<u8>> {
     let mut buf: Vec<u8> = Vec::new();
     {
         let mut ser = V2DeflateSerializer::new();
@@ -55,7 +52,5 @@ pub fn write(path: &Path, c: &Collector, comment: &str) -> std::io::Result<()> {
             }
         }
     }
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(&buf)?;
-    f.sync_all()
+    Ok(buf)
 }

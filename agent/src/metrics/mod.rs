@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 
+use crate::plan::counter::{CounterDef, CounterKind};
 use crate::valkey::ErrorKind;
 
 /// Highest recordable latency: one hour in microseconds (larger values saturate).
@@ -60,18 +61,18 @@ impl OpAcc {
 
 type Stripe = Mutex<Vec<OpAcc>>;
 
-/// Named counters of one workload (safety oracles and the like).
+/// The declared counters of one workload (safety oracles, totals, figures), lock-free.
 #[derive(Debug)]
 pub struct Counters {
-    names: Vec<&'static str>,
+    defs: &'static [CounterDef],
     vals: Vec<AtomicU64>,
 }
 
 impl Counters {
-    pub fn new(names: &[&'static str]) -> Arc<Counters> {
+    pub fn new(defs: &'static [CounterDef]) -> Arc<Counters> {
         Arc::new(Counters {
-            names: names.to_vec(),
-            vals: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            defs,
+            vals: defs.iter().map(|_| AtomicU64::new(0)).collect(),
         })
     }
     pub fn add(&self, idx: usize, n: u64) {
@@ -80,23 +81,40 @@ impl Counters {
     pub fn set(&self, idx: usize, n: u64) {
         self.vals[idx].store(n, Ordering::Relaxed);
     }
+    /// Set a [`CounterKind::Ratio`] counter (kept as the bits of an `f64`).
+    pub fn set_ratio(&self, idx: usize, v: f64) {
+        debug_assert_eq!(self.defs[idx].kind, CounterKind::Ratio);
+        self.vals[idx].store(v.to_bits(), Ordering::Relaxed);
+    }
     pub fn max(&self, idx: usize, n: u64) {
         self.vals[idx].fetch_max(n, Ordering::Relaxed);
     }
     pub fn get(&self, idx: usize) -> u64 {
         self.vals[idx].load(Ordering::Relaxed)
     }
-    pub fn by_name(&self, name: &str) -> Option<u64> {
-        self.names
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| self.get(i))
+    /// The value of counter `idx` as a number (ratios decoded).
+    pub fn value(&self, idx: usize) -> f64 {
+        let raw = self.get(idx);
+        match self.defs[idx].kind {
+            CounterKind::Ratio => f64::from_bits(raw),
+            _ => raw as f64,
+        }
     }
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        self.names
+    pub fn by_name(&self, name: &str) -> Option<f64> {
+        self.defs
             .iter()
-            .zip(self.vals.iter())
-            .map(|(n, v)| (*n, v.load(Ordering::Relaxed)))
+            .position(|d| d.name == name)
+            .map(|i| self.value(i))
+    }
+    pub fn defs(&self) -> &'static [CounterDef] {
+        self.defs
+    }
+    /// Every counter: (definition, value).
+    pub fn snapshot(&self) -> Vec<(&'static CounterDef, f64)> {
+        self.defs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d, self.value(i)))
             .collect()
     }
 }
@@ -111,14 +129,18 @@ pub struct WorkloadMetrics {
     pub late_starts: AtomicU64,
     /// Intended starts never issued because the run ended first.
     pub dropped_starts: AtomicU64,
-    /// Counters and gauges declared at run time (plugins): name → value.
-    custom: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// Counters and gauges declared at run time (plugins): name → (kind, value).
+    custom: Mutex<std::collections::BTreeMap<String, (CounterKind, i64)>>,
     /// Picks operations for trace spans (set by the run when exporting traces).
     sampler: OnceLock<OpSampler>,
 }
 
 impl WorkloadMetrics {
-    pub fn new(id: &str, ops: Vec<String>, counters: &[&'static str]) -> Arc<WorkloadMetrics> {
+    pub fn new(
+        id: &str,
+        ops: Vec<String>,
+        counters: &'static [CounterDef],
+    ) -> Arc<WorkloadMetrics> {
         let n = ops.len();
         Arc::new(WorkloadMetrics {
             id: id.to_string(),
@@ -141,12 +163,12 @@ impl WorkloadMetrics {
 
     /// Add to a run-time counter (created at 0 on first use).
     pub fn custom_add(&self, name: &str, v: i64) {
-        *self
-            .custom
+        self.custom
             .lock()
             .expect("custom lock")
             .entry(name.to_string())
-            .or_insert(0) += v;
+            .or_insert((CounterKind::Total, 0))
+            .1 += v;
     }
 
     /// Set a run-time gauge.
@@ -154,15 +176,15 @@ impl WorkloadMetrics {
         self.custom
             .lock()
             .expect("custom lock")
-            .insert(name.to_string(), v);
+            .insert(name.to_string(), (CounterKind::Gauge, v));
     }
 
-    pub fn custom_snapshot(&self) -> Vec<(String, i64)> {
+    pub fn custom_snapshot(&self) -> Vec<(String, CounterKind, i64)> {
         self.custom
             .lock()
             .expect("custom lock")
             .iter()
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(k, v)| (k.clone(), v.0, v.1))
             .collect()
     }
 

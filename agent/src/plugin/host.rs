@@ -297,7 +297,7 @@ impl metrics::Host for VuState {
 
 impl clock::Host for VuState {
     fn now(&mut self) -> u64 {
-        crate::scenario::reader::monotonic_ns()
+        crate::clock::monotonic_ns()
     }
 
     async fn sleep(&mut self, nanos: u64) {

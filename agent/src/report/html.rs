@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use super::junit::is_safety_counter;
 use super::{fmt_count, fmt_us};
+use crate::plan::counter::CounterKind;
 use crate::summary::{FaultRecord, OpSummary, RunSummary, SeriesPoint};
 
 /// Render the whole page.
@@ -238,7 +238,7 @@ fn counters(o: &mut String, s: &RunSummary) {
             esc(&w.id)
         );
         for c in cs {
-            let cls = match (is_safety_counter(&c.name), c.value == 0.0) {
+            let cls = match (c.kind == CounterKind::Safety, c.value == 0.0) {
                 (true, true) => "chip safe",
                 (true, false) => "chip unsafe",
                 (false, _) => "chip",
@@ -701,7 +701,6 @@ fn events(o: &mut String, s: &RunSummary) {
 pub(crate) mod tests {
     use super::*;
     use crate::metrics::LatencyStats;
-    use crate::run::events::{Event, EventKind};
     use crate::summary::*;
 
     /// A small summary with one op, a fault, a failed check and an evil workload name.
@@ -731,7 +730,7 @@ pub(crate) mod tests {
         RunSummary {
             scenario: "demo & <friends>".into(),
             seed: 42,
-            verdict: "fail".into(),
+            verdict: Verdict::Fail,
             duration_secs: 10.0,
             planned_duration_secs: 10.0,
             interrupted: false,
@@ -770,16 +769,19 @@ pub(crate) mod tests {
                 CounterValue {
                     workload: "q<1>".into(),
                     name: "acquired".into(),
+                    kind: CounterKind::Total,
                     value: 900.0,
                 },
                 CounterValue {
                     workload: "q<1>".into(),
                     name: "violations".into(),
+                    kind: CounterKind::Safety,
                     value: 2.0,
                 },
                 CounterValue {
                     workload: "q<1>".into(),
                     name: "lost_while_held".into(),
+                    kind: CounterKind::Safety,
                     value: 0.0,
                 },
             ],
@@ -816,6 +818,7 @@ pub(crate) mod tests {
                 }],
                 p99_recovery_secs: Some(1.0),
                 errors_during: 30,
+                impact: None,
             }],
             events: vec![Event {
                 at_secs: 3.0,

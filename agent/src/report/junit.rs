@@ -4,25 +4,8 @@
 
 use std::fmt::Write;
 
+use crate::plan::counter::CounterKind;
 use crate::summary::RunSummary;
-
-/// Counters that are safety oracles: any value above 0 is a correctness failure.
-pub const SAFETY_COUNTERS: &[&str] = &[
-    "lost",
-    "duplicated",
-    "stuck",
-    "missing_payloads",
-    "undecodable",
-    "violations",
-    "lost_while_held",
-    "fencing_violations",
-    "immortal_keys",
-    "overshoot",
-];
-
-pub fn is_safety_counter(name: &str) -> bool {
-    SAFETY_COUNTERS.contains(&name)
-}
 
 struct Case {
     class: String,
@@ -50,7 +33,7 @@ fn cases(s: &RunSummary) -> Vec<Case> {
         for c in s
             .counters
             .iter()
-            .filter(|c| c.workload == w.id && is_safety_counter(&c.name))
+            .filter(|c| c.workload == w.id && c.kind == CounterKind::Safety)
         {
             out.push(Case {
                 class: format!("{}.safety", s.scenario),
@@ -98,7 +81,7 @@ pub fn render(s: &RunSummary) -> String {
         ("target", s.target.clone()),
         ("server", server.trim().to_string()),
         ("run_id", s.run_id.clone()),
-        ("verdict", s.verdict.clone()),
+        ("verdict", s.verdict.to_string()),
         ("interrupted", s.interrupted.to_string()),
     ] {
         let _ = writeln!(o, "      <property name=\"{k}\" value=\"{}\"/>", esc(&v));

@@ -5,26 +5,27 @@ pub mod html;
 pub mod junit;
 pub mod text;
 
-/// Microseconds in a short human unit: 840us, 4.12ms, 1.30s.
-pub fn fmt_us(us: f64) -> String {
-    if us < 1000.0 {
-        format!("{us:.0}us")
-    } else if us < 1_000_000.0 {
-        format!("{:.2}ms", us / 1000.0)
-    } else {
-        format!("{:.2}s", us / 1_000_000.0)
-    }
+pub use crate::units::{fmt_count, fmt_us};
+
+use std::path::Path;
+
+use crate::summary::RunSummary;
+
+/// Write a run's (or a merge's) outputs into `dir`: `summary.json`, `latency.hlog` (given as
+/// bytes), `report.html` and `junit.xml`. The one writer for `run`, `merge` and `compare`.
+pub fn write_outputs(dir: &Path, s: &RunSummary, hlog: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
+    write_synced(&dir.join("summary.json"), &json)?;
+    write_synced(&dir.join("latency.hlog"), hlog)?;
+    std::fs::write(dir.join("report.html"), html::render(s))?;
+    std::fs::write(dir.join("junit.xml"), junit::render(s))?;
+    Ok(())
 }
 
-/// A count with thousands separators.
-pub fn fmt_count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

@@ -156,7 +156,7 @@ pub fn render(s: &RunSummary) -> String {
     let _ = writeln!(
         o,
         "verdict: {}  ({} of {} checks passed{})",
-        s.verdict.to_uppercase(),
+        s.verdict.name().to_uppercase(),
         s.checks.len() - failed,
         s.checks.len(),
         if s.heal_failures.is_empty() {

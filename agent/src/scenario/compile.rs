@@ -5,16 +5,15 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
-use super::diag::{suggest, Diagnostics, Source};
-use super::reader::{At, Ctx, Obj};
-use crate::fault::FaultPlan;
+use super::diag::{Diagnostics, Source};
+use super::load::read_load;
+use super::reader::{Ctx, Obj};
+use super::threshold::{self, Catalog, Part};
+use super::workload;
+use crate::plan::fault::{topology_needs, FaultPlan};
 use crate::plan::*;
-use crate::valkey::embedded::TopologySpec;
-use crate::workload;
-
-const TYPES: &[&str] = &["commands", "dramatiq", "lock", "rate_limit", "plugin"];
 
 /// Compile one scenario text. `file` is used for messages and to resolve relative plugin paths.
 pub fn compile_str(file: &Path, text: &str) -> Result<Plan, Diagnostics> {
@@ -76,7 +75,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
     let mut request_timeout = Duration::from_secs(2);
     if let Some(t) = root.table("target") {
         if let Some(u) = t.str("url") {
-            if let Err(e) = crate::valkey::target::TargetUrl::parse(&u.value) {
+            if let Err(e) = crate::valkey::url::TargetUrl::parse(&u.value) {
                 t.ctx.error(
                     &u.span,
                     e,
@@ -93,7 +92,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         }
         t.finish();
     }
-    let mut topology = TopologySpec::default();
+    let mut topology = Topology::default();
     if let Some(t) = root.table("topology") {
         if let Some(r) = t.uint("replicas", 5) {
             topology.replicas = r.value as u8;
@@ -136,7 +135,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
 
     let mut faults: Vec<FaultPlan> = vec![];
     for f in root.tables("fault") {
-        if let Some(fp) = crate::fault::read(&f, faults.len()) {
+        if let Some(fp) = super::fault::read(&f, faults.len()) {
             faults.push(fp);
         }
         f.finish();
@@ -156,18 +155,37 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         }
     }
     // Faults that need replicas or sentinels grow the embedded topology.
-    let need = crate::fault::topology_needs(&faults);
+    let need = topology_needs(&faults);
     topology.replicas = topology.replicas.max(need.replicas);
     topology.sentinels = topology.sentinels.max(need.sentinels);
 
     let mut thresholds = vec![];
     if let Some(t) = root.table("thresholds") {
+        let cat = Catalog::of_plan(&workloads, &faults);
         for (k, v) in t.entries() {
             if broken.contains(k.value.split(['.', '{']).next().unwrap_or("")) {
                 continue;
             }
-            if let Some(th) = compile_threshold(t.ctx, &k, v, &workloads, &faults) {
-                thresholds.push(th);
+            let toml::de::DeValue::String(cond) = v.get_ref() else {
+                t.ctx.error(
+                    &v.span(),
+                    format!(
+                        "threshold {:?} must be a condition string like \"< 5ms\"",
+                        k.value
+                    ),
+                    None,
+                );
+                continue;
+            };
+            match threshold::parse(&k.value, cond, &cat) {
+                Ok(th) => thresholds.push(th),
+                Err(e) => {
+                    let span = match e.part {
+                        Part::Metric => k.span.clone(),
+                        Part::Condition => v.span(),
+                    };
+                    t.ctx.error(&span, e.message, e.hint);
+                }
             }
         }
     }
@@ -185,6 +203,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         faults,
         thresholds,
         allow_destructive,
+        shard: None,
     })
 }
 
@@ -232,7 +251,7 @@ fn compile_workload(w: &Obj, file: &Path) -> Option<WorkloadPlan> {
         }
     }
     let clients = w.uint("clients", 100_000).map(|c| c.value as u32);
-    let load = read_load(w, None);
+    let load = read_load(w);
     let ty = ty?;
     let kt: &'static str = TYPES.iter().find(|t| **t == ty.value).copied()?;
     let kobj = w.table(kt);
@@ -277,387 +296,6 @@ fn compile_workload(w: &Obj, file: &Path) -> Option<WorkloadPlan> {
         load,
         kind,
     })
-}
-
-/// Read `rate_per_sec` / `stages` from `obj` (a workload or its kind table). `Some(Closed)` when absent.
-pub fn read_load(obj: &Obj, _fallback: Option<LoadModel>) -> Option<LoadModel> {
-    let rate = obj.num("rate_per_sec");
-    let stages_v = obj.raw("stages");
-    let mut stages = vec![];
-    let mut ok = true;
-    if let Some(v) = stages_v {
-        match v.get_ref() {
-            DeValue::Array(arr) => {
-                for item in arr.iter() {
-                    match item.get_ref() {
-                        DeValue::Table(t) => {
-                            let s =
-                                Obj::new(obj.ctx, t, item.span(), format!("{}.stages", obj.path));
-                            let d = s.duration("duration");
-                            let target = s.num("target");
-                            if d.is_none() && !s.has("duration") {
-                                s.missing(
-                                    "duration",
-                                    Some(
-                                        "each stage is { duration = \"10s\", target = 1000 }"
-                                            .into(),
-                                    ),
-                                );
-                            }
-                            if target.is_none() && !s.has("target") {
-                                s.missing(
-                                    "target",
-                                    Some(
-                                        "each stage is { duration = \"10s\", target = 1000 }"
-                                            .into(),
-                                    ),
-                                );
-                            }
-                            if let Some(t) = &target {
-                                if t.value < 0.0 {
-                                    obj.ctx.error(
-                                        &t.span,
-                                        "a stage target must not be negative",
-                                        None,
-                                    );
-                                }
-                            }
-                            match (d, target) {
-                                (Some(d), Some(t)) if !d.value.is_zero() => {
-                                    stages.push((d.value, t.value))
-                                }
-                                (Some(d), Some(_)) => {
-                                    obj.ctx
-                                        .error(&d.span, "a stage must last more than 0s", None)
-                                }
-                                _ => ok = false,
-                            }
-                            s.finish();
-                        }
-                        _ => {
-                            obj.ctx.error(
-                                &item.span(),
-                                "each stage must be a table { duration = \"10s\", target = 1000 }",
-                                None,
-                            );
-                            ok = false;
-                        }
-                    }
-                }
-            }
-            _ => {
-                obj.ctx.error(
-                    &v.span(),
-                    "`stages` must be an array of { duration, target } tables",
-                    None,
-                );
-                ok = false;
-            }
-        }
-    }
-    if let Some(r) = &rate {
-        if r.value <= 0.0 {
-            obj.ctx.error(
-                &r.span,
-                format!("`rate_per_sec` must be more than 0, got {}", r.value),
-                Some("omit it for a closed loop".into()),
-            );
-            return None;
-        }
-    }
-    if !ok {
-        return None;
-    }
-    Some(match (rate, stages.is_empty()) {
-        (None, true) => LoadModel::Closed,
-        (Some(r), true) => LoadModel::Open(RateSchedule::constant(r.value)),
-        (r, false) => LoadModel::Open(RateSchedule {
-            start: r.map(|r| r.value).unwrap_or(0.0),
-            stages,
-        }),
-    })
-}
-
-/// Merge the load model given at workload level with one given in the kind's table.
-pub fn merge_load(
-    w: &Obj,
-    at_workload: Option<LoadModel>,
-    in_kind: Option<LoadModel>,
-    span: &std::ops::Range<usize>,
-) -> Option<LoadModel> {
-    match (at_workload?, in_kind?) {
-        (LoadModel::Closed, k) => Some(k),
-        (l, LoadModel::Closed) => Some(l),
-        _ => {
-            w.ctx.error(
-                span,
-                "the rate is set both on the workload and in its type table",
-                Some("set `rate_per_sec`/`stages` once".into()),
-            );
-            None
-        }
-    }
-}
-
-fn compile_threshold(
-    ctx: &Ctx,
-    key: &At<String>,
-    v: &toml::Spanned<DeValue>,
-    workloads: &[WorkloadPlan],
-    faults: &[FaultPlan],
-) -> Option<Threshold> {
-    let DeValue::String(cond) = v.get_ref() else {
-        ctx.error(
-            &v.span(),
-            format!(
-                "threshold {:?} must be a condition string like \"< 5ms\"",
-                key.value
-            ),
-            None,
-        );
-        return None;
-    };
-    let (metric_part, phase) = match key.value.split_once('{') {
-        Some((m, rest)) => {
-            let Some(inner) = rest.strip_suffix('}') else {
-                ctx.error(
-                    &key.span,
-                    format!("unclosed phase in {:?}", key.value),
-                    Some("write metric{before}, metric{during:<fault>} or metric{after}".into()),
-                );
-                return None;
-            };
-            let phase = match inner {
-                "before" => Phase::Before,
-                "after" => Phase::After,
-                x if x.starts_with("during:") => {
-                    let sel = &x["during:".len()..];
-                    let idx = sel
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|i| *i < faults.len())
-                        .or_else(|| faults.iter().position(|f| f.name == sel));
-                    match idx {
-                        Some(i) => Phase::During(i),
-                        None => {
-                            let names: Vec<&str> = faults.iter().map(|f| f.name.as_str()).collect();
-                            ctx.error(
-                                &key.span,
-                                format!("no fault {sel:?} for phase during:{sel}"),
-                                Some(if names.is_empty() {
-                                    "this scenario has no [[fault]]".into()
-                                } else {
-                                    format!("faults: {} (or their 0-based index)", names.join(", "))
-                                }),
-                            );
-                            return None;
-                        }
-                    }
-                }
-                _ => {
-                    ctx.error(
-                        &key.span,
-                        format!("unknown phase {{{inner}}}"),
-                        Some("phases are {before}, {during:<fault name or index>}, {after}".into()),
-                    );
-                    return None;
-                }
-            };
-            (m, Some(phase))
-        }
-        None => (key.value.as_str(), None),
-    };
-    let parts: Vec<&str> = metric_part.split('.').collect();
-    let Some(wl) = workloads.iter().find(|w| w.id == parts[0]) else {
-        let ids: Vec<&str> = workloads.iter().map(|w| w.id.as_str()).collect();
-        let hint = suggest(parts[0], ids.iter().copied())
-            .map(|g| format!("did you mean `{g}`?"))
-            .unwrap_or_else(|| format!("workload ids: {}", ids.join(", ")));
-        ctx.error(
-            &key.span,
-            format!("unknown metric {:?}: no workload {:?}", key.value, parts[0]),
-            Some(hint),
-        );
-        return None;
-    };
-    let path = match parts.len() {
-        2 => {
-            let c = parts[1];
-            let known: Vec<&str> = ["errors", "error_rate"]
-                .into_iter()
-                .chain(wl.kind.counters().iter().copied())
-                .collect();
-            if !known.contains(&c) {
-                let ops = wl.kind.ops();
-                let hint = if ops.iter().any(|o| o == c) {
-                    format!("`{c}` is an operation: add a stat, e.g. {}.{c}.p99", wl.id)
-                } else {
-                    format!(
-                        "counters of `{}`: {}; or <op>.<stat> with ops {}",
-                        wl.id,
-                        known.join(", "),
-                        ops.join(", ")
-                    )
-                };
-                ctx.error(
-                    &key.span,
-                    format!("unknown metric {:?}", key.value),
-                    Some(hint),
-                );
-                return None;
-            }
-            MetricPath::Counter(c.to_string())
-        }
-        3 => {
-            let (op, stat) = (parts[1], parts[2]);
-            let ops = wl.kind.ops();
-            if !wl.kind.open_ops() && !ops.iter().any(|o| o == op) {
-                let hint = suggest(op, ops.iter().map(|s| s.as_str()))
-                    .map(|g| format!("did you mean `{g}`?"))
-                    .unwrap_or_else(|| format!("operations of `{}`: {}", wl.id, ops.join(", ")));
-                ctx.error(
-                    &key.span,
-                    format!(
-                        "unknown metric {:?}: `{}` has no operation {op:?}",
-                        key.value, wl.id
-                    ),
-                    Some(hint),
-                );
-                return None;
-            }
-            let Some(stat) = Stat::parse(stat) else {
-                let hint = suggest(stat, Stat::NAMES.iter().copied())
-                    .map(|g| format!("did you mean `{g}`?"))
-                    .unwrap_or_else(|| format!("stats: {}", Stat::NAMES.join(", ")));
-                ctx.error(
-                    &key.span,
-                    format!("unknown statistic {stat:?} in {:?}", key.value),
-                    Some(hint),
-                );
-                return None;
-            };
-            MetricPath::Op {
-                op: op.to_string(),
-                stat,
-            }
-        }
-        _ => {
-            ctx.error(
-                &key.span,
-                format!("cannot read metric {:?}", key.value),
-                Some("write <workload>.<op>.<stat> or <workload>.<counter>".into()),
-            );
-            return None;
-        }
-    };
-    let is_latency = matches!(&path, MetricPath::Op { stat, .. } if stat.is_latency());
-    let is_ratio = matches!(
-        &path,
-        MetricPath::Op {
-            stat: Stat::ErrorRate,
-            ..
-        }
-    ) || matches!(&path, MetricPath::Counter(c) if c == "error_rate" || c.ends_with("_rate") || c == "efficiency");
-    let (op, value) = match parse_condition(cond, is_latency, is_ratio) {
-        Ok(x) => x,
-        Err(e) => {
-            ctx.error(
-                &v.span(),
-                format!("bad condition {:?} for {:?}: {e}", cond.as_ref(), key.value),
-                Some(if is_latency {
-                    "e.g. \"< 5ms\" or \"<= 250us\"".into()
-                } else if is_ratio {
-                    "e.g. \"< 1%\" or \"<= 0.01\"".into()
-                } else {
-                    "e.g. \"== 0\" or \">= 100\"".into()
-                }),
-            );
-            return None;
-        }
-    };
-    Some(Threshold {
-        metric: key.value.clone(),
-        workload: wl.id.clone(),
-        path,
-        phase,
-        op,
-        value,
-        condition: cond.to_string(),
-    })
-}
-
-/// Parse `< 5ms`: latency values in microseconds, ratios as fractions.
-pub fn parse_condition(s: &str, latency: bool, ratio: bool) -> Result<(CmpOp, f64), String> {
-    let s = s.trim();
-    let (op, rest) = [
-        ("<=", CmpOp::Le),
-        (">=", CmpOp::Ge),
-        ("==", CmpOp::Eq),
-        ("<", CmpOp::Lt),
-        (">", CmpOp::Gt),
-    ]
-    .iter()
-    .find_map(|(p, op)| s.strip_prefix(p).map(|r| (*op, r.trim())))
-    .ok_or("it must start with <, <=, >, >= or ==")?;
-    let split = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '_'))
-        .unwrap_or(rest.len());
-    let (num, unit) = rest.split_at(split);
-    let n: f64 = num
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("{num:?} is not a number"))?;
-    let unit = unit.trim();
-    let value = match unit {
-        "" if latency => return Err("a latency needs a unit (us, ms, s)".into()),
-        "" => n,
-        "%" if ratio => n / 100.0,
-        "ns" if latency => n / 1000.0,
-        "us" | "µs" if latency => n,
-        "ms" if latency => n * 1000.0,
-        "s" if latency => n * 1_000_000.0,
-        u => return Err(format!("unit {u:?} does not fit this metric")),
-    };
-    Ok((op, value))
-}
-
-/// A `--threshold 'METRIC COND'` from the command line, compiled against a plan.
-pub fn extra_threshold(plan: &Plan, text: &str) -> Result<Threshold, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_whitespace() || c == '<' || c == '>' || c == '=')
-        .ok_or_else(|| {
-            format!("--threshold {text:?}: write 'METRIC COND', e.g. 'cache.get.p99 < 5ms'")
-        })?;
-    let (metric, cond) = text.split_at(split);
-    let doc = format!("{:?} = {:?}\n", metric.trim(), cond.trim());
-    let file = Path::new("--threshold");
-    let (table, errs) = DeTable::parse_recoverable(&doc);
-    if !errs.is_empty() {
-        return Err(format!("--threshold {text:?}: cannot read it"));
-    }
-    let ctx = Ctx::new(Source { file, text: &doc });
-    let mut out = None;
-    for (k, v) in table.get_ref().iter() {
-        let key = At {
-            value: k.get_ref().to_string(),
-            span: k.span(),
-        };
-        out = compile_threshold(&ctx, &key, v, &plan.workloads, &plan.faults);
-    }
-    let diags = ctx.diags.into_inner();
-    match (out, diags.first()) {
-        (Some(t), None) => Ok(t),
-        (_, Some(d)) => Err(format!(
-            "--threshold {text:?}: {}{}",
-            d.message,
-            d.hint
-                .as_ref()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default()
-        )),
-        (None, None) => Err(format!("--threshold {text:?}: cannot read it")),
-    }
 }
 
 #[cfg(test)]
@@ -778,19 +416,5 @@ pipeline = 1
         };
         assert_eq!(s.stages.len(), 2);
         assert_eq!(s.start, 0.0);
-    }
-
-    #[test]
-    fn conditions() {
-        assert_eq!(
-            parse_condition("<= 250us", true, false).unwrap(),
-            (CmpOp::Le, 250.0)
-        );
-        assert_eq!(
-            parse_condition("== 0", false, false).unwrap(),
-            (CmpOp::Eq, 0.0)
-        );
-        assert!(parse_condition("~ 3", false, false).is_err());
-        assert!(parse_condition("< 3%", false, false).is_err());
     }
 }

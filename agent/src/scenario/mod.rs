@@ -1,24 +1,92 @@
-//! Scenario files: TOML with spans → diagnostics (`file:line:col`) or a compiled [`crate::plan::Plan`].
-//! Never touches the network.
+//! Scenario files → [`Plan`]: TOML read with every span kept, compiled with all problems reported
+//! at once as `file:line:col: message` plus a hint. Every input that shapes a plan — the file,
+//! command-line overrides (duration, seed, extra thresholds) and the shard — goes through
+//! [`load()`] (or [`compile()`]), and nothing changes the plan afterwards. Never touches the network.
 
 pub mod compile;
 pub mod diag;
+pub mod fault;
+pub mod load;
 pub mod reader;
+pub mod shard;
+pub mod threshold;
+pub mod workload;
 
 use std::path::Path;
+use std::time::Duration;
 
 pub use diag::{Diagnostic, Diagnostics};
 
-/// Read and compile one scenario file.
-pub fn load(path: &Path) -> Result<crate::plan::Plan, Diagnostics> {
+use crate::plan::{Plan, Shard};
+
+/// What the command line adds to a scenario file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--duration`: replaces the scenario's.
+    pub duration: Option<Duration>,
+    /// `--seed`: replaces the scenario's (before sharding: each shard derives its own from it).
+    pub seed: Option<u64>,
+    /// `--threshold 'METRIC COND'`: added to the scenario's.
+    pub thresholds: Vec<String>,
+    /// `--shard INDEX/COUNT`: this agent's share of the load.
+    pub shard: Option<Shard>,
+}
+
+/// A compiled plan, and what the person running it should know about how it was shaped.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub plan: Plan,
+    /// Notes from sharding (totals that grew, faults left to shard 0, thresholds merge judges).
+    pub notes: Vec<String>,
+}
+
+/// Why a scenario did not compile.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// Problems in the file, with positions.
+    #[error("{0}")]
+    Scenario(Diagnostics),
+    /// A command-line override that does not fit the scenario (e.g. an unknown metric).
+    #[error("{0}")]
+    Flag(String),
+}
+
+/// Read and compile one scenario file with the command line's overrides.
+pub fn load(path: &Path, o: &Overrides) -> Result<Compiled, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
+        LoadError::Scenario(Diagnostics(vec![Diagnostic {
             file: path.to_path_buf(),
             line: 1,
             col: 1,
             message: format!("cannot read scenario: {e}"),
             hint: Some("check the path".into()),
-        }])
+        }]))
     })?;
-    compile::compile_str(path, &text)
+    compile(path, &text, o)
+}
+
+/// Compile a scenario text (`file` names it in messages and anchors relative plugin paths).
+pub fn compile(file: &Path, text: &str, o: &Overrides) -> Result<Compiled, LoadError> {
+    let mut plan = compile::compile_str(file, text).map_err(LoadError::Scenario)?;
+    if let Some(d) = o.duration {
+        plan.duration = d;
+    }
+    if let Some(s) = o.seed {
+        plan.seed = s;
+    }
+    let cat = threshold::Catalog::of_plan(&plan.workloads, &plan.faults);
+    for t in &o.thresholds {
+        plan.thresholds
+            .push(threshold::parse_flag(t, &cat).map_err(LoadError::Flag)?);
+    }
+    let notes = match o.shard {
+        Some(s) => shard::apply(&mut plan, s),
+        None => vec![],
+    };
+    Ok(Compiled { plan, notes })
+}
+
+/// [`load`] without overrides (validation, tests).
+pub fn load_plain(path: &Path) -> Result<Plan, LoadError> {
+    load(path, &Overrides::default()).map(|c| c.plan)
 }

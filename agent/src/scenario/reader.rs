@@ -1,6 +1,7 @@
 //! A schema reader over toml's spanned tables: typed getters that keep spans, remember which
 //! keys are known, and collect every problem instead of stopping at the first.
 
+use crate::units::parse_duration;
 use std::cell::RefCell;
 use std::ops::Range;
 use std::time::Duration;
@@ -411,22 +412,6 @@ impl<'a, 's> Obj<'a, 's> {
     }
 }
 
-/// Parse "250ms", "1.5s", "2m", "1h30m", "0s".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if let Some(num) = t
-        .strip_suffix('s')
-        .filter(|n| n.contains('.') && !n.ends_with('m'))
-    {
-        if let Ok(x) = num.parse::<f64>() {
-            if x >= 0.0 && x.is_finite() {
-                return Ok(Duration::from_secs_f64(x));
-            }
-        }
-    }
-    humantime::parse_duration(t).map_err(|e| format!("{e} in {s:?}"))
-}
-
 /// A value rendered as a string for free-form parameters.
 pub fn scalar_to_string(v: &DeValue<'_>) -> Option<String> {
     Some(match v {
@@ -481,36 +466,4 @@ impl Obj<'_, '_> {
             }
         }
     }
-}
-
-/// Read `clients` from the kind table or the workload (not both).
-pub fn clients_of(w: &Obj, k: Option<&Obj>, at_workload: Option<u32>, default: u32) -> u32 {
-    let in_kind = k
-        .and_then(|k| k.uint("clients", 100_000))
-        .map(|c| c.value as u32);
-    match (at_workload, in_kind) {
-        (Some(_), Some(_)) => {
-            w.ctx.error(
-                &w.span,
-                "`clients` is set both on the workload and in its type table",
-                Some("set it once".into()),
-            );
-            default
-        }
-        (Some(c), None) | (None, Some(c)) => c.max(1),
-        (None, None) => default,
-    }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock Python's `time.monotonic_ns()` reads, so traces line up.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -6,8 +6,10 @@ pub mod embedded;
 pub mod error;
 pub mod resp;
 pub mod target;
+pub mod url;
 
 pub use client::{AddrMap, Client, Endpoint, Route, Script};
 pub use conn::{Conn, ConnectOptions};
 pub use error::{Error, ErrorKind};
 pub use resp::{Cmd, Value};
+pub use target::Target;

@@ -7,148 +7,29 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::{Ctx, Figures};
-use crate::plan::{DurDist, LoadModel, WorkloadPlan};
+use super::Ctx;
+use crate::clock::monotonic_ns;
+use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan};
 use crate::rng::Rng;
-use crate::run::pacing::Pacer;
-use crate::scenario::compile::{merge_load, read_load};
-use crate::scenario::reader::{clients_of, monotonic_ns, Obj};
 use crate::valkey::{Client, Cmd, Script, Value};
+use crate::workload::pacing::Pacer;
 
-pub const OPS: &[&str] = &["acquire", "release", "extend"];
-pub const COUNTERS: &[&str] = &[
-    "acquired",
-    "timeouts",
-    "violations",
-    "lost_while_held",
-    "fencing_violations",
-    "immortal_keys",
-];
-const ACQUIRED: usize = 0;
-const TIMEOUTS: usize = 1;
-const VIOLATIONS: usize = 2;
-const LOST: usize = 3;
-const FENCING: usize = 4;
-const IMMORTAL: usize = 5;
+const ACQUIRED: usize = C::Acquired.i();
+const TIMEOUTS: usize = C::Timeouts.i();
+const VIOLATIONS: usize = C::Violations.i();
+const LOST: usize = C::LostWhileHeld.i();
+const FENCING: usize = C::FencingViolations.i();
+const IMMORTAL: usize = C::ImmortalKeys.i();
 
 // redis-py 5.0.6 `redis/lock.py` scripts (MIT License, Copyright (c) 2022-2023, Redis, inc.),
 // byte for byte so the SHA1s match what Python clients send.
 const RELEASE: &str = "\n        local token = redis.call('get', KEYS[1])\n        if not token or token ~= ARGV[1] then\n            return 0\n        end\n        redis.call('del', KEYS[1])\n        return 1\n    ";
 const EXTEND: &str = "\n        local token = redis.call('get', KEYS[1])\n        if not token or token ~= ARGV[1] then\n            return 0\n        end\n        local expiration = redis.call('pttl', KEYS[1])\n        if not expiration then\n            expiration = 0\n        end\n        if expiration < 0 then\n            return 0\n        end\n\n        local newttl = ARGV[2]\n        if ARGV[3] == \"0\" then\n            newttl = ARGV[2] + expiration\n        end\n        redis.call('pexpire', KEYS[1], newttl)\n        return 1\n    ";
-
-/// How a lock is taken and given back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    /// redis-py `Lock`: token, `SET NX PX`, Lua compare-and-delete release, Lua extend.
-    RedisPy,
-    /// ECHO's historical ETL lock: `SET 1 NX EX`, plain `DEL`, "renew" that only re-creates.
-    SetNxEx,
-    /// `SETNX` then `EXPIRE`: two commands, not atomic.
-    SetnxExpire,
-}
-
-#[derive(Debug, Clone)]
-pub struct LockPlan {
-    pub style: Style,
-    pub names: u32,
-    pub ttl: Duration,
-    pub hold: DurDist,
-    pub blocking_timeout: Duration,
-    pub retry_interval: Duration,
-    pub extend_every: Option<Duration>,
-    pub fencing: bool,
-    /// Pause between a release and the next acquire attempt (closed model).
-    pub think: Duration,
-    /// Write every hold interval (CLOCK_MONOTONIC ns) here, for cross-checks with other clients.
-    pub trace: Option<PathBuf>,
-    /// Lock key names: `<key_prefix><workload id>:lock:<n>` unless set.
-    pub key_pattern: Option<String>,
-}
-
-pub fn read(
-    w: &Obj,
-    k: Option<&Obj>,
-    clients: Option<u32>,
-    load: Option<LoadModel>,
-) -> Option<(LockPlan, u32, LoadModel)> {
-    let Some(k) = k else {
-        w.missing(
-            "lock",
-            Some("add a [workload.lock] table (style, names, ttl, hold, …)".into()),
-        );
-        return None;
-    };
-    let style = match k
-        .choice("style", &["redis-py", "set-nx-ex", "setnx-expire"])
-        .map(|s| s.value)
-        .as_deref()
-    {
-        Some("set-nx-ex") => Style::SetNxEx,
-        Some("setnx-expire") => Style::SetnxExpire,
-        _ => Style::RedisPy,
-    };
-    let clients = clients_of(w, Some(k), clients, 8);
-    let names = k
-        .uint("names", 1_000_000)
-        .map(|v| v.value as u32)
-        .unwrap_or(1)
-        .max(1);
-    let ttl = k
-        .duration("ttl")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(10));
-    if ttl < Duration::from_millis(1) {
-        k.ctx.error(&k.span, "`ttl` must be at least 1ms", None);
-    }
-    let hold = k
-        .dur_dist("hold")
-        .unwrap_or(DurDist::Fixed(Duration::from_millis(20)));
-    let blocking_timeout = k
-        .duration("blocking_timeout")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(5));
-    let retry_interval = k
-        .duration("retry_interval")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_millis(100))
-        .max(Duration::from_millis(1));
-    let extend_every = k
-        .duration("extend_every")
-        .map(|d| d.value)
-        .filter(|d| !d.is_zero());
-    let fencing = k.bool("fencing").map(|b| b.value).unwrap_or(false);
-    let think = k
-        .duration("think")
-        .map(|d| d.value)
-        .unwrap_or(Duration::ZERO);
-    let trace = k.str("trace").map(|s| PathBuf::from(s.value));
-    let key_pattern = k.str("key_pattern").map(|s| s.value);
-    let kload = read_load(k, None);
-    let load = merge_load(w, load, kload, &k.span)?;
-    Some((
-        LockPlan {
-            style,
-            names,
-            ttl,
-            hold,
-            blocking_timeout,
-            retry_interval,
-            extend_every,
-            fencing,
-            think,
-            trace,
-            key_pattern,
-        },
-        clients,
-        load,
-    ))
-}
 
 /// Per lock name: who believes they hold it now, and the last fencing token granted.
 #[derive(Default)]
@@ -412,7 +293,7 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
 }
 
 impl State {
-    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+    pub async fn finish(&self, ctx: &Ctx) {
         if let Some(t) = &self.trace {
             let _ = t.lock().expect("trace lock").flush();
         }
@@ -428,10 +309,9 @@ impl State {
         let pc = self.per_client.lock().expect("fairness lock");
         let min = pc.values().min().copied().unwrap_or(0);
         let max = pc.values().max().copied().unwrap_or(0);
-        vec![
-            ("fairness_min".into(), min as f64),
-            ("fairness_max".into(), max as f64),
-            ("clients_served".into(), pc.len() as f64),
-        ]
+        let c = &ctx.metrics.counters;
+        c.set(C::FairnessMin.i(), min);
+        c.set(C::FairnessMax.i(), max);
+        c.set(C::ClientsServed.i(), pc.len() as u64);
     }
 }

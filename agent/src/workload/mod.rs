@@ -1,11 +1,13 @@
-//! Workloads: one module per kind (`commands`, `dramatiq`, `lock`, `rate_limit`, `plugin`).
-//! Each reads its own scenario table, spawns its clients, records samples, and after the load
-//! stops runs its end-of-run oracle. A failed Valkey operation is a recorded sample, never an
+//! Workloads at run time: one module per kind (`commands`, `dramatiq`, `lock`, `rate_limit`,
+//! `plugin`). Each spawns its clients from its plan (plain data in `plan::workload`), records
+//! samples, and after the load stops runs its end-of-run oracle. [`pacing`] hands out intended
+//! starts. Workers get everything through [`Ctx`]; they never import `run`. A failed Valkey operation is a recorded sample, never an
 //! error that stops a worker.
 
 pub mod commands;
 pub mod dramatiq;
 pub mod lock;
+pub mod pacing;
 pub mod plugin;
 pub mod rate_limit;
 
@@ -15,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::Events;
 use crate::metrics::WorkloadMetrics;
 use crate::plan::{WorkloadKind, WorkloadPlan};
-use crate::run::events::Events;
 use crate::valkey::Route;
 
 /// What every worker of a workload gets.
@@ -53,9 +55,6 @@ pub enum Active {
     Plugin(Arc<plugin::State>),
 }
 
-/// Extra figures a workload reports at the end (fairness, efficiency…): name → value.
-pub type Figures = Vec<(String, f64)>;
-
 /// What must be ready before a run touches any server (plugins are loaded and checked here,
 /// so a broken plugin stops the run with exit 2 before any load).
 pub async fn prepare(plan: &WorkloadPlan) -> Result<Option<Arc<plugin::Prepared>>, String> {
@@ -88,10 +87,10 @@ pub async fn spawn(
 }
 
 impl Active {
-    /// After the load stopped: drain, check, and report figures. Bounded in time.
-    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+    /// After the load stopped: drain, check, and set the end-of-run counters. Bounded in time.
+    pub async fn finish(&self, ctx: &Ctx) {
         match self {
-            Active::Commands => vec![],
+            Active::Commands => {}
             Active::Dramatiq(s) => s.finish(ctx).await,
             Active::Lock(s) => s.finish(ctx).await,
             Active::RateLimit(s) => s.finish(ctx).await,

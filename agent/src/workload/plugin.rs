@@ -3,148 +3,28 @@
 //! and every iteration (`<id>.iteration`). A trap, a blown CPU budget or the memory cap ends the
 //! instance; the VU is replaced (or stopped, per `on_trap`) and the run goes on.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::{Ctx, Figures};
-use crate::plan::WorkloadPlan;
+use super::Ctx;
+use crate::events::EventKind;
+use crate::plan::{PluginCounter as C, PluginPlan, WorkloadPlan};
 use crate::plugin::{self, bindings, Plugin, VuState};
-use crate::run::events::EventKind;
-use crate::run::pacing::Pacer;
-use crate::scenario::reader::{clients_of, scalar_to_string, Obj};
 use crate::valkey::Client;
+use crate::workload::pacing::Pacer;
 
-pub const COUNTERS: &[&str] = &[
-    "iterations",
-    "iteration_errors",
-    "traps",
-    "budget_exceeded",
-    "memory_exceeded",
-    "vus_replaced",
-    "vus_stopped",
-];
-const C_ITER: usize = 0;
-const C_ITER_ERR: usize = 1;
-const C_TRAPS: usize = 2;
-const C_BUDGET: usize = 3;
-const C_MEMORY: usize = 4;
-const C_REPLACED: usize = 5;
-const C_STOPPED: usize = 6;
+const C_ITER: usize = C::Iterations.i();
+const C_ITER_ERR: usize = C::IterationErrors.i();
+const C_TRAPS: usize = C::Traps.i();
+const C_BUDGET: usize = C::BudgetExceeded.i();
+const C_MEMORY: usize = C::MemoryExceeded.i();
+const C_REPLACED: usize = C::VusReplaced.i();
+const C_STOPPED: usize = C::VusStopped.i();
 /// How many trap reports (with backtraces) go into the run's events per workload.
 const MAX_REPORTS: u64 = 5;
-
-#[derive(Debug, Clone)]
-pub struct PluginPlan {
-    pub path: PathBuf,
-    pub params: Vec<(String, String)>,
-    /// CPU budget per call (setup, iteration, teardown), wall time of guest execution.
-    pub budget: Duration,
-    pub memory: u64,
-    pub replace_on_trap: bool,
-    /// A VU that traps this many times in a row is stopped.
-    pub max_restarts: u32,
-}
-
-fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split].parse().ok()?;
-    Some(match t[split..].trim() {
-        "" | "b" => n,
-        "kb" | "kib" => n << 10,
-        "mb" | "mib" => n << 20,
-        "gb" | "gib" => n << 30,
-        _ => return None,
-    })
-}
-
-pub fn read(
-    w: &Obj,
-    k: Option<&Obj>,
-    clients: Option<u32>,
-    file: &Path,
-) -> Option<(PluginPlan, u32)> {
-    let Some(k) = k else {
-        w.missing(
-            "plugin",
-            Some("add a [workload.plugin] table with path = \"….wasm\"".into()),
-        );
-        return None;
-    };
-    let path = k.req_str(
-        "path",
-        "path = \"plugins/target/wasm32-wasip2/release/hello.wasm\"",
-    );
-    let vus = k.uint("vus", 100_000).map(|v| v.value as u32);
-    let clients = match (vus, clients) {
-        (Some(v), None) => v.max(1),
-        _ => clients_of(w, None, clients, 1),
-    };
-    let mut params = vec![];
-    if let Some(t) = k.table("params") {
-        for (name, v) in t.entries() {
-            match scalar_to_string(v.get_ref()) {
-                Some(s) => params.push((name.value, s)),
-                None => t.ctx.error(
-                    &v.span(),
-                    format!(
-                        "plugin parameter {:?} must be a string, number or boolean",
-                        name.value
-                    ),
-                    Some("params are passed to setup() as strings".into()),
-                ),
-            }
-        }
-    }
-    let budget = k
-        .duration("budget")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(1));
-    let memory = match k.str("memory") {
-        Some(m) => match parse_size(&m.value) {
-            Some(b) if b >= 1 << 20 => b,
-            _ => {
-                k.ctx.error(
-                    &m.span,
-                    format!("memory {:?} is not a size of at least 1mb", m.value),
-                    Some("e.g. memory = \"64mb\"".into()),
-                );
-                64 << 20
-            }
-        },
-        None => 64 << 20,
-    };
-    let replace_on_trap = k
-        .choice("on_trap", &["replace", "stop"])
-        .map(|s| s.value == "replace")
-        .unwrap_or(true);
-    let max_restarts = k
-        .uint("max_restarts", 1_000_000)
-        .map(|v| v.value as u32)
-        .unwrap_or(10);
-    let path = path?.value;
-    // Relative paths: from the scenario file's directory, else from the working directory.
-    let p = PathBuf::from(&path);
-    let path = match file.parent().map(|d| d.join(&p)) {
-        Some(q) if !p.is_absolute() && q.exists() => q,
-        _ => p,
-    };
-    Some((
-        PluginPlan {
-            path,
-            params,
-            budget,
-            memory,
-            replace_on_trap,
-            max_restarts,
-        },
-        clients,
-    ))
-}
 
 pub struct State {
     reports: AtomicU64,
@@ -380,7 +260,5 @@ fn report(ctx: &Ctx, st: &State, plugin: &str, vu: u32, why: &str, e: &wasmtime:
 }
 
 impl State {
-    pub async fn finish(&self, _ctx: &Ctx) -> Figures {
-        vec![]
-    }
+    pub async fn finish(&self, _ctx: &Ctx) {}
 }

@@ -8,143 +8,21 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::{Ctx, Figures};
-use crate::plan::{DurDist, LoadModel, WorkloadPlan};
+use super::Ctx;
+use crate::clock::monotonic_ns;
+use crate::plan::{Limiter, RateLimitCounter as C, RateLimitPlan, WorkloadPlan};
 use crate::rng::Rng;
-use crate::run::pacing::Pacer;
-use crate::scenario::compile::{merge_load, read_load};
-use crate::scenario::reader::{clients_of, monotonic_ns, Obj};
 use crate::valkey::{Client, Cmd, Error, Script, Value};
+use crate::workload::pacing::Pacer;
 
-pub const OPS: &[&str] = &["acquire", "release"];
-pub const COUNTERS: &[&str] = &["admitted", "rejected", "overshoot"];
-const ADMITTED: usize = 0;
-const REJECTED: usize = 1;
-const OVERSHOOT: usize = 2;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limiter {
-    FixedWindow,
-    SlidingLog,
-    DramatiqConcurrent,
-    DramatiqWindow,
-    DramatiqBucket,
-    CheckThenIncr,
-}
-
-const NAMES: &[&str] = &[
-    "fixed-window",
-    "sliding-log",
-    "dramatiq-concurrent",
-    "dramatiq-window",
-    "dramatiq-bucket",
-    "check-then-incr",
-];
-
-#[derive(Debug, Clone)]
-pub struct RateLimitPlan {
-    pub limiter: Limiter,
-    pub limit: u64,
-    pub window: Duration,
-    pub keys: u32,
-    pub bursts: Option<(Duration, u64)>,
-    /// How long a concurrent-limiter slot is held before release.
-    pub hold: DurDist,
-    /// Key names: `<key_prefix><workload id>:rl:<n>` unless set (`{n}` is the key number).
-    pub key_pattern: Option<String>,
-    pub trace: Option<PathBuf>,
-}
-
-pub fn read(
-    w: &Obj,
-    k: Option<&Obj>,
-    clients: Option<u32>,
-    load: Option<LoadModel>,
-) -> Option<(RateLimitPlan, u32, LoadModel)> {
-    let Some(k) = k else {
-        w.missing(
-            "rate_limit",
-            Some("add a [workload.rate_limit] table (limiter, limit, window, …)".into()),
-        );
-        return None;
-    };
-    let limiter = match k.choice("limiter", NAMES).map(|s| s.value).as_deref() {
-        Some("sliding-log") => Limiter::SlidingLog,
-        Some("dramatiq-concurrent") => Limiter::DramatiqConcurrent,
-        Some("dramatiq-window") => Limiter::DramatiqWindow,
-        Some("dramatiq-bucket") => Limiter::DramatiqBucket,
-        Some("check-then-incr") => Limiter::CheckThenIncr,
-        _ => Limiter::FixedWindow,
-    };
-    let limit = k
-        .uint("limit", 1 << 40)
-        .map(|v| v.value)
-        .unwrap_or(100)
-        .max(1);
-    let window = k
-        .duration("window")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(1));
-    if limiter == Limiter::DramatiqWindow && window.subsec_nanos() != 0 {
-        k.ctx.error(
-            &k.span,
-            "dramatiq-window counts whole seconds: give `window` in seconds",
-            None,
-        );
-    }
-    if window.is_zero() {
-        k.ctx.error(&k.span, "`window` must be more than 0s", None);
-    }
-    let keys = k
-        .uint("keys", 1_000_000)
-        .map(|v| v.value as u32)
-        .unwrap_or(1)
-        .max(1);
-    let bursts = k.table("bursts").and_then(|b| {
-        let every = b.duration("every");
-        let size = b.uint("size", 10_000_000);
-        b.finish();
-        match (every, size) {
-            (Some(e), Some(s)) if !e.value.is_zero() => Some((e.value, s.value)),
-            _ => {
-                w.ctx.error(
-                    &k.span,
-                    "`bursts` needs every = \"5s\" and size = 1000",
-                    None,
-                );
-                None
-            }
-        }
-    });
-    let hold = k
-        .dur_dist("hold")
-        .unwrap_or(DurDist::Fixed(Duration::from_millis(10)));
-    let key_pattern = k.str("key_pattern").map(|s| s.value);
-    let trace = k.str("trace").map(|s| PathBuf::from(s.value));
-    let clients = clients_of(w, Some(k), clients, 10);
-    let kload = read_load(k, None);
-    let load = merge_load(w, load, kload, &k.span)?;
-    Some((
-        RateLimitPlan {
-            limiter,
-            limit,
-            window,
-            keys,
-            bursts,
-            hold,
-            key_pattern,
-            trace,
-        },
-        clients,
-        load,
-    ))
-}
+const ADMITTED: usize = C::Admitted.i();
+const REJECTED: usize = C::Rejected.i();
+const OVERSHOOT: usize = C::Overshoot.i();
 
 /// One admission as the agent saw it.
 #[derive(Clone, Copy)]
@@ -207,10 +85,7 @@ pub fn spawn(
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::clock::wall_ms() as i64
 }
 
 /// Sliding log, atomic, timestamped by the server (µs): processing order is timestamp order, so
@@ -645,7 +520,7 @@ impl State {
         total
     }
 
-    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+    pub async fn finish(&self, ctx: &Ctx) {
         if let Some(t) = &self.trace {
             let _ = t.lock().expect("trace lock").flush();
         }
@@ -662,13 +537,11 @@ impl State {
             Limiter::DramatiqConcurrent => f64::NAN,
             _ => (secs / p.window.as_secs_f64()).ceil() * p.limit as f64 * p.keys as f64,
         };
-        let mut figs = vec![];
         if allowed.is_finite() && allowed > 0.0 {
-            figs.push((
-                "efficiency".into(),
+            ctx.metrics.counters.set_ratio(
+                C::Efficiency.i(),
                 (admitted / allowed * 1000.0).round() / 1000.0,
-            ));
+            );
         }
-        figs
     }
 }

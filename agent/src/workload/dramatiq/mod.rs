@@ -12,58 +12,39 @@ mod message;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Ctx, Figures};
-use crate::plan::{DurDist, LoadModel, WorkloadPlan};
+use super::Ctx;
+use crate::plan::{DramatiqCounter as C, DramatiqPlan, WorkloadPlan};
 use crate::rng::Rng;
-use crate::run::pacing::Pacer;
-use crate::scenario::compile::{merge_load, read_load};
-use crate::scenario::reader::Obj;
 use crate::valkey::{Client, Cmd, Error, Script, Value};
+use crate::workload::pacing::Pacer;
 pub use ledger::Ledger;
 pub use message::Message;
 
-pub const OPS: &[&str] = &["enqueue", "fetch", "ack", "nack", "e2e"];
-pub const COUNTERS: &[&str] = &[
-    "enqueued",
-    "delivered",
-    "acked",
-    "lost",
-    "duplicated",
-    "stuck",
-    "dead_lettered",
-    "retried",
-    "missing_payloads",
-    "undecodable",
-    "queue_depth_max",
-    "unfinished",
-    "taken_by_others",
-    "left_queued",
-];
 const OP_ENQ: usize = 0;
 const OP_FETCH: usize = 1;
 const OP_ACK: usize = 2;
 const OP_NACK: usize = 3;
 const OP_E2E: usize = 4;
-pub(crate) const C_ENQUEUED: usize = 0;
-pub(crate) const C_DELIVERED: usize = 1;
-pub(crate) const C_ACKED: usize = 2;
-pub(crate) const C_LOST: usize = 3;
-pub(crate) const C_DUPLICATED: usize = 4;
-pub(crate) const C_STUCK: usize = 5;
-pub(crate) const C_DEAD: usize = 6;
-pub(crate) const C_RETRIED: usize = 7;
-const C_MISSING: usize = 8;
-const C_UNDECODABLE: usize = 9;
-const C_DEPTH: usize = 10;
-const C_UNFINISHED: usize = 11;
-const C_TAKEN: usize = 12;
-const C_LEFT: usize = 13;
+pub(crate) const C_ENQUEUED: usize = C::Enqueued.i();
+pub(crate) const C_DELIVERED: usize = C::Delivered.i();
+pub(crate) const C_ACKED: usize = C::Acked.i();
+pub(crate) const C_LOST: usize = C::Lost.i();
+pub(crate) const C_DUPLICATED: usize = C::Duplicated.i();
+pub(crate) const C_STUCK: usize = C::Stuck.i();
+pub(crate) const C_DEAD: usize = C::DeadLettered.i();
+pub(crate) const C_RETRIED: usize = C::Retried.i();
+const C_MISSING: usize = C::MissingPayloads.i();
+const C_UNDECODABLE: usize = C::Undecodable.i();
+const C_DEPTH: usize = C::QueueDepthMax.i();
+const C_UNFINISHED: usize = C::Unfinished.i();
+const C_TAKEN: usize = C::TakenByOthers.i();
+const C_LEFT: usize = C::LeftQueued.i();
 
 /// Dramatiq's `max_unpack_size` on stock Redis 7.0 and Valkey 9 (`maxstack() // 2`).
 pub const MAX_UNPACK: u64 = 3996;
@@ -80,175 +61,7 @@ pub fn dispatch_script(version: u8) -> Script {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct DramatiqPlan {
-    pub namespace: String,
-    pub queue: String,
-    pub actors: Vec<String>,
-    pub producers: u32,
-    pub consumers: u32,
-    pub threads: u32,
-    pub prefetch: u32,
-    pub work: DurDist,
-    pub payload_bytes: usize,
-    pub delay_fraction: f64,
-    pub delay: Duration,
-    pub fail_fraction: f64,
-    pub max_retries: u32,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-    pub version: u8,
-    pub drain_timeout: Duration,
-    /// Consumers start this long after the run (a backlog builds up first).
-    pub consume_after: Duration,
-    /// Write every delivered message id here (one line each), for cross-checks.
-    pub trace: Option<std::path::PathBuf>,
-    /// Other consumers (e.g. Python workers) share the queue: messages they took are
-    /// `taken_by_others`, not lost, and the drain waits for the queue to empty.
-    pub shared_queue: bool,
-}
-
-pub fn read(
-    w: &Obj,
-    k: Option<&Obj>,
-    load: Option<LoadModel>,
-) -> Option<(DramatiqPlan, LoadModel)> {
-    let Some(k) = k else {
-        w.missing(
-            "dramatiq",
-            Some("add a [workload.dramatiq] table (queue, actors, producers, consumers, …)".into()),
-        );
-        return None;
-    };
-    let namespace = k
-        .str("namespace")
-        .map(|s| s.value)
-        .unwrap_or_else(|| "dramatiq".into());
-    let queue = k
-        .str("queue")
-        .map(|s| s.value)
-        .unwrap_or_else(|| "default".into());
-    if queue.ends_with(".DQ") || queue.ends_with(".XQ") || queue.is_empty() {
-        k.ctx.error(
-            &k.span,
-            format!("queue {queue:?} must be a plain queue name (no .DQ/.XQ suffix)"),
-            None,
-        );
-    }
-    let actors = k
-        .str_list("actors")
-        .map(|a| a.value)
-        .unwrap_or_else(|| vec!["process_chunk".into()]);
-    if actors.is_empty() {
-        k.ctx.error(
-            &k.span,
-            "`actors` is empty",
-            Some("name at least one actor, e.g. actors = [\"process_chunk\"]".into()),
-        );
-    }
-    let producers = k
-        .uint("producers", 10_000)
-        .map(|v| v.value as u32)
-        .unwrap_or(1);
-    let consumers = k
-        .uint("consumers", 1_000)
-        .map(|v| v.value as u32)
-        .unwrap_or(1);
-    let threads = k
-        .uint("threads", 10_000)
-        .map(|v| v.value as u32)
-        .unwrap_or(8)
-        .max(1);
-    let prefetch = k
-        .uint("prefetch", 65_535)
-        .map(|v| v.value as u32)
-        .unwrap_or(threads * 2)
-        .max(1);
-    let work = k
-        .dur_dist("work")
-        .unwrap_or(DurDist::Fixed(Duration::from_millis(5)));
-    let payload_bytes = k
-        .uint("payload_bytes", 16 << 20)
-        .map(|v| v.value as usize)
-        .unwrap_or(300);
-    let delay_fraction = k.fraction("delay_fraction").map(|v| v.value).unwrap_or(0.0);
-    let delay = k
-        .duration("delay")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(2));
-    let fail_fraction = k.fraction("fail_fraction").map(|v| v.value).unwrap_or(0.0);
-    let max_retries = k
-        .uint("max_retries", 1000)
-        .map(|v| v.value as u32)
-        .unwrap_or(20);
-    let min_backoff = k
-        .duration("min_backoff")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(15));
-    let max_backoff = k
-        .duration("max_backoff")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(7 * 86400));
-    let version = match k
-        .choice("dramatiq_version", &["1", "2"])
-        .map(|s| s.value)
-        .as_deref()
-    {
-        Some("1") => 1,
-        _ => 2,
-    };
-    let drain_timeout = k
-        .duration("drain_timeout")
-        .map(|d| d.value)
-        .unwrap_or(Duration::from_secs(30));
-    let consume_after = k
-        .duration("consume_after")
-        .map(|d| d.value)
-        .unwrap_or(Duration::ZERO);
-    let trace = k.str("trace").map(|s| std::path::PathBuf::from(s.value));
-    let shared_queue = k.bool("shared_queue").map(|b| b.value).unwrap_or(false);
-    if producers == 0 && consumers == 0 {
-        k.ctx.error(
-            &k.span,
-            "a dramatiq workload needs producers or consumers",
-            Some("producers = 0 consumes only, consumers = 0 produces only".into()),
-        );
-    }
-    let kload = read_load(k, None);
-    let load = merge_load(w, load, kload, &k.span)?;
-    Some((
-        DramatiqPlan {
-            namespace,
-            queue,
-            actors,
-            producers,
-            consumers,
-            threads,
-            prefetch,
-            work,
-            payload_bytes,
-            delay_fraction,
-            delay,
-            fail_fraction,
-            max_retries,
-            min_backoff,
-            max_backoff,
-            version,
-            drain_timeout,
-            consume_after,
-            trace,
-            shared_queue,
-        },
-        load,
-    ))
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::wall_ms as now_ms;
 
 /// Shared by every producer and consumer of one workload.
 pub struct State {
@@ -894,7 +707,7 @@ async fn depth_watch(st: Arc<State>, ctx: Ctx) {
 
 impl State {
     /// Drain (bounded by `drain_timeout`), stop the consumers, then count.
-    pub async fn finish(&self, ctx: &Ctx) -> Figures {
+    pub async fn finish(&self, ctx: &Ctx) {
         let d = &self.plan;
         let deadline = Instant::now() + d.drain_timeout;
         let mut c = Client::new(ctx.route.clone());
@@ -967,14 +780,13 @@ impl State {
         }
         if present.is_none() {
             ctx.events.push(
-                crate::run::events::EventKind::Note,
+                crate::events::EventKind::Note,
                 format!(
                     "{}: could not read the queues back; lost/stuck counted as stuck",
                     ctx.metrics.id
                 ),
             );
         }
-        vec![]
     }
 }
 

@@ -1,18 +1,49 @@
-//! The run summary: everything a report, an exporter or `merge` needs, and `summary.json`'s schema.
+//! The run summary: everything a report, an exporter or `merge` needs, and `summary.json`'s
+//! schema. It is data: [`build`] makes it once, as a pure function of what a run recorded;
+//! [`check`] judges thresholds, [`phase`] says which time windows a phase covers, [`impact`]
+//! measures what each fault did. `report` and `export` take a `&RunSummary`.
+
+pub mod build;
+pub mod check;
+pub mod impact;
+pub mod phase;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::events::{Event, EventKind};
 use crate::metrics::LatencyStats;
-use crate::run::events::Event;
+use crate::plan::counter::CounterKind;
+
+/// Pass or fail: exit 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub scenario: String,
     pub seed: u64,
-    /// "pass" or "fail".
-    pub verdict: String,
+    pub verdict: Verdict,
     pub duration_secs: f64,
     pub planned_duration_secs: f64,
     /// True when Ctrl-C or SIGTERM ended the run early.
@@ -79,6 +110,9 @@ pub struct CounterValue {
     pub workload: String,
     pub name: String,
     pub value: f64,
+    /// What the counter means (safety counters fail the verdict; merge combines by kind).
+    #[serde(default)]
+    pub kind: CounterKind,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +141,17 @@ pub struct FaultRecord {
     /// Seconds from the heal until the p99 of every interval is back within 1.5x the pre-fault p99.
     pub p99_recovery_secs: Option<f64>,
     pub errors_during: u64,
+    /// What the fault did, measured: its impact window (see `summary::impact`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
+}
+
+/// A fault's impact window: from its injection until every workload was back to normal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Impact {
+    /// When every workload was back to normal, seconds from the run start (the end of the load
+    /// when it never was).
+    pub until_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +177,7 @@ pub struct SeriesPoint {
 
 impl RunSummary {
     pub fn passed(&self) -> bool {
-        self.verdict == "pass"
+        self.verdict == Verdict::Pass
     }
     pub fn counter(&self, workload: &str, name: &str) -> Option<f64> {
         self.counters

@@ -1,63 +1,12 @@
 //! Thresholds → checks: read each metric from the summary (or, for a phase, from the exact
-//! interval histograms of that phase) and compare.
+//! interval histograms of that phase) and compare. Used by the summary builder and by `merge`.
 
 use std::time::Duration;
 
+use super::phase;
+use super::{CheckResult, RunSummary};
 use crate::metrics::{Collector, LatencyStats, OpAcc};
 use crate::plan::{MetricPath, Phase, Stat, Threshold};
-use crate::summary::{CheckResult, FaultRecord, RunSummary};
-
-/// The time windows of a phase, from the fault records of the run.
-pub fn phase_windows(
-    phase: &Phase,
-    faults: &[FaultRecord],
-    run_end: Duration,
-) -> Vec<(Duration, Duration)> {
-    let secs = Duration::from_secs_f64;
-    let injected: Vec<(f64, f64)> = faults
-        .iter()
-        .filter_map(|f| {
-            f.injected_at_secs
-                .map(|i| (i, f.healed_at_secs.unwrap_or(run_end.as_secs_f64())))
-        })
-        .collect();
-    match phase {
-        Phase::Before => {
-            let first = injected.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-            vec![(
-                Duration::ZERO,
-                if first.is_finite() {
-                    secs(first)
-                } else {
-                    run_end
-                },
-            )]
-        }
-        Phase::After => {
-            let last = injected
-                .iter()
-                .map(|x| x.1)
-                .fold(f64::NEG_INFINITY, f64::max);
-            if last.is_finite() {
-                vec![(secs(last), run_end + Duration::from_secs(3600))]
-            } else {
-                vec![]
-            }
-        }
-        Phase::During(i) => faults
-            .iter()
-            .filter(|f| f.index == *i)
-            .filter_map(|f| {
-                f.injected_at_secs.map(|a| {
-                    (
-                        secs(a),
-                        secs(f.healed_at_secs.unwrap_or(run_end.as_secs_f64())),
-                    )
-                })
-            })
-            .collect(),
-    }
-}
 
 /// Evaluate every threshold.
 pub fn evaluate(
@@ -140,7 +89,15 @@ fn whole_run_value(t: &Threshold, s: &RunSummary) -> Option<f64> {
 
 fn phase_value(t: &Threshold, p: &Phase, s: &RunSummary, c: &Collector) -> Option<f64> {
     let end = Duration::from_secs_f64(s.duration_secs);
-    let windows = phase_windows(p, &s.faults, end);
+    let windows: Vec<(Duration, Duration)> = phase::windows(p, &s.faults, s.duration_secs)
+        .into_iter()
+        .map(|w| {
+            (
+                Duration::from_secs_f64(w.from),
+                Duration::from_secs_f64(w.to.min(s.duration_secs + 3600.0)),
+            )
+        })
+        .collect();
     if windows.is_empty() {
         return None;
     }
@@ -195,7 +152,7 @@ fn phase_value(t: &Threshold, p: &Phase, s: &RunSummary, c: &Collector) -> Optio
 fn show(t: &Threshold, v: Option<f64>) -> String {
     let Some(v) = v else { return "no data".into() };
     match &t.path {
-        MetricPath::Op { stat, .. } if stat.is_latency() => crate::report::fmt_us(v),
+        MetricPath::Op { stat, .. } if stat.is_latency() => crate::units::fmt_us(v),
         MetricPath::Op {
             stat: Stat::ErrorRate,
             ..

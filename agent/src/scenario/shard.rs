@@ -35,144 +35,12 @@
 //!   each; `merge` re-evaluates every whole-run threshold on the summed figures, and its verdict
 //!   is the one that counts. Latency, ratios and `== 0` safety counters mean the same per shard.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::plan::shard::{share, Shard};
 use crate::plan::{
     LoadModel, MetricPath, Phase, Plan, RateSchedule, Stat, Threshold, WorkloadKind,
 };
-
-/// Shard `index` of `count` (0-based), written `index/count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl Shard {
-    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
-        if count == 0 {
-            return Err("the shard count must be at least 1".into());
-        }
-        if index >= count {
-            return Err(format!(
-                "shard index {index} is out of range for {count} shards (indexes are 0..{count})"
-            ));
-        }
-        Ok(Shard { index, count })
-    }
-
-    /// `"2/8"` → shard 2 of 8.
-    pub fn parse(s: &str) -> Result<Shard, String> {
-        let (i, n) = s
-            .trim()
-            .split_once('/')
-            .ok_or_else(|| format!("shard {s:?}: write INDEX/COUNT, e.g. 0/4"))?;
-        let num = |x: &str, what: &str| {
-            x.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("shard {s:?}: the {what} {x:?} is not a whole number"))
-        };
-        Shard::new(num(i, "index")?, num(n, "count")?)
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-/// The shard a `run` is: `--shard INDEX/COUNT`, else `JOB_COMPLETION_INDEX` (set by Kubernetes
-/// in an Indexed Job) with `--shard-count` / `VALKEY_CHAOS_SHARDS`. `None`: not sharded.
-pub fn resolve(
-    flag: Option<&str>,
-    count: Option<u32>,
-    job_index: Option<&str>,
-) -> Result<Option<Shard>, String> {
-    if let Some(f) = flag {
-        let s = Shard::parse(f)?;
-        if let Some(n) = count.filter(|n| *n != s.count) {
-            return Err(format!(
-                "--shard {s} disagrees with a shard count of {n} (--shard-count / VALKEY_CHAOS_SHARDS)"
-            ));
-        }
-        return Ok(Some(s));
-    }
-    let Some(n) = count else {
-        return Ok(None);
-    };
-    let Some(i) = job_index.map(str::trim).filter(|i| !i.is_empty()) else {
-        return Err(format!(
-            "a shard count of {n} was given but not this agent's index: pass --shard INDEX/{n} \
-             (or run in a Kubernetes Indexed Job, which sets JOB_COMPLETION_INDEX)"
-        ));
-    };
-    let i = i
-        .parse::<u32>()
-        .map_err(|_| format!("JOB_COMPLETION_INDEX {i:?} is not a whole number"))?;
-    Shard::new(i, n).map(Some)
-}
-
-/// Check that runs about to be merged are a whole sharded run: either none of them is a shard,
-/// or they are shards `0..n` of one `n`, each exactly once. `runs` holds each run's name (for
-/// messages) and its summary's `shard`. Returns `n` for a sharded run.
-pub fn check_complete(runs: &[(String, Option<String>)]) -> Result<Option<u32>, String> {
-    let Some((first, first_shard)) = runs.iter().find_map(|(n, s)| s.as_ref().map(|s| (n, s)))
-    else {
-        return Ok(None);
-    };
-    let first = Shard::parse(first_shard).map_err(|e| format!("{first}: {e}"))?;
-    let mut seen: Vec<Option<&str>> = vec![None; first.count as usize];
-    for (name, s) in runs {
-        let Some(s) = s else {
-            return Err(format!(
-                "{name} is not a shard but other inputs are shards of {}: merge all shards of \
-                 one sharded run, and only those",
-                first.count
-            ));
-        };
-        let s = Shard::parse(s).map_err(|e| format!("{name}: {e}"))?;
-        if s.count != first.count {
-            return Err(format!(
-                "{name} is shard {s} but other inputs are shards of {}: merge the shards of one \
-                 sharded run",
-                first.count
-            ));
-        }
-        if let Some(other) = seen[s.index as usize].replace(name) {
-            return Err(format!(
-                "shard {s} appears twice ({other} and {name}): give each shard's output once"
-            ));
-        }
-    }
-    let missing: Vec<String> = seen
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_none())
-        .map(|(i, _)| format!("{i}/{}", first.count))
-        .collect();
-    if !missing.is_empty() {
-        let (s, are) = if missing.len() > 1 {
-            ("s", "are")
-        } else {
-            ("", "is")
-        };
-        return Err(format!(
-            "shard{s} {} {are} missing: the merged verdict needs all {} shards (did an agent fail?)",
-            missing.join(", "),
-            first.count
-        ));
-    }
-    Ok(Some(first.count))
-}
-
-/// `total` dealt out over `count` shards: shard `index` gets `total / count`, plus one if
-/// `index < total % count`. The shares add up to `total`.
-pub fn share(total: u64, index: u32, count: u32) -> u64 {
-    let (i, n) = (u64::from(index), u64::from(count.max(1)));
-    total / n + u64::from(i < total % n)
-}
 
 /// [`share`] for a number of clients: at least 1 when the scenario has any.
 fn clients(total: u32, s: Shard) -> u32 {
@@ -206,30 +74,29 @@ fn trace_path(p: &Path, index: u32) -> PathBuf {
 
 /// Whether a threshold reads a figure that adds up over shards and is compared with a bound a
 /// single shard's share would not meet (or would meet too easily).
-pub fn whole_run(t: &Threshold) -> bool {
+pub fn whole_run(t: &Threshold, plan: &Plan) -> bool {
     if t.value == 0.0 {
         return false;
     }
     match &t.path {
         MetricPath::Op { stat, .. } => matches!(stat, Stat::Count | Stat::Rate | Stat::Errors),
-        MetricPath::Counter(c) => {
-            !(c == "error_rate"
-                || c == "efficiency"
-                || c.ends_with("_rate")
-                || c.ends_with("_max")
-                || c.ends_with("_min"))
-        }
+        MetricPath::Counter(c) if c == "errors" => true,
+        MetricPath::Counter(c) if c == "error_rate" => false,
+        MetricPath::Counter(c) => plan
+            .workloads
+            .iter()
+            .find(|w| w.id == t.workload)
+            .and_then(|w| crate::plan::counter::find(w.kind.counters(), c))
+            .is_some_and(|d| d.kind.additive()),
     }
 }
 
 /// Make `plan` shard `index` of `count` (see the module docs). Returns notes for the person
 /// running it: thresholds whose per-shard verdict is not the run's, totals that grew, faults
 /// and thresholds left to shard 0.
-///
-/// # Panics
-/// When `count` is 0 or `index >= count` ([`Shard::new`] checks both).
-pub fn apply(plan: &mut Plan, index: u32, count: u32) -> Vec<String> {
-    let s = Shard::new(index, count).unwrap_or_else(|e| panic!("{e}"));
+pub fn apply(plan: &mut Plan, s: Shard) -> Vec<String> {
+    let (index, count) = (s.index, s.count);
+    plan.shard = Some(s);
     let mut notes = vec![];
     if count == 1 {
         return notes;
@@ -330,7 +197,7 @@ pub fn apply(plan: &mut Plan, index: u32, count: u32) -> Vec<String> {
             !depends
         });
     }
-    for t in plan.thresholds.iter().filter(|t| whole_run(t)) {
+    for t in plan.thresholds.iter().filter(|t| whole_run(t, plan)) {
         notes.push(format!(
             "{} {}: a whole-run figure; this shard's verdict on it is not the run's, \
              `valkey-chaos merge` of all {count} shards judges it",
@@ -418,73 +285,9 @@ delay = "20ms"
     }
 
     #[test]
-    fn shares_add_up() {
-        for total in [0u64, 1, 2, 7, 10, 1000, 1001] {
-            for count in 1..=9 {
-                let sum: u64 = (0..count).map(|i| share(total, i, count)).sum();
-                assert_eq!(sum, total, "{total} over {count}");
-            }
-        }
-        assert_eq!(share(10, 0, 3), 4);
-        assert_eq!(share(10, 2, 3), 3);
-    }
-
-    #[test]
-    fn parse_and_resolve() {
-        assert_eq!(Shard::parse("2/8").unwrap(), Shard { index: 2, count: 8 });
-        assert_eq!(Shard::parse("2/8").unwrap().to_string(), "2/8");
-        assert!(Shard::parse("8/8").unwrap_err().contains("out of range"));
-        assert!(Shard::parse("1/0").unwrap_err().contains("at least 1"));
-        assert!(Shard::parse("1").unwrap_err().contains("INDEX/COUNT"));
-        assert!(Shard::parse("a/2").unwrap_err().contains("index"));
-        assert_eq!(resolve(None, None, Some("3")).unwrap(), None);
-        assert_eq!(
-            resolve(None, Some(4), Some("3")).unwrap(),
-            Some(Shard { index: 3, count: 4 })
-        );
-        assert_eq!(
-            resolve(Some("1/2"), None, Some("0")).unwrap(),
-            Some(Shard { index: 1, count: 2 })
-        );
-        assert!(resolve(Some("1/2"), Some(3), None)
-            .unwrap_err()
-            .contains("disagrees"));
-        assert!(resolve(None, Some(4), None)
-            .unwrap_err()
-            .contains("JOB_COMPLETION_INDEX"));
-        assert!(resolve(None, Some(4), Some("4"))
-            .unwrap_err()
-            .contains("out of range"));
-    }
-
-    #[test]
-    fn merge_needs_every_shard_once() {
-        let runs = |v: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
-            v.iter()
-                .map(|(n, s)| (n.to_string(), s.map(str::to_string)))
-                .collect()
-        };
-        assert_eq!(check_complete(&runs(&[("a", None), ("b", None)])), Ok(None));
-        assert_eq!(
-            check_complete(&runs(&[("b", Some("1/2")), ("a", Some("0/2"))])),
-            Ok(Some(2))
-        );
-        let e = check_complete(&runs(&[("a", Some("0/3")), ("c", Some("2/3"))])).unwrap_err();
-        assert!(e.contains("shard 1/3 is missing"), "{e}");
-        let e = check_complete(&runs(&[("a", Some("0/4"))])).unwrap_err();
-        assert!(e.contains("shards 1/4, 2/4, 3/4 are missing"), "{e}");
-        let e = check_complete(&runs(&[("a", Some("1/2")), ("b", Some("1/2"))])).unwrap_err();
-        assert!(e.contains("shard 1/2 appears twice (a and b)"), "{e}");
-        let e = check_complete(&runs(&[("a", Some("0/2")), ("b", Some("1/3"))])).unwrap_err();
-        assert!(e.contains("b is shard 1/3"), "{e}");
-        let e = check_complete(&runs(&[("a", None), ("b", Some("0/1"))])).unwrap_err();
-        assert!(e.contains("a is not a shard"), "{e}");
-    }
-
-    #[test]
     fn one_shard_changes_nothing() {
         let mut p = plan();
-        assert!(apply(&mut p, 0, 1).is_empty());
+        assert!(apply(&mut p, Shard::new(0, 1).unwrap()).is_empty());
         assert_eq!(p.seed, 5);
         assert_eq!(p.workloads[0].clients, 10);
         assert_eq!(rate(&p, 0), rate(&plan(), 0));
@@ -498,7 +301,7 @@ delay = "20ms"
         let shards: Vec<(Plan, Vec<String>)> = (0..n)
             .map(|i| {
                 let mut p = plan();
-                let notes = apply(&mut p, i, n);
+                let notes = apply(&mut p, Shard::new(i, n).unwrap());
                 (p, notes)
             })
             .collect();
@@ -533,7 +336,7 @@ delay = "20ms"
             .any(|n| n.contains("every shard runs at least one")));
         // 3 consumers over 4 shards: every shard still consumes, and says so.
         let mut p = plan();
-        let notes = apply(&mut p, 3, 4);
+        let notes = apply(&mut p, Shard::new(3, 4).unwrap());
         assert_eq!(dram(&p).consumers, 1);
         assert!(
             notes.iter().any(|n| n.contains("only 3 consumers")),
@@ -561,8 +364,8 @@ delay = "20ms"
     fn server_faults_and_their_phases_stay_on_shard_zero() {
         let mut p0 = plan();
         let mut p1 = plan();
-        let n0 = apply(&mut p0, 0, 2);
-        let n1 = apply(&mut p1, 1, 2);
+        let n0 = apply(&mut p0, Shard::new(0, 2).unwrap());
+        let n1 = apply(&mut p1, Shard::new(1, 2).unwrap());
         assert_eq!(p0.faults.len(), 2);
         assert_eq!(p0.thresholds.len(), plan().thresholds.len());
         assert_eq!(p1.faults.len(), 1);
@@ -579,7 +382,7 @@ delay = "20ms"
     fn whole_run_thresholds_are_noted_not_changed() {
         let mut p = plan();
         let before = p.thresholds.clone();
-        let notes = apply(&mut p, 0, 2);
+        let notes = apply(&mut p, Shard::new(0, 2).unwrap());
         assert_eq!(p.thresholds, before);
         let flagged: Vec<&str> = notes
             .iter()

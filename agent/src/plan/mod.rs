@@ -1,9 +1,20 @@
-//! The compiled plan: what a run does, valid by construction. Only `scenario::compile` makes one.
+//! The compiled plan: what a run does, valid by construction, as plain data. Only
+//! `scenario::compile` makes one, and nothing changes it afterwards: command-line overrides and
+//! sharding are inputs of the compile. This module is a leaf: it imports no other part of the
+//! agent but the seeded RNG.
+
+pub mod counter;
+pub mod fault;
+pub mod shard;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::valkey::embedded::TopologySpec;
+pub use counter::{CounterDef, CounterKind};
+pub use fault::{FaultKind, FaultPlan, NodeSel};
+pub use shard::Shard;
+pub use workload::*;
 
 /// One scenario, compiled.
 #[derive(Debug, Clone)]
@@ -16,14 +27,23 @@ pub struct Plan {
     pub target_url: Option<String>,
     pub key_prefix: String,
     /// The embedded topology this scenario needs when it runs against the embedded default.
-    pub topology: TopologySpec,
+    pub topology: Topology,
     /// Per-request deadline for workload connections.
     pub request_timeout: Duration,
     pub workloads: Vec<WorkloadPlan>,
-    pub faults: Vec<crate::fault::FaultPlan>,
+    pub faults: Vec<FaultPlan>,
     pub thresholds: Vec<Threshold>,
     /// The scenario's half of the double opt-in for destructive faults on non-local targets.
     pub allow_destructive: bool,
+    /// Which share of a sharded run this plan is (`None`: the whole run).
+    pub shard: Option<Shard>,
+}
+
+/// Sizes of the embedded topology a plan needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub replicas: u8,
+    pub sentinels: u8,
 }
 
 /// One workload: an id, a load model and what each operation does.
@@ -127,97 +147,6 @@ impl RateSchedule {
     pub fn peak(&self) -> f64 {
         self.stages.iter().map(|s| s.1).fold(self.start, f64::max)
     }
-}
-
-/// The closed set of workload kinds; each has its own module under `workload/`.
-#[derive(Debug, Clone)]
-pub enum WorkloadKind {
-    Commands(CommandsPlan),
-    Dramatiq(crate::workload::dramatiq::DramatiqPlan),
-    Lock(crate::workload::lock::LockPlan),
-    RateLimit(crate::workload::rate_limit::RateLimitPlan),
-    Plugin(crate::workload::plugin::PluginPlan),
-}
-
-impl WorkloadKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            WorkloadKind::Commands(_) => "commands",
-            WorkloadKind::Dramatiq(_) => "dramatiq",
-            WorkloadKind::Lock(_) => "lock",
-            WorkloadKind::RateLimit(_) => "rate_limit",
-            WorkloadKind::Plugin(_) => "plugin",
-        }
-    }
-
-    /// Operation names this workload records (lowercase), in report order.
-    pub fn ops(&self) -> Vec<String> {
-        match self {
-            WorkloadKind::Commands(c) => {
-                let mut v: Vec<String> = c.mix.iter().map(|(k, _)| k.name().to_string()).collect();
-                v.dedup();
-                v
-            }
-            WorkloadKind::Dramatiq(_) => crate::workload::dramatiq::OPS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            WorkloadKind::Lock(_) => crate::workload::lock::OPS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            WorkloadKind::RateLimit(_) => crate::workload::rate_limit::OPS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            WorkloadKind::Plugin(_) => vec!["iteration".into()],
-        }
-    }
-
-    /// Counters (beyond `errors`/`error_rate`) usable as `<id>.<counter>`.
-    pub fn counters(&self) -> &'static [&'static str] {
-        match self {
-            WorkloadKind::Commands(_) => &[],
-            WorkloadKind::Dramatiq(_) => crate::workload::dramatiq::COUNTERS,
-            WorkloadKind::Lock(_) => crate::workload::lock::COUNTERS,
-            WorkloadKind::RateLimit(_) => crate::workload::rate_limit::COUNTERS,
-            WorkloadKind::Plugin(_) => crate::workload::plugin::COUNTERS,
-        }
-    }
-
-    /// Whether operation names are only known at run time (plugins record one op per command).
-    pub fn open_ops(&self) -> bool {
-        matches!(self, WorkloadKind::Plugin(_))
-    }
-}
-
-/// The raw command mix workload.
-#[derive(Debug, Clone)]
-pub struct CommandsPlan {
-    pub mix: Vec<(CommandKind, u32)>,
-    pub keys: u64,
-    pub value_bytes: usize,
-    pub pipeline: usize,
-}
-
-macro_rules! command_kinds {
-    ($($v:ident = $n:literal),* $(,)?) => {
-        /// Commands the `commands` workload can mix.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum CommandKind { $($v),* }
-        impl CommandKind {
-            pub const ALL: &'static [CommandKind] = &[$(CommandKind::$v),*];
-            pub fn name(self) -> &'static str { match self { $(CommandKind::$v => $n),* } }
-            pub fn parse(s: &str) -> Option<CommandKind> {
-                match s.to_ascii_lowercase().as_str() { $($n => Some(CommandKind::$v),)* _ => None }
-            }
-        }
-    };
-}
-command_kinds! {
-    Get = "get", Set = "set", Del = "del", Exists = "exists", Incr = "incr", Expire = "expire",
-    Mget = "mget", Hset = "hset", Hget = "hget", Lpush = "lpush", Rpush = "rpush", Lpop = "lpop",
-    Sadd = "sadd", Zadd = "zadd", Zrange = "zrange", Publish = "publish", Ping = "ping", Setex = "setex",
 }
 
 /// Which slice of the run a metric is taken over.

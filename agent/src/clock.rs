@@ -1,0 +1,25 @@
+//! Clocks: CLOCK_MONOTONIC in nanoseconds (what Python's `time.monotonic_ns()` reads, so traces
+//! of the agent and of Python clients line up) and wall-clock milliseconds. A leaf.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock Python's `time.monotonic_ns()` reads, so traces line up.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Milliseconds since the Unix epoch (what Dramatiq stamps messages with).
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

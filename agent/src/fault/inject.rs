@@ -1,0 +1,279 @@
+//! Injecting one fault and the guard that heals it: each kind's inject and its undo.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::nodes::{proxy_index, resolve};
+use super::proxy::Toxics;
+use super::FaultEnv;
+use crate::plan::fault::MemLimit;
+use crate::plan::{FaultKind, FaultPlan, NodeSel};
+use crate::valkey::embedded::{self, MASTER_NAME};
+use crate::valkey::{Cmd, Conn, Target};
+
+/// What has to be undone.
+enum Undo {
+    Nothing,
+    Restart(usize),
+    Continue(usize),
+    Unpause(SocketAddr),
+    Config(SocketAddr, Vec<(String, String)>),
+    Proxy(usize, Toxics),
+    /// Wait for a DEBUG SLEEP reply so the server is known to be back.
+    Join(tokio::task::JoinHandle<()>),
+}
+
+pub(super) struct Guard {
+    /// What was hit, as reports show it.
+    pub(super) target: String,
+    undo: Undo,
+}
+
+impl Guard {
+    pub(super) async fn heal(self, env: &FaultEnv) -> Result<(), String> {
+        match self.undo {
+            Undo::Nothing => Ok(()),
+            Undo::Restart(idx) => {
+                let mut t = env.target.lock().await;
+                match &mut *t {
+                    Target::Embedded(topo) => topo.restart_node(idx).await,
+                    Target::External(_) => Err("no managed process to restart".into()),
+                }
+            }
+            Undo::Continue(idx) => {
+                let t = env.target.lock().await;
+                match &*t {
+                    Target::Embedded(topo) => topo.signal_node(idx, libc::SIGCONT),
+                    Target::External(_) => Err("no managed process".into()),
+                }
+            }
+            Undo::Unpause(addr) => admin(env, addr, &[Cmd::new("CLIENT").arg("UNPAUSE")]).await,
+            Undo::Config(addr, saved) => {
+                let cmds: Vec<Cmd> = saved
+                    .iter()
+                    .map(|(k, v)| {
+                        Cmd::new("CONFIG")
+                            .arg("SET")
+                            .arg(k.as_str())
+                            .arg(v.as_str())
+                    })
+                    .collect();
+                admin(env, addr, &cmds).await
+            }
+            Undo::Proxy(i, before) => {
+                env.proxies[i].2.set(before);
+                Ok(())
+            }
+            Undo::Join(h) => {
+                let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn admin_conn(env: &FaultEnv, addr: SocketAddr) -> Result<Conn, String> {
+    Conn::connect(addr, &env.admin).await.map_err(|e| e.msg)
+}
+
+async fn admin(env: &FaultEnv, addr: SocketAddr, cmds: &[Cmd]) -> Result<(), String> {
+    let mut c = admin_conn(env, addr).await?;
+    for cmd in cmds {
+        c.request(cmd)
+            .await
+            .map_err(|e| format!("{} at {addr}: {}", cmd.name(), e.msg))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, String> {
+    match &f.kind {
+        FaultKind::Failover => {
+            let t = env.target.lock().await;
+            let sentinels = match &*t {
+                Target::Embedded(topo) => topo.sentinels(),
+                _ => vec![],
+            };
+            drop(t);
+            if let Some(s) = sentinels.first() {
+                admin(
+                    env,
+                    *s,
+                    &[Cmd::new("SENTINEL").arg("FAILOVER").arg(MASTER_NAME)],
+                )
+                .await?;
+                return Ok(Guard {
+                    target: format!("sentinel {s}"),
+                    undo: Undo::Nothing,
+                });
+            }
+            let (_, addr, name) = resolve(env, &NodeSel::Primary).await?;
+            let mut c = admin_conn(env, addr).await?;
+            c.request(&Cmd::new("FAILOVER"))
+                .await
+                .map_err(|e| format!("FAILOVER at {addr}: {}", e.msg))?;
+            Ok(Guard {
+                target: name,
+                undo: Undo::Nothing,
+            })
+        }
+        FaultKind::Kill { .. } => {
+            let (idx, _, name) = resolve(env, &f.node).await?;
+            let idx = idx.ok_or("kill needs a managed node")?;
+            let mut t = env.target.lock().await;
+            if let Target::Embedded(topo) = &mut *t {
+                topo.kill_node(idx);
+            }
+            Ok(Guard {
+                target: name,
+                undo: Undo::Restart(idx),
+            })
+        }
+        FaultKind::Pause => {
+            let (idx, _, name) = resolve(env, &f.node).await?;
+            let idx = idx.ok_or("pause needs a managed node")?;
+            let t = env.target.lock().await;
+            if let Target::Embedded(topo) = &*t {
+                topo.signal_node(idx, libc::SIGSTOP)?;
+            }
+            Ok(Guard {
+                target: name,
+                undo: Undo::Continue(idx),
+            })
+        }
+        FaultKind::ClientPause { all } => {
+            let (_, addr, name) = resolve(env, &f.node).await?;
+            let ms = f.duration.unwrap_or(Duration::from_secs(5)).as_millis() as u64 + 1000;
+            admin(
+                env,
+                addr,
+                &[Cmd::new("CLIENT")
+                    .arg("PAUSE")
+                    .arg(ms)
+                    .arg(if *all { "ALL" } else { "WRITE" })],
+            )
+            .await?;
+            Ok(Guard {
+                target: name,
+                undo: Undo::Unpause(addr),
+            })
+        }
+        FaultKind::ClientKill => {
+            let (_, addr, name) = resolve(env, &f.node).await?;
+            admin(
+                env,
+                addr,
+                &[Cmd::new("CLIENT").arg("KILL").arg("TYPE").arg("normal")],
+            )
+            .await?;
+            Ok(Guard {
+                target: name,
+                undo: Undo::Nothing,
+            })
+        }
+        FaultKind::DebugSleep => {
+            let (_, addr, name) = resolve(env, &f.node).await?;
+            let secs = f.duration.unwrap_or(Duration::from_secs(1)).as_secs_f64();
+            let mut c = admin_conn(env, addr).await?;
+            c.set_timeout(Duration::from_secs_f64(secs + 30.0));
+            let h = tokio::spawn(async move {
+                let _ = c
+                    .request(&Cmd::new("DEBUG").arg("SLEEP").arg(format!("{secs:.3}")))
+                    .await;
+            });
+            Ok(Guard {
+                target: name,
+                undo: Undo::Join(h),
+            })
+        }
+        FaultKind::Memory { maxmemory, policy } => {
+            let (_, addr, name) = resolve(env, &f.node).await?;
+            let mut c = admin_conn(env, addr).await?;
+            let saved = config_get(&mut c, &["maxmemory", "maxmemory-policy"]).await?;
+            let bytes = match maxmemory {
+                MemLimit::Bytes(b) => *b,
+                MemLimit::UsedPlus(h) => {
+                    let info = c
+                        .request(&Cmd::new("INFO").arg("memory"))
+                        .await
+                        .map_err(|e| e.msg)?;
+                    let used: u64 = info
+                        .as_str()
+                        .and_then(|t| embedded::parse_info(t, "used_memory"))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    used + h
+                }
+            };
+            for (k, v) in [
+                ("maxmemory-policy", policy.clone()),
+                ("maxmemory", bytes.to_string()),
+            ] {
+                c.request(&Cmd::new("CONFIG").arg("SET").arg(k).arg(v.as_str()))
+                    .await
+                    .map_err(|e| format!("CONFIG SET {k} at {addr}: {}", e.msg))?;
+            }
+            Ok(Guard {
+                target: format!("{name} maxmemory={bytes} policy={policy}"),
+                undo: Undo::Config(addr, saved),
+            })
+        }
+        FaultKind::IdleTimeout { seconds } => {
+            let (_, addr, name) = resolve(env, &f.node).await?;
+            let mut c = admin_conn(env, addr).await?;
+            let saved = config_get(&mut c, &["timeout"]).await?;
+            c.request(&Cmd::new("CONFIG").arg("SET").arg("timeout").arg(*seconds))
+                .await
+                .map_err(|e| format!("CONFIG SET timeout at {addr}: {}", e.msg))?;
+            Ok(Guard {
+                target: format!("{name} timeout={seconds}s"),
+                undo: Undo::Config(addr, saved),
+            })
+        }
+        k => {
+            let (_, addr, name) = resolve(env, &f.node).await?;
+            let i = proxy_index(env, addr)?;
+            let before = env.proxies[i].2.toxics();
+            let mut t = before.clone();
+            match k {
+                FaultKind::Latency {
+                    delay,
+                    jitter,
+                    direction,
+                } => t.latency = Some((*delay, *jitter, *direction)),
+                FaultKind::Bandwidth {
+                    bytes_per_sec,
+                    direction,
+                } => t.bandwidth = Some((*bytes_per_sec, *direction)),
+                FaultKind::Reset => t.reset = true,
+                FaultKind::Blackhole => t.blackhole = true,
+                FaultKind::SlowClose { delay } => t.slow_close = Some(*delay),
+                FaultKind::LimitData { bytes } => t.limit_data = Some(*bytes),
+                FaultKind::Partition => t.partition = true,
+                _ => unreachable!("all server kinds handled above"),
+            }
+            env.proxies[i].2.set(t);
+            Ok(Guard {
+                target: format!("{name} via proxy {}", env.proxies[i].2.listen),
+                undo: Undo::Proxy(i, before),
+            })
+        }
+    }
+}
+
+async fn config_get(c: &mut Conn, keys: &[&str]) -> Result<Vec<(String, String)>, String> {
+    let mut out = vec![];
+    for k in keys {
+        let v = c
+            .request(&Cmd::new("CONFIG").arg("GET").arg(*k))
+            .await
+            .map_err(|e| format!("CONFIG GET {k}: {}", e.msg))?;
+        let arr = v.into_array().unwrap_or_default();
+        let val = arr
+            .get(1)
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| format!("CONFIG GET {k} gave no value"))?;
+        out.push((k.to_string(), val.to_string()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,222 @@
+//! The timeline: occurrences of each fault are a pure function of the plan; each waits for its
+//! time, injects, holds, heals through its guard, and reports a [`FaultRecord`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::inject::inject;
+use super::nodes::current_primary_name;
+use super::FaultEnv;
+use crate::events::EventKind;
+use crate::plan::{FaultKind, FaultPlan, Plan};
+use crate::summary::FaultRecord;
+
+/// One occurrence of a fault in time.
+struct Occurrence {
+    plan: FaultPlan,
+    at: Instant,
+}
+
+/// Start the timeline; the handle yields one record per occurrence once everything is healed.
+pub fn spawn_timeline(
+    plan: &Plan,
+    env: FaultEnv,
+    start: Instant,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<(Vec<FaultRecord>, Arc<FaultEnv>)> {
+    let end = start + plan.duration;
+    let mut occ = vec![];
+    for f in &plan.faults {
+        let mut at = f.at;
+        loop {
+            occ.push(Occurrence {
+                plan: f.clone(),
+                at: start + at,
+            });
+            match f.every {
+                Some(e) if start + at + e < end => at += e,
+                _ => break,
+            }
+        }
+    }
+    let env = Arc::new(env);
+    tokio::spawn(async move {
+        let mut handles = vec![];
+        for o in occ {
+            let env = env.clone();
+            let cancel = cancel.clone();
+            handles.push(tokio::spawn(async move {
+                run_occurrence(o, env, start, end, cancel).await
+            }));
+        }
+        let mut out = vec![];
+        for h in handles {
+            if let Ok(r) = h.await {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| {
+            a.index.cmp(&b.index).then(
+                a.injected_at_secs
+                    .partial_cmp(&b.injected_at_secs)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
+        });
+        // The proxies carry workload traffic until the run is over (the oracles' drain included):
+        // the environment goes back to the run, which drops it last.
+        cancel.cancelled().await;
+        (out, env)
+    })
+}
+
+/// Seconds since the run start, unrounded: phase windows are compared with interval cuts.
+fn rel(start: Instant, t: Instant) -> f64 {
+    t.saturating_duration_since(start).as_secs_f64()
+}
+
+async fn run_occurrence(
+    o: Occurrence,
+    env: Arc<FaultEnv>,
+    start: Instant,
+    end: Instant,
+    cancel: CancellationToken,
+) -> FaultRecord {
+    let f = &o.plan;
+    let mut rec = FaultRecord {
+        index: f.index,
+        name: f.name.clone(),
+        kind: f.kind.type_name().into(),
+        target: String::new(),
+        injected_at_secs: None,
+        healed_at_secs: None,
+        heal_error: None,
+        skipped: env
+            .skipped
+            .iter()
+            .find(|s| s.0 == f.index)
+            .map(|s| s.1.clone()),
+        unavailability: vec![],
+        p99_recovery_secs: None,
+        errors_during: 0,
+        impact: None,
+    };
+    if rec.skipped.is_some() {
+        return rec;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(o.at.into()) => {}
+        _ = cancel.cancelled() => { rec.skipped = Some("the run ended before it was due".into()); return rec; }
+    }
+    let events = env.events.clone();
+    let topology_fault = f.kind.moves_primary();
+    let primary_before = if topology_fault {
+        current_primary_name(&env).await
+    } else {
+        None
+    };
+    let guard = match inject(f, &env).await {
+        Ok(g) => g,
+        Err(e) => {
+            rec.skipped = Some(format!("inject failed: {e}"));
+            if let Some(ev) = &events {
+                ev.push(
+                    EventKind::Note,
+                    format!("fault #{} {} could not be injected: {e}", f.index, f.name),
+                );
+            }
+            return rec;
+        }
+    };
+    rec.target = guard.target.clone();
+    let injected = Instant::now();
+    rec.injected_at_secs = Some(rel(start, injected));
+    if let Some(c) = &env.cuts {
+        let _ = c.send(injected);
+    }
+    if let Some(ev) = &events {
+        ev.push(
+            EventKind::FaultInjected,
+            format!(
+                "#{} {} ({}) on {}",
+                f.index,
+                f.name,
+                f.kind.type_name(),
+                guard.target
+            ),
+        );
+    }
+    // How long until the heal: the window, restart_after, or (one-off faults) right away.
+    let hold = match &f.kind {
+        FaultKind::Kill { restart_after } => *restart_after,
+        FaultKind::DebugSleep => f.duration,
+        k if k.windowed() => f.duration,
+        _ => Some(Duration::ZERO),
+    };
+    match hold {
+        Some(d) => {
+            let until = (Instant::now() + d).min(end.max(Instant::now()));
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+        // Heal at the end of the run (a kill with no restart_after).
+        None => cancel.cancelled().await,
+    }
+    let r = guard.heal(&env).await;
+    let healed = Instant::now();
+    rec.healed_at_secs = Some(rel(start, healed));
+    if let Some(c) = &env.cuts {
+        let _ = c.send(healed);
+    }
+    match r {
+        Ok(()) => {
+            if let Some(ev) = &events {
+                ev.push(
+                    EventKind::FaultHealed,
+                    format!("#{} {} healed", f.index, f.name),
+                );
+            }
+        }
+        Err(e) => {
+            if let Some(ev) = &events {
+                ev.push(
+                    EventKind::HealFailed,
+                    format!("#{} {}: {e}", f.index, f.name),
+                );
+            }
+            rec.heal_error = Some(e);
+        }
+    }
+    // After a topology fault, wait (bounded) for the primary to settle and say where it went.
+    if topology_fault {
+        if let Some(ev) = &events {
+            let t0 = Instant::now();
+            let mut now_primary = current_primary_name(&env).await;
+            while now_primary == primary_before
+                && t0.elapsed() < Duration::from_secs(15)
+                && !matches!(f.kind, FaultKind::Partition | FaultKind::Pause)
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                now_primary = current_primary_name(&env).await;
+            }
+            match (&primary_before, &now_primary) {
+                (Some(a), Some(b)) if a != b => ev.push(
+                    EventKind::PrimaryChanged,
+                    format!(
+                        "primary changed from {a} to {b} ({:.1}s after the heal)",
+                        t0.elapsed().as_secs_f64()
+                    ),
+                ),
+                (_, Some(b)) => ev.push(
+                    EventKind::Note,
+                    format!("primary is still {b} after #{} {}", f.index, f.name),
+                ),
+                _ => {}
+            }
+        }
+    }
+    rec
+}

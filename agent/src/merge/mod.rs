@@ -1,0 +1,308 @@
+//! `merge`: several agents' outputs (each a directory with `summary.json` and `latency.hlog`) into
+//! one judged summary, with exact percentiles: every interval histogram of every agent is added
+//! per tag (`<workload>.<op>` corrected latency, `<workload>.<op>.service` service time).
+//!
+//! How the figures combine (kept simple on purpose):
+//! - counts, ok, errors (by kind), clients, late and dropped starts add up; rates are the total
+//!   count over the longest duration; duration and planned duration are the longest;
+//! - counters combine by their declared kind: totals and safety counters add up, high-water
+//!   marks take the largest, low-water marks the smallest, ratios the mean;
+//! - the series is summed per interval, aligned on each run's own start, with p50/p99/max from the
+//!   merged interval histograms;
+//! - faults, events and heal failures are kept per input, labelled with the input's directory;
+//! - thresholds: the union of the inputs' checks plus `--threshold`s, re-evaluated on whole-run
+//!   metrics. A phase metric (`…{during:0}`) needs each run's own fault timeline and is not
+//!   re-evaluated: it passes only if it passed in every input that had it;
+//! - a sharded run (summaries with a `shard`, from `run --shard`) merges whole: shards `0..n` of
+//!   one `n`, each exactly once, else a usage error (exit 2) that names the missing or duplicate
+//!   shard.
+//!
+//! The merged output has its own `latency.hlog`, so merges can be merged again.
+
+mod combine;
+mod judge;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::summary::{RunSummary, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A problem with one input file.
+    #[error("{}: {msg}", path.display())]
+    Input { path: PathBuf, msg: String },
+    /// A problem with the arguments.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> MergeError {
+    MergeError::Input {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// One agent's output, read from disk.
+pub struct Input {
+    pub summary_path: PathBuf,
+    pub hlog_path: PathBuf,
+    /// Short name for labels: the directory name.
+    pub label: String,
+    pub summary: RunSummary,
+    pub hlog: Vec<u8>,
+}
+
+/// A merged run: the summary and the merged interval log.
+pub struct Merged {
+    pub summary: RunSummary,
+    pub hlog: Vec<u8>,
+}
+
+/// Read an agent's output: a directory, or its `summary.json` / `latency.hlog`.
+pub fn load(path: &Path) -> Result<Input, MergeError> {
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else if path.is_file() {
+        path.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        return Err(bad(
+            path,
+            "no such directory or file (expected an agent's --out directory)",
+        ));
+    };
+    let summary_path = dir.join("summary.json");
+    let hlog_path = dir.join("latency.hlog");
+    let text = std::fs::read(&summary_path).map_err(|e| {
+        bad(
+            &summary_path,
+            format!("cannot read it ({e}): is this an agent's --out directory?"),
+        )
+    })?;
+    let summary: RunSummary = serde_json::from_slice(&text)
+        .map_err(|e| bad(&summary_path, format!("not a valkey-chaos summary: {e}")))?;
+    let hlog =
+        std::fs::read(&hlog_path).map_err(|e| bad(&hlog_path, format!("cannot read it ({e})")))?;
+    let label = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.clone())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    Ok(Input {
+        summary_path,
+        hlog_path,
+        label,
+        summary,
+        hlog,
+    })
+}
+
+/// Load every input and merge them.
+pub fn merge_paths(paths: &[PathBuf], thresholds: &[String]) -> Result<Merged, MergeError> {
+    let inputs = paths
+        .iter()
+        .map(|p| load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    merge(inputs, thresholds)
+}
+
+/// Merge several agents' outputs of one scenario.
+pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, MergeError> {
+    check_inputs(&mut inputs)?;
+    let scenario = inputs[0].summary.scenario.clone();
+    let frame = combine::Frame::of(&inputs);
+    let mut ops = combine::ops(&inputs);
+    let mut series = combine::series(&inputs, &ops, frame);
+    let logs = combine::logs(&inputs, &ops, &mut series, frame, &scenario)?;
+    combine::finish_ops(&mut ops, &logs.totals, frame);
+    let (workloads, counters) = combine::workloads_and_counters(&inputs, &ops);
+    let t = combine::timelines(&inputs);
+    let mut targets: Vec<&str> = vec![];
+    for i in &inputs {
+        if !targets.contains(&i.summary.target.as_str()) {
+            targets.push(&i.summary.target);
+        }
+    }
+    let s0 = &inputs[0].summary;
+    let mut summary = RunSummary {
+        scenario,
+        seed: s0.seed,
+        verdict: Verdict::Fail,
+        duration_secs: frame.duration,
+        planned_duration_secs: inputs
+            .iter()
+            .map(|i| i.summary.planned_duration_secs)
+            .fold(0.0, f64::max),
+        interrupted: inputs.iter().any(|i| i.summary.interrupted),
+        run_id: format!(
+            "merge:{}",
+            inputs
+                .iter()
+                .map(|i| i.summary.run_id.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        ),
+        shard: None,
+        started_at: inputs
+            .iter()
+            .map(|i| i.summary.started_at.clone())
+            .min()
+            .unwrap_or_default(),
+        target: targets.join(", "),
+        server: inputs
+            .iter()
+            .map(|i| &i.summary.server)
+            .find(|s| !s.version.is_empty())
+            .cloned()
+            .unwrap_or_default(),
+        workloads,
+        ops,
+        counters,
+        checks: vec![],
+        faults: t.faults,
+        events: t.events,
+        heal_failures: t.heal_failures,
+        interval_secs: frame.interval,
+        series: series.into_values().collect(),
+    };
+    summary.checks = judge::checks(&inputs, thresholds, &summary)?;
+    summary.verdict = crate::summary::build::verdict(&summary);
+    Ok(Merged {
+        summary,
+        hlog: logs.hlog,
+    })
+}
+
+/// One scenario, each run once, a sharded run whole; labels made unique.
+fn check_inputs(inputs: &mut [Input]) -> Result<(), MergeError> {
+    let Some(first) = inputs.first() else {
+        return Err(MergeError::Usage("nothing to merge".into()));
+    };
+    let scenario = first.summary.scenario.clone();
+    let first_path = first.summary_path.clone();
+    let mut run_ids: HashMap<&str, &Path> = HashMap::new();
+    for i in inputs.iter() {
+        if i.summary.scenario != scenario {
+            return Err(bad(
+                &i.summary_path,
+                format!(
+                    "scenario {:?} differs from {:?} in {}: merge combines shards of one scenario",
+                    i.summary.scenario,
+                    scenario,
+                    first_path.display()
+                ),
+            ));
+        }
+        if let Some(other) = run_ids.insert(&i.summary.run_id, &i.summary_path) {
+            return Err(bad(
+                &i.summary_path,
+                format!(
+                    "the same run (run_id {}) as {}: give each agent's output once",
+                    i.summary.run_id,
+                    other.display()
+                ),
+            ));
+        }
+    }
+    // A sharded run merges whole: shards 0..n of one n, each once (else exit 2 naming the gap).
+    let shards: Vec<(String, Option<String>)> = inputs
+        .iter()
+        .map(|i| {
+            (
+                i.summary_path.display().to_string(),
+                i.summary.shard.clone(),
+            )
+        })
+        .collect();
+    crate::plan::shard::check_complete(&shards).map_err(MergeError::Usage)?;
+    // Labels: directory names, or whole paths when two directories share a name.
+    let mut seen = std::collections::HashSet::new();
+    if !inputs.iter().all(|i| seen.insert(i.label.clone())) {
+        for i in inputs.iter_mut() {
+            i.label = i
+                .summary_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .display()
+                .to_string();
+        }
+    }
+    Ok(())
+}
+
+/// Standard base64 (the `.hlog` encoding); None on a bad character.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        buf = (buf << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::counter::CounterKind;
+
+    #[test]
+    fn counters_combine_by_kind() {
+        assert_eq!(CounterKind::Safety.combine(1.0, 2.0), 3.0);
+        assert_eq!(CounterKind::Max.combine(7.0, 3.0), 7.0);
+        assert_eq!(CounterKind::Min.combine(7.0, 3.0), 3.0);
+    }
+
+    #[test]
+    fn base64_round_trip() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert!(base64_decode("a*").is_none());
+    }
+
+    #[test]
+    fn thresholds_read_against_the_merged_summary() {
+        let s = crate::report::html::tests::sample();
+        let cat = judge::catalog(&s);
+        let p = |m: &str, c: &str| crate::scenario::threshold::parse(m, c, &cat);
+        let t = p("q<1>.get.p99", "< 5ms").unwrap();
+        assert_eq!(t.value, 5000.0);
+        let t = p("q<1>.error_rate", "< 1%").unwrap();
+        assert_eq!(t.value, 0.01);
+        assert!(p("q<1>.violations", "== 0").is_ok());
+        assert!(p("nope.get.p99", "< 5ms")
+            .unwrap_err()
+            .message
+            .contains("no workload"));
+        assert!(p("q<1>.put.p99", "< 5ms")
+            .unwrap_err()
+            .message
+            .contains("no operation"));
+        assert!(p("q<1>.get.p98", "< 5ms")
+            .unwrap_err()
+            .message
+            .contains("unknown statistic"));
+        assert!(p("q<1>.get.p99", "< 5")
+            .unwrap_err()
+            .message
+            .contains("unit"));
+    }
+}

@@ -1,0 +1,201 @@
+//! The summary, built once: a pure function of what the run recorded — the plan, the metrics
+//! collector (histograms, intervals, every declared counter), the events and the fault records
+//! the timeline returned. Fault impact, threshold checks and the verdict are computed here, not patched in
+//! afterwards by whoever happens to hold the summary.
+
+use std::time::Duration;
+
+use super::*;
+use crate::metrics::{Collector, LatencyStats};
+use crate::plan::{LoadModel, Plan};
+
+/// Everything a run recorded, as the builder's input.
+pub struct Recorded<'a> {
+    pub plan: &'a Plan,
+    pub collector: &'a Collector,
+    /// How long the load ran (shorter than planned when interrupted).
+    pub ran: Duration,
+    pub interrupted: bool,
+    /// The target as shown (no password), or "embedded …".
+    pub target: String,
+    pub server: ServerInfo,
+    pub events: Vec<Event>,
+    /// One record per fault occurrence, as the timeline returned them.
+    pub faults: Vec<FaultRecord>,
+    /// The interval length of the series and the `.hlog`.
+    pub interval: Duration,
+}
+
+/// Build the summary of a run, judged.
+pub fn build(r: Recorded<'_>) -> RunSummary {
+    let Recorded {
+        plan,
+        collector: c,
+        ran,
+        interrupted,
+        target,
+        server,
+        events,
+        mut faults,
+        interval,
+    } = r;
+    let secs = ran.as_secs_f64().max(1e-3);
+    let mut ops = vec![];
+    let mut workloads = vec![];
+    let mut counters = vec![];
+    for (wi, (w, m)) in plan.workloads.iter().zip(c.workloads.iter()).enumerate() {
+        let names = m.op_names();
+        let mut werr = 0;
+        let mut wcount = 0;
+        for (oi, name) in names.iter().enumerate() {
+            let Some(acc) = c.totals[wi].get(oi) else {
+                ops.push(empty_op(&w.id, name));
+                continue;
+            };
+            let errors = acc.error_count();
+            let count = acc.ok() + errors;
+            werr += errors;
+            wcount += count;
+            ops.push(OpSummary {
+                workload: w.id.clone(),
+                op: name.clone(),
+                count,
+                ok: acc.ok(),
+                errors,
+                error_rate: errors as f64 / count.max(1) as f64,
+                rate_per_sec: (count as f64 / secs * 10.0).round() / 10.0,
+                latency_us: LatencyStats::of(&acc.corrected),
+                service_us: LatencyStats::of(&acc.service),
+                errors_by_kind: crate::valkey::ErrorKind::ALL
+                    .iter()
+                    .filter(|k| acc.errors[k.index()] > 0)
+                    .map(|k| (k.name().to_string(), acc.errors[k.index()]))
+                    .collect(),
+            });
+        }
+        for (d, v) in m.counters.snapshot() {
+            counters.push(CounterValue {
+                workload: w.id.clone(),
+                name: d.name.to_string(),
+                value: v,
+                kind: d.kind,
+            });
+        }
+        for (n, kind, v) in m.custom_snapshot() {
+            counters.push(CounterValue {
+                workload: w.id.clone(),
+                name: n,
+                value: v as f64,
+                kind,
+            });
+        }
+        workloads.push(WorkloadSummary {
+            id: w.id.clone(),
+            kind: w.kind.type_name().into(),
+            clients: w.clients,
+            model: match &w.load {
+                LoadModel::Closed => "closed loop".into(),
+                LoadModel::Open(s) if s.stages.is_empty() => {
+                    format!("open model, {} ops/s", s.start)
+                }
+                LoadModel::Open(s) => format!(
+                    "open model, {} stages, peak {} ops/s",
+                    s.stages.len(),
+                    s.peak()
+                ),
+            },
+            late_starts: m.late_starts.load(std::sync::atomic::Ordering::Relaxed),
+            dropped_starts: m.dropped_starts.load(std::sync::atomic::Ordering::Relaxed),
+            errors: werr,
+            error_rate: werr as f64 / wcount.max(1) as f64,
+        });
+    }
+    let mut series = vec![];
+    for iv in &c.intervals {
+        for o in &iv.ops {
+            let m = &c.workloads[o.workload];
+            series.push(SeriesPoint {
+                workload: m.id.clone(),
+                op: m.op_names().get(o.op).cloned().unwrap_or_default(),
+                start_secs: iv.start.as_secs_f64(),
+                end_secs: iv.end.as_secs_f64(),
+                ok: o.ok,
+                errors: o.errors.iter().sum(),
+                p50_us: o.p50_us,
+                p99_us: o.p99_us,
+                max_us: o.max_us,
+            });
+        }
+    }
+    let heal_failures = faults
+        .iter()
+        .filter_map(|f| {
+            f.heal_error
+                .as_ref()
+                .map(|e| format!("#{} {} ({}): {e}", f.index, f.name, f.kind))
+        })
+        .collect();
+    let duration_secs = (secs * 1000.0).round() / 1000.0;
+    impact::analyse(&mut faults, c, duration_secs);
+    let started = c.started_wall;
+    let mut s = RunSummary {
+        scenario: plan.name.clone(),
+        seed: plan.seed,
+        verdict: Verdict::Fail,
+        duration_secs,
+        planned_duration_secs: plan.duration.as_secs_f64(),
+        interrupted,
+        run_id: run_id(plan.seed, started),
+        shard: plan.shard.map(|s| s.to_string()),
+        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        target,
+        server,
+        workloads,
+        ops,
+        counters,
+        checks: vec![],
+        faults,
+        events,
+        heal_failures,
+        interval_secs: interval.as_secs_f64(),
+        series,
+    };
+    s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
+    s.verdict = verdict(&s);
+    s
+}
+
+/// Fail when a check failed or a heal failed.
+pub fn verdict(s: &RunSummary) -> Verdict {
+    if s.checks.iter().any(|c| !c.passed) || !s.heal_failures.is_empty() {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    }
+}
+
+fn empty_op(w: &str, op: &str) -> OpSummary {
+    OpSummary {
+        workload: w.into(),
+        op: op.into(),
+        count: 0,
+        ok: 0,
+        errors: 0,
+        error_rate: 0.0,
+        rate_per_sec: 0.0,
+        latency_us: Default::default(),
+        service_us: Default::default(),
+        errors_by_kind: Default::default(),
+    }
+}
+
+/// A run's id: a pure function of its seed, its start and the process id (the OTLP exporter
+/// derives the same id at the start of the run for its resource).
+pub fn run_id(seed: u64, t: std::time::SystemTime) -> String {
+    let nanos = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut r = crate::rng::Rng::new(nanos ^ seed.rotate_left(32) ^ std::process::id() as u64);
+    format!("{:016x}", r.next_u64())
+}
