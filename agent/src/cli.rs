@@ -479,6 +479,7 @@ async fn up(replicas: u8, sentinels: u8, bin: Option<PathBuf>) -> i32 {
     let spec = crate::valkey::embedded::TopologySpec {
         replicas,
         sentinels,
+        ..Default::default()
     };
     let mut topo = match crate::valkey::embedded::Topology::start(&bin, spec).await {
         Ok(t) => t,

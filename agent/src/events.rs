@@ -57,3 +57,12 @@ impl Events {
         self.log.lock().expect("events lock").clone()
     }
 }
+
+/// A fault occurrence as the workloads' oracles see it: its index in `[[fault]]` order and the
+/// instants it was injected and healed (a repeated delivery in between is its doing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultSpan {
+    pub index: usize,
+    pub from: Instant,
+    pub to: Instant,
+}

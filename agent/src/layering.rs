@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("units", &[]),
     ("events", &[]),
+    ("control", &[]),
     ("plan", &["rng", "units"]),
     ("valkey", &["rng", "clock", "units"]),
     ("scenario", &["plan", "rng", "units", "valkey::url"]),
@@ -52,13 +53,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "workload",
         &[
-            "plan", "metrics", "valkey", "plugin", "events", "rng", "clock", "units",
+            "plan", "metrics", "valkey", "plugin", "events", "rng", "clock", "units", "control",
         ],
     ),
     (
         "fault",
         &[
-            "plan", "valkey", "events", "summary", "metrics", "rng", "clock", "units",
+            "plan", "valkey", "events", "summary", "metrics", "rng", "clock", "units", "control",
         ],
     ),
 ];

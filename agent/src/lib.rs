@@ -40,7 +40,8 @@
 //! - [`compat`] probes what the clients rely on, candidate against baseline; [`compare`] runs one
 //!   scenario against both; [`bench`] measures the agent against peers in the same run.
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
-//! - Leaves used everywhere: [`rng`] (seeded streams), [`clock`], [`units`], [`events`].
+//! - Leaves used everywhere: [`rng`] (seeded streams), [`clock`], [`units`], [`events`],
+//!   [`control`] (switches faults flip in the agent's own simulated clients).
 //!
 //! # Architecture invariants
 //!
@@ -71,6 +72,7 @@ pub mod cli;
 pub mod clock;
 pub mod compare;
 pub mod compat;
+pub mod control;
 pub mod events;
 pub mod export;
 pub mod fault;

@@ -166,10 +166,22 @@ async fn merge_reports_exact_percentiles_and_renders_html_and_junit() {
             html.contains("<rect class=\"fault-window\""),
             "no shaded fault window"
         );
+        // The impact window is drawn as a band with a width, not an instant.
+        let band = html
+            .split("<rect class=\"impact-window\"")
+            .nth(1)
+            .expect("no impact band");
+        let width: f64 = band
+            .split("width=\"")
+            .nth(1)
+            .and_then(|w| w.split('"').next())
+            .and_then(|w| w.parse().ok())
+            .expect("band width");
+        assert!(width >= 2.0, "impact band {width}px wide");
         assert!(html.contains("#0 debug-sleep"));
     }
 
-    // junit.xml: well formed; one testcase per check and per safety counter.
+    // junit.xml: well formed; one testcase per check, and every safety counter is a check.
     let x = std::fs::read_to_string(m.join("junit.xml")).unwrap();
     let els = xml_elements(&x).unwrap_or_else(|e| panic!("junit.xml is not well formed: {e}\n{x}"));
     let checks = sm["checks"].as_array().unwrap().len();
@@ -181,9 +193,18 @@ async fn merge_reports_exact_percentiles_and_renders_html_and_junit() {
     ];
     for c in safety {
         counter(&sm, "locks", c);
+        let metric = format!("locks.{c}");
+        assert!(
+            sm["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["metric"] == metric.as_str()),
+            "{metric} is not a check"
+        );
     }
     let cases = els.iter().filter(|e| e.0 == "testcase").count();
-    assert_eq!(cases, checks + safety.len(), "{x}");
+    assert_eq!(cases, checks, "{x}");
     assert_eq!(els.iter().filter(|e| e.0 == "failure").count(), 0, "{x}");
 
     // A failing threshold given to merge fails the verdict and shows in junit.xml.
@@ -203,10 +224,7 @@ async fn merge_reports_exact_percentiles_and_renders_html_and_junit() {
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let x = std::fs::read_to_string(m2.join("junit.xml")).unwrap();
     let els = xml_elements(&x).unwrap_or_else(|e| panic!("junit.xml is not well formed: {e}\n{x}"));
-    assert_eq!(
-        els.iter().filter(|e| e.0 == "testcase").count(),
-        checks + 1 + safety.len()
-    );
+    assert_eq!(els.iter().filter(|e| e.0 == "testcase").count(), checks + 1);
     let fails: Vec<_> = els.iter().filter(|e| e.0 == "failure").collect();
     assert_eq!(fails.len(), 1, "{x}");
     let want = format!(

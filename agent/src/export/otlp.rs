@@ -268,8 +268,8 @@ pub struct Exporter {
     root: Context,
     clock: Clock,
     inst: Instruments,
-    /// Intervals of the collector already fed into the instruments.
-    fed: usize,
+    /// The last slot of the collector already fed into the instruments.
+    fed: Option<u64>,
     /// Last seen value of each workload counter.
     last_counters: Vec<Vec<f64>>,
     op_task: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -400,7 +400,7 @@ impl Exporter {
             root,
             clock,
             inst,
-            fed: 0,
+            fed: None,
             last_counters: collector.workloads.iter().map(|_| vec![]).collect(),
             op_task,
             dropped,
@@ -412,7 +412,7 @@ impl Exporter {
     pub fn observe(&mut self, c: &Collector) {
         let mut de = hdrhistogram::serialization::Deserializer::new();
         let mut names: Vec<Option<Vec<String>>> = vec![None; c.workloads.len()];
-        for iv in c.intervals.iter().skip(self.fed) {
+        for iv in c.closed_since(self.fed) {
             for o in &iv.ops {
                 let m = &c.workloads[o.workload];
                 let ops = names[o.workload].get_or_insert_with(|| m.op_names());
@@ -452,7 +452,7 @@ impl Exporter {
                 }
             }
         }
-        self.fed = c.intervals.len();
+        self.fed = c.last_seq().or(self.fed);
 
         for (wi, m) in c.workloads.iter().enumerate() {
             let wl = [KeyValue::new("workload", m.id.clone())];

@@ -3,14 +3,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::Mutex;
 
 use super::proxy::Proxy;
+use crate::control::Controls;
 use crate::events::Events;
+use crate::metrics::Timebase;
+use crate::plan::fault::Link;
 use crate::plan::Plan;
-use crate::valkey::{ConnectOptions, Route, Target};
+use crate::valkey::embedded::{self, NodeRole, Topology};
+use crate::valkey::{Cmd, Conn, ConnectOptions, Route, Target};
 
 /// What may be done to the server itself (the destructive fault kinds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +32,27 @@ pub enum PrepareError {
     Runtime(String),
 }
 
+/// A fault proxy: in front of a node for its clients, or on a replica's replication link.
+pub(super) struct ProxyEntry {
+    /// The node it serves (the node behind it, or the replica whose link it carries).
+    pub node: String,
+    /// Where it forwards to.
+    pub real: SocketAddr,
+    pub proxy: Proxy,
+    pub link: Link,
+}
+
 /// Everything the timeline needs to inject and heal.
 pub struct FaultEnv {
     pub(super) target: Arc<Mutex<Target>>,
-    /// (node name, real address, proxy)
-    pub(super) proxies: Vec<(String, SocketAddr, Proxy)>,
+    pub(super) proxies: Vec<ProxyEntry>,
+    /// The workloads' switches (consumer crashes).
+    pub(super) controls: Controls,
     pub(super) admin: ConnectOptions,
     pub(super) skipped: Vec<(usize, String)>,
     pub events: Option<Events>,
-    /// Asks the run to cut a metrics interval now, so phases start and end exactly at faults.
-    pub cuts: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
+    /// Where phase boundaries are cut, exactly at every injection and heal.
+    pub timebase: Option<Arc<Timebase>>,
 }
 
 /// Check every fault against the target (refusals name the fault and why) and start the proxies
@@ -48,6 +62,7 @@ pub async fn prepare(
     target: Arc<Mutex<Target>>,
     route: &mut Route,
     destructive: DestructivePolicy,
+    controls: Controls,
 ) -> Result<FaultEnv, PrepareError> {
     let mut skipped = vec![];
     let t = target.lock().await;
@@ -88,7 +103,10 @@ pub async fn prepare(
         }
     }
     let mut proxies = vec![];
-    let needs_proxy = plan.faults.iter().any(|f| f.kind.network());
+    let needs_proxy = plan
+        .faults
+        .iter()
+        .any(|f| f.kind.network() && !f.kind.on_replication_link(f.link));
     if needs_proxy {
         let nodes: Vec<(String, SocketAddr)> = match &*t {
             Target::Embedded(topo) => topo
@@ -110,7 +128,17 @@ pub async fn prepare(
                 PrepareError::Runtime(format!("cannot start the fault proxy for {name}: {e}"))
             })?;
             route.via.insert(real, p.listen);
-            proxies.push((name, real, p));
+            proxies.push(ProxyEntry {
+                node: name,
+                real,
+                proxy: p,
+                link: Link::Clients,
+            });
+        }
+    }
+    if plan.topology.replication_proxy {
+        if let Target::Embedded(topo) = &*t {
+            proxies.extend(replication_proxies(topo, &route.opts).await?);
         }
     }
     let admin = ConnectOptions {
@@ -123,7 +151,68 @@ pub async fn prepare(
         proxies,
         admin,
         skipped,
+        controls,
         events: None,
-        cuts: None,
+        timebase: None,
     })
+}
+
+/// Put a proxy on every replica's link to its primary: the replica is told to replicate from
+/// the proxy, and waits (bounded) until it is in sync again through it.
+async fn replication_proxies(
+    topo: &Topology,
+    opts: &ConnectOptions,
+) -> Result<Vec<ProxyEntry>, PrepareError> {
+    let primary = topo.primary().addr();
+    let admin = ConnectOptions {
+        lib_info: None,
+        ..opts.clone()
+    };
+    let mut out = vec![];
+    for n in topo.data_nodes().filter(|n| n.role == NodeRole::Replica) {
+        let p = Proxy::start(primary).await.map_err(|e| {
+            PrepareError::Runtime(format!(
+                "cannot start the replication proxy for {}: {e}",
+                n.name
+            ))
+        })?;
+        let fail = |what: &str, e: String| {
+            PrepareError::Runtime(format!(
+                "cannot route {}'s replication through the proxy ({what}): {e}",
+                n.name
+            ))
+        };
+        let mut c = Conn::connect(n.addr(), &admin)
+            .await
+            .map_err(|e| fail("connect", e.msg))?;
+        c.request(
+            &Cmd::new("REPLICAOF")
+                .arg(p.listen.ip().to_string())
+                .arg(u64::from(p.listen.port())),
+        )
+        .await
+        .map_err(|e| fail("REPLICAOF", e.msg))?;
+        let t0 = std::time::Instant::now();
+        loop {
+            let up = embedded::info_field(n.addr(), "replication", "master_link_status").await;
+            let port = embedded::info_field(n.addr(), "replication", "master_port").await;
+            if up.as_deref() == Some("up") && port == Some(p.listen.port().to_string()) {
+                break;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(15) {
+                return Err(fail(
+                    "sync",
+                    format!("the link through {} did not come up within 15s", p.listen),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        out.push(ProxyEntry {
+            node: n.name.clone(),
+            real: primary,
+            proxy: p,
+            link: Link::Replication,
+        });
+    }
+    Ok(out)
 }

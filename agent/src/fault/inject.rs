@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::nodes::{proxy_index, resolve};
+use super::nodes::{proxy_for, resolve};
 use super::proxy::Toxics;
 use super::FaultEnv;
-use crate::plan::fault::MemLimit;
-use crate::plan::{FaultKind, FaultPlan, NodeSel};
-use crate::valkey::embedded::{self, MASTER_NAME};
+use crate::plan::fault::{Link, MemLimit};
+use crate::plan::{FaultKind, FaultPlan};
+use crate::valkey::embedded;
 use crate::valkey::{Cmd, Conn, Target};
 
 /// What has to be undone.
@@ -21,6 +21,8 @@ enum Undo {
     Proxy(usize, Toxics),
     /// Wait for a DEBUG SLEEP reply so the server is known to be back.
     Join(tokio::task::JoinHandle<()>),
+    /// A crashed consumer comes back as a new worker.
+    Revive(std::sync::Arc<crate::control::ConsumerSwitch>, u32),
 }
 
 pub(super) struct Guard {
@@ -61,9 +63,10 @@ impl Guard {
                 admin(env, addr, &cmds).await
             }
             Undo::Proxy(i, before) => {
-                env.proxies[i].2.set(before);
+                env.proxies[i].proxy.set(before);
                 Ok(())
             }
+            Undo::Revive(sw, i) => sw.revive(i),
             Undo::Join(h) => {
                 let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
                 Ok(())
@@ -72,7 +75,7 @@ impl Guard {
     }
 }
 
-async fn admin_conn(env: &FaultEnv, addr: SocketAddr) -> Result<Conn, String> {
+pub(super) async fn admin_conn(env: &FaultEnv, addr: SocketAddr) -> Result<Conn, String> {
     Conn::connect(addr, &env.admin).await.map_err(|e| e.msg)
 }
 
@@ -88,33 +91,14 @@ async fn admin(env: &FaultEnv, addr: SocketAddr, cmds: &[Cmd]) -> Result<(), Str
 
 pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, String> {
     match &f.kind {
-        FaultKind::Failover => {
-            let t = env.target.lock().await;
-            let sentinels = match &*t {
-                Target::Embedded(topo) => topo.sentinels(),
-                _ => vec![],
-            };
-            drop(t);
-            if let Some(s) = sentinels.first() {
-                admin(
-                    env,
-                    *s,
-                    &[Cmd::new("SENTINEL").arg("FAILOVER").arg(MASTER_NAME)],
-                )
-                .await?;
-                return Ok(Guard {
-                    target: format!("sentinel {s}"),
-                    undo: Undo::Nothing,
-                });
-            }
-            let (_, addr, name) = resolve(env, &NodeSel::Primary).await?;
-            let mut c = admin_conn(env, addr).await?;
-            c.request(&Cmd::new("FAILOVER"))
-                .await
-                .map_err(|e| format!("FAILOVER at {addr}: {}", e.msg))?;
+        FaultKind::Failover { mode } => {
+            let done = super::failover::run(env, *mode).await?;
             Ok(Guard {
-                target: name,
-                undo: Undo::Nothing,
+                target: done.target,
+                undo: match done.paused {
+                    Some(addr) => Undo::Unpause(addr),
+                    None => Undo::Nothing,
+                },
             })
         }
         FaultKind::Kill { .. } => {
@@ -230,35 +214,74 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 undo: Undo::Config(addr, saved),
             })
         }
-        k => {
-            let (_, addr, name) = resolve(env, &f.node).await?;
-            let i = proxy_index(env, addr)?;
-            let before = env.proxies[i].2.toxics();
-            let mut t = before.clone();
-            match k {
-                FaultKind::Latency {
-                    delay,
-                    jitter,
-                    direction,
-                } => t.latency = Some((*delay, *jitter, *direction)),
-                FaultKind::Bandwidth {
-                    bytes_per_sec,
-                    direction,
-                } => t.bandwidth = Some((*bytes_per_sec, *direction)),
-                FaultKind::Reset => t.reset = true,
-                FaultKind::Blackhole => t.blackhole = true,
-                FaultKind::SlowClose { delay } => t.slow_close = Some(*delay),
-                FaultKind::LimitData { bytes } => t.limit_data = Some(*bytes),
-                FaultKind::Partition => t.partition = true,
-                _ => unreachable!("all server kinds handled above"),
-            }
-            env.proxies[i].2.set(t);
+        FaultKind::ConsumerCrash {
+            workload,
+            consumer,
+            restart_after,
+        } => {
+            let sw = env
+                .controls
+                .consumers(workload)
+                .ok_or_else(|| format!("no dramatiq workload {workload:?} with consumers"))?;
+            let what = sw.crash(*consumer)?;
             Ok(Guard {
-                target: format!("{name} via proxy {}", env.proxies[i].2.listen),
-                undo: Undo::Proxy(i, before),
+                target: format!("{workload}: {what}"),
+                undo: match restart_after {
+                    Some(_) => Undo::Revive(sw, *consumer),
+                    None => Undo::Nothing,
+                },
             })
         }
+        FaultKind::Latency {
+            delay,
+            jitter,
+            direction,
+        } => toxic(f, env, |t| t.latency = Some((*delay, *jitter, *direction))).await,
+        FaultKind::Bandwidth {
+            bytes_per_sec,
+            direction,
+        } => toxic(f, env, |t| t.bandwidth = Some((*bytes_per_sec, *direction))).await,
+        FaultKind::Reset => toxic(f, env, |t| t.reset = true).await,
+        FaultKind::Blackhole => toxic(f, env, |t| t.blackhole = true).await,
+        FaultKind::SlowClose { delay } => toxic(f, env, |t| t.slow_close = Some(*delay)).await,
+        FaultKind::LimitData { bytes } => toxic(f, env, |t| t.limit_data = Some(*bytes)).await,
+        FaultKind::Partition | FaultKind::ReplicationPartition => {
+            toxic(f, env, |t| t.partition = true).await
+        }
+        FaultKind::ReplicationLag { delay, jitter } => {
+            // Replication flows downstream (primary → replica) on the replica's link.
+            toxic(f, env, |t| {
+                t.latency = Some((*delay, *jitter, crate::plan::fault::Direction::Downstream))
+            })
+            .await
+        }
     }
+}
+
+/// Set a toxic on the proxy this fault acts on (the node's client proxy, or a replica's
+/// replication link); the guard puts the previous toxics back.
+async fn toxic(
+    f: &FaultPlan,
+    env: &FaultEnv,
+    set: impl FnOnce(&mut Toxics),
+) -> Result<Guard, String> {
+    let i = proxy_for(env, f).await?;
+    let p = &env.proxies[i];
+    let before = p.proxy.toxics();
+    let mut t = before.clone();
+    set(&mut t);
+    p.proxy.set(t);
+    let via = match p.link {
+        Link::Clients => format!("{} via proxy {}", p.node, p.proxy.listen),
+        Link::Replication => format!(
+            "{}'s replication link via proxy {} → {}",
+            p.node, p.proxy.listen, p.real
+        ),
+    };
+    Ok(Guard {
+        target: via,
+        undo: Undo::Proxy(i, before),
+    })
 }
 
 async fn config_get(c: &mut Conn, keys: &[&str]) -> Result<Vec<(String, String)>, String> {

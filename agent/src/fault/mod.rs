@@ -10,6 +10,7 @@
 //! recorded metrics (`summary::impact`), not here.
 
 pub mod env;
+mod failover;
 pub mod inject;
 pub mod nodes;
 pub mod proxy;

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::FaultEnv;
-use crate::plan::NodeSel;
+use crate::plan::fault::Link;
+use crate::plan::{FaultPlan, NodeSel};
 use crate::valkey::embedded::{self, NodeRole, MASTER_NAME};
 use crate::valkey::{ConnectOptions, Route, Target};
 
@@ -72,7 +73,7 @@ pub(super) async fn resolve(
     }
 }
 
-async fn sentinel_primary(sentinels: &[SocketAddr]) -> Option<SocketAddr> {
+pub(super) async fn sentinel_primary(sentinels: &[SocketAddr]) -> Option<SocketAddr> {
     let r = Route {
         endpoint: crate::valkey::Endpoint::Sentinel {
             sentinels: sentinels.to_vec(),
@@ -124,9 +125,25 @@ pub(super) async fn current_primary_name(env: &FaultEnv) -> Option<String> {
         .map(|n| format!("{} ({addr})", n.name))
 }
 
-pub(super) fn proxy_index(env: &FaultEnv, real: SocketAddr) -> Result<usize, String> {
+/// The proxy a network fault acts on: the one in front of the node it resolves to (client
+/// link), or the one a replica replicates through (replication link).
+pub(super) async fn proxy_for(env: &FaultEnv, f: &FaultPlan) -> Result<usize, String> {
+    if f.kind.on_replication_link(f.link) {
+        let (_, _, name) = resolve(env, &f.node).await?;
+        let node = name.split(' ').next().unwrap_or(&name).to_string();
+        return env
+            .proxies
+            .iter()
+            .position(|p| p.link == Link::Replication && p.node == node)
+            .ok_or_else(|| {
+                format!(
+                    "{node} does not replicate through a fault proxy (only embedded replicas do)"
+                )
+            });
+    }
+    let (_, addr, _) = resolve(env, &f.node).await?;
     env.proxies
         .iter()
-        .position(|p| p.1 == real)
-        .ok_or_else(|| format!("no fault proxy in front of {real}"))
+        .position(|p| p.link == Link::Clients && p.real == addr)
+        .ok_or_else(|| format!("no fault proxy in front of {addr}"))
 }

@@ -71,6 +71,14 @@ pub fn spawn_timeline(
     })
 }
 
+/// Cut a phase boundary now (when the run records metrics), else just read the clock.
+fn cut(env: &FaultEnv) -> Instant {
+    match &env.timebase {
+        Some(tb) => tb.cut_now(),
+        None => Instant::now(),
+    }
+}
+
 /// Seconds since the run start, unrounded: phase windows are compared with interval cuts.
 fn rel(start: Instant, t: Instant) -> f64 {
     t.saturating_duration_since(start).as_secs_f64()
@@ -116,6 +124,9 @@ async fn run_occurrence(
     } else {
         None
     };
+    // The phase boundary is cut before the injection: an operation meant to start from here on
+    // belongs to this fault's phase, one meant to start before it does not.
+    let injected = cut(&env);
     let guard = match inject(f, &env).await {
         Ok(g) => g,
         Err(e) => {
@@ -130,11 +141,7 @@ async fn run_occurrence(
         }
     };
     rec.target = guard.target.clone();
-    let injected = Instant::now();
     rec.injected_at_secs = Some(rel(start, injected));
-    if let Some(c) = &env.cuts {
-        let _ = c.send(injected);
-    }
     if let Some(ev) = &events {
         ev.push(
             EventKind::FaultInjected,
@@ -166,11 +173,8 @@ async fn run_occurrence(
         None => cancel.cancelled().await,
     }
     let r = guard.heal(&env).await;
-    let healed = Instant::now();
+    let healed = cut(&env);
     rec.healed_at_secs = Some(rel(start, healed));
-    if let Some(c) = &env.cuts {
-        let _ = c.send(healed);
-    }
     match r {
         Ok(()) => {
             if let Some(ev) = &events {

@@ -4,7 +4,7 @@
 
 use super::{Input, MergeError};
 use crate::scenario::threshold::{self, Catalog, CatalogWorkload};
-use crate::summary::{CheckResult, RunSummary};
+use crate::summary::{CheckOrigin, CheckResult, RunSummary};
 
 /// What the merged summary's metrics are (for reading thresholds against it).
 pub fn catalog(s: &RunSummary) -> Catalog {
@@ -42,7 +42,12 @@ pub fn checks(
     let cat = catalog(summary);
     let mut wanted: Vec<(String, String, Vec<bool>)> = vec![];
     for i in inputs {
-        for c in &i.summary.checks {
+        for c in i
+            .summary
+            .checks
+            .iter()
+            .filter(|c| c.origin == CheckOrigin::Threshold)
+        {
             match wanted
                 .iter_mut()
                 .find(|w| w.0 == c.metric && w.1 == c.condition)
@@ -65,6 +70,7 @@ pub fn checks(
                     "not re-evaluated by merge ({k} of {} runs passed)",
                     passes.len()
                 ),
+                origin: CheckOrigin::Threshold,
             });
             continue;
         }
@@ -76,6 +82,7 @@ pub fn checks(
                 value: None,
                 passed: false,
                 shown: format!("cannot re-evaluate: {}", e.message),
+                origin: CheckOrigin::Threshold,
             },
         });
     }
@@ -90,5 +97,8 @@ pub fn checks(
         let t = threshold::parse_flag(text, &cat).map_err(MergeError::Usage)?;
         checks.extend(crate::summary::check::evaluate(&[t], summary, None));
     }
+    // The default rules, on the merged counters.
+    let implicit = crate::summary::build::implicit_checks(&checks, &summary.counters);
+    checks.extend(implicit);
     Ok(checks)
 }

@@ -1,14 +1,23 @@
-//! Measurement: HdrHistogram recorders that workers write into without waiting, a collector that
-//! cuts intervals (kept V2-encoded: the `.hlog` and exact per-phase percentiles come from them),
-//! and named counters for the safety oracles.
+//! Measurement: HdrHistogram recorders that workers write into without waiting, and a collector
+//! that keeps them as slots of time (V2-encoded: the `.hlog`, the series and exact per-phase
+//! percentiles come from them), plus the declared counters of the safety oracles.
+//!
+//! **Every operation belongs to the slot in which it was meant to start** — its intended start in
+//! the open model, its send time in the closed model — whatever its completion time. Slots are
+//! [`SLOT`] long and are also cut exactly at every fault injection and heal ([`Timebase::cut_now`]),
+//! so a phase (`before`, `during:<fault>`, `after`) is an exact union of slots and its histograms
+//! are exact. A slot is closed ([`Collector::drain`]) once it ended more than a grace period ago;
+//! an operation that completes later still lands in its own slot (the closed slot is re-encoded
+//! with it), so nothing is moved to the phase in which it happened to complete.
 
 pub mod hlog;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::serialization::{Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 
 use crate::plan::counter::{CounterDef, CounterKind};
@@ -16,14 +25,26 @@ use crate::valkey::ErrorKind;
 
 /// Highest recordable latency: one hour in microseconds (larger values saturate).
 pub const MAX_US: u64 = 3_600_000_000;
+/// The width of a slot: the resolution of phases and fault impact windows.
+pub const SLOT: Duration = Duration::from_millis(100);
+/// How long after its end a slot stays open for operations still in flight.
+pub const GRACE: Duration = Duration::from_secs(1);
+/// The resolution of the outcome pulse that unavailability windows are measured from.
+pub const PULSE: Duration = Duration::from_millis(10);
 const STRIPES: usize = 8;
 const NKINDS: usize = ErrorKind::ALL.len();
 
+/// A histogram covering the whole range (for totals and merges).
 pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
 }
 
-/// Per-op accumulators of one stripe.
+/// A histogram that grows with the values it sees (small for the short latencies of one slot).
+fn slot_hist() -> Histogram<u64> {
+    Histogram::new(3).expect("valid histogram precision")
+}
+
+/// Per-op accumulators.
 #[derive(Clone)]
 pub struct OpAcc {
     pub corrected: Histogram<u64>,
@@ -39,7 +60,14 @@ impl OpAcc {
             errors: [0; NKINDS],
         }
     }
-    fn add(&mut self, o: &OpAcc) {
+    fn small() -> Self {
+        OpAcc {
+            corrected: slot_hist(),
+            service: slot_hist(),
+            errors: [0; NKINDS],
+        }
+    }
+    pub fn add(&mut self, o: &OpAcc) {
         let _ = self.corrected.add(&o.corrected);
         let _ = self.service.add(&o.service);
         for (a, b) in self.errors.iter_mut().zip(o.errors.iter()) {
@@ -57,15 +85,106 @@ impl OpAcc {
     pub fn error_count(&self) -> u64 {
         self.errors.iter().sum()
     }
+    fn is_empty(&self) -> bool {
+        self.ok() == 0 && self.error_count() == 0
+    }
 }
 
-type Stripe = Mutex<Vec<OpAcc>>;
+// ---------------------------------------------------------------------------------------------
+// Time: slots
 
-/// The declared counters of one workload (safety oracles, totals, figures), lock-free.
+/// A slot: grid cell `grid` (of [`SLOT`]), part `sub` of it when fault cuts split the cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SlotKey {
+    pub grid: u32,
+    pub sub: u16,
+}
+
+/// Maps instants to slots: a fixed grid from the run start plus the exact instants of fault
+/// injections and heals. Shared by every recorder and the fault timeline.
+pub struct Timebase {
+    start: Instant,
+    /// Offsets of the extra cuts from the start, in order.
+    cuts: RwLock<Vec<Duration>>,
+}
+
+impl Timebase {
+    pub fn new(start: Instant) -> Arc<Timebase> {
+        Arc::new(Timebase {
+            start,
+            cuts: RwLock::new(vec![]),
+        })
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Cut a slot boundary now (a fault is about to be injected, or was just healed). Taken
+    /// under the lock recorders read, so every operation meant to start after the returned
+    /// instant lands after the cut.
+    pub fn cut_now(&self) -> Instant {
+        let mut cuts = self.cuts.write().expect("cuts lock");
+        let now = Instant::now();
+        let off = now.saturating_duration_since(self.start);
+        if cuts.last().is_none_or(|l| off > *l) && !off.is_zero() {
+            cuts.push(off);
+        }
+        now
+    }
+
+    /// The slot of an operation meant to start at `t`.
+    pub fn key(&self, t: Instant) -> SlotKey {
+        let off = t.saturating_duration_since(self.start);
+        self.key_of(off, &self.cuts.read().expect("cuts lock"))
+    }
+
+    fn key_of(&self, off: Duration, cuts: &[Duration]) -> SlotKey {
+        let grid = (off.as_nanos() / SLOT.as_nanos()).min(u32::MAX as u128) as u32;
+        let cell_start = SLOT * grid;
+        let sub = cuts
+            .iter()
+            .filter(|c| **c > cell_start && **c <= off)
+            .count()
+            .min(u16::MAX as usize) as u16;
+        SlotKey { grid, sub }
+    }
+
+    /// `[from, to)` of a slot, relative to the start.
+    pub fn bounds(&self, k: SlotKey) -> (Duration, Duration) {
+        let cell_start = SLOT * k.grid;
+        let cell_end = cell_start + SLOT;
+        let cuts = self.cuts.read().expect("cuts lock");
+        let inside: Vec<Duration> = cuts
+            .iter()
+            .copied()
+            .filter(|c| *c > cell_start && *c < cell_end)
+            .collect();
+        let from = if k.sub == 0 {
+            cell_start
+        } else {
+            inside
+                .get(k.sub as usize - 1)
+                .copied()
+                .unwrap_or(cell_start)
+        };
+        let to = inside.get(k.sub as usize).copied().unwrap_or(cell_end);
+        (from, to.max(from))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters
+
+/// The declared counters of one workload (safety oracles, totals, figures), lock-free. Safety
+/// counters also remember when they counted (per slot grid cell), for fault impact windows.
 #[derive(Debug)]
 pub struct Counters {
     defs: &'static [CounterDef],
     vals: Vec<AtomicU64>,
+    /// (grid cell, counter) → count, for counts added with a time.
+    timed: Mutex<BTreeMap<(u32, usize), u64>>,
+    start: OnceLock<Instant>,
 }
 
 impl Counters {
@@ -73,10 +192,29 @@ impl Counters {
         Arc::new(Counters {
             defs,
             vals: defs.iter().map(|_| AtomicU64::new(0)).collect(),
+            timed: Mutex::new(BTreeMap::new()),
+            start: OnceLock::new(),
         })
     }
     pub fn add(&self, idx: usize, n: u64) {
         self.vals[idx].fetch_add(n, Ordering::Relaxed);
+    }
+    /// Add `n` that happened at `at` (so a fault's impact window can say what it counted).
+    pub fn add_at(&self, idx: usize, n: u64, at: Instant) {
+        self.add(idx, n);
+        if n == 0 {
+            return;
+        }
+        let Some(start) = self.start.get() else {
+            return;
+        };
+        let grid = (at.saturating_duration_since(*start).as_nanos() / SLOT.as_nanos()) as u32;
+        *self
+            .timed
+            .lock()
+            .expect("timed lock")
+            .entry((grid, idx))
+            .or_insert(0) += n;
     }
     pub fn set(&self, idx: usize, n: u64) {
         self.vals[idx].store(n, Ordering::Relaxed);
@@ -117,20 +255,56 @@ impl Counters {
             .map(|(i, d)| (d, self.value(i)))
             .collect()
     }
+    /// What was added with a time inside `[from, to)` (offsets from the run start), by counter.
+    pub fn between(&self, from: Duration, to: Duration) -> Vec<(&'static CounterDef, u64)> {
+        let g0 = (from.as_nanos() / SLOT.as_nanos()) as u32;
+        let g1 = to
+            .as_nanos()
+            .div_ceil(SLOT.as_nanos())
+            .min(u32::MAX as u128) as u32;
+        let mut out: BTreeMap<usize, u64> = BTreeMap::new();
+        for ((g, i), n) in self.timed.lock().expect("timed lock").iter() {
+            if *g >= g0 && *g < g1 {
+                *out.entry(*i).or_insert(0) += n;
+            }
+        }
+        out.into_iter().map(|(i, n)| (&self.defs[i], n)).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording
+
+/// One stripe: the accumulators of the slots its workers recorded into since the last drain,
+/// and the outcome pulse.
+#[derive(Default)]
+struct Stripe {
+    open: Vec<(SlotKey, Vec<OpAcc>)>,
+    spare: Vec<Vec<OpAcc>>,
+    /// (completion bucket) → (ok, errors); (send bucket) → earliest ok completion bucket.
+    pulse: Vec<PulseMark>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PulseMark {
+    end: u32,
+    sent: u32,
+    ok: bool,
 }
 
 /// The metrics of one workload: op names (growable for plugins), stripes, counters.
 pub struct WorkloadMetrics {
     pub id: String,
     ops: RwLock<Vec<String>>,
-    stripes: Vec<Stripe>,
+    stripes: Vec<Mutex<Stripe>>,
+    timebase: OnceLock<Arc<Timebase>>,
     pub counters: Arc<Counters>,
-    /// Open-model starts that began later than 1 ms after their intended time.
+    /// Open-model starts that began later than 2 ms after their intended time.
     pub late_starts: AtomicU64,
     /// Intended starts never issued because the run ended first.
     pub dropped_starts: AtomicU64,
     /// Counters and gauges declared at run time (plugins): name → (kind, value).
-    custom: Mutex<std::collections::BTreeMap<String, (CounterKind, i64)>>,
+    custom: Mutex<BTreeMap<String, (CounterKind, i64)>>,
     /// Picks operations for trace spans (set by the run when exporting traces).
     sampler: OnceLock<OpSampler>,
 }
@@ -141,19 +315,31 @@ impl WorkloadMetrics {
         ops: Vec<String>,
         counters: &'static [CounterDef],
     ) -> Arc<WorkloadMetrics> {
-        let n = ops.len();
         Arc::new(WorkloadMetrics {
             id: id.to_string(),
             ops: RwLock::new(ops),
             stripes: (0..STRIPES)
-                .map(|_| Mutex::new((0..n).map(|_| OpAcc::new()).collect()))
+                .map(|_| Mutex::new(Stripe::default()))
                 .collect(),
+            timebase: OnceLock::new(),
             counters: Counters::new(counters),
             late_starts: AtomicU64::new(0),
             dropped_starts: AtomicU64::new(0),
             custom: Mutex::new(Default::default()),
             sampler: OnceLock::new(),
         })
+    }
+
+    /// Attach the run's timebase (the collector does, before any recording).
+    fn attach(&self, tb: Arc<Timebase>) {
+        let _ = self.counters.start.set(tb.start());
+        let _ = self.timebase.set(tb);
+    }
+
+    fn timebase(&self) -> &Timebase {
+        self.timebase
+            .get()
+            .expect("workload metrics are attached to a collector before recording")
     }
 
     /// Hand a fraction of this workload's operations to a trace exporter (first call wins).
@@ -221,22 +407,6 @@ impl WorkloadMetrics {
             ),
         }
     }
-
-    fn drain_into(&self, acc: &mut Vec<OpAcc>) {
-        let n = self.ops.read().expect("ops lock").len();
-        while acc.len() < n {
-            acc.push(OpAcc::new());
-        }
-        for s in &self.stripes {
-            let mut g = s.lock().expect("stripe lock");
-            for (i, o) in g.iter_mut().enumerate() {
-                if o.ok() > 0 || o.error_count() > 0 {
-                    acc[i].add(o);
-                    o.reset();
-                }
-            }
-        }
-    }
 }
 
 /// What a worker records into. Cheap to clone; never blocks on the collector for long.
@@ -263,7 +433,7 @@ impl Recorder {
     }
 
     /// Record one operation: latency from its intended start (coordinated-omission corrected)
-    /// and service time from the actual send.
+    /// and service time from the actual send. It belongs to the slot of `intended`.
     pub fn record(
         &self,
         op: usize,
@@ -274,7 +444,7 @@ impl Recorder {
     ) {
         let lat = end.saturating_duration_since(intended).as_micros() as u64;
         let svc = end.saturating_duration_since(sent).as_micros() as u64;
-        self.record_us(op, lat, svc, outcome);
+        self.store(op, intended, Some((sent, end)), lat, svc, outcome);
         if let Some(s) = self.m.sampler.get() {
             if splitmix(self.pick.fetch_add(GAMMA, Ordering::Relaxed)) < s.threshold {
                 s.offer(OpSample {
@@ -289,33 +459,74 @@ impl Recorder {
         }
     }
 
+    /// Record a measured duration that began at `began` (an end-to-end latency, a plugin's own
+    /// histogram): it belongs to the slot of `began`; it is not an operation of the server, so
+    /// it does not count for availability.
     pub fn record_us(
         &self,
         op: usize,
+        began: Instant,
         latency_us: u64,
         service_us: u64,
         outcome: Result<(), ErrorKind>,
     ) {
+        self.store(op, began, None, latency_us, service_us, outcome);
+    }
+
+    fn store(
+        &self,
+        op: usize,
+        intended: Instant,
+        timing: Option<(Instant, Instant)>,
+        latency_us: u64,
+        service_us: u64,
+        outcome: Result<(), ErrorKind>,
+    ) {
+        let tb = self.m.timebase();
+        let key = tb.key(intended);
+        let mark = timing.map(|(sent, end)| PulseMark {
+            end: pulse_bucket(tb.start, end),
+            sent: pulse_bucket(tb.start, sent),
+            ok: outcome.is_ok(),
+        });
         let mut g = self.m.stripes[self.stripe].lock().expect("stripe lock");
-        if op >= g.len() {
+        let g = &mut *g;
+        let pos = match g.open.iter().rposition(|(k, _)| *k == key) {
+            Some(p) => p,
+            None => {
+                let accs = g.spare.pop().unwrap_or_default();
+                g.open.push((key, accs));
+                g.open.len() - 1
+            }
+        };
+        let accs = &mut g.open[pos].1;
+        if op >= accs.len() {
             let n = self.m.ops.read().expect("ops lock").len().max(op + 1);
-            while g.len() < n {
-                g.push(OpAcc::new());
+            while accs.len() < n {
+                accs.push(OpAcc::small());
             }
         }
-        let a = &mut g[op];
+        let a = &mut accs[op];
         match outcome {
             Ok(()) => {
-                a.corrected.saturating_record(latency_us.max(1));
-                a.service.saturating_record(service_us.max(1));
+                // Slot histograms grow with what they see (a saturating record would clamp).
+                let _ = a.corrected.record(latency_us.clamp(1, MAX_US));
+                let _ = a.service.record(service_us.clamp(1, MAX_US));
             }
             Err(k) => a.errors[k.index()] += 1,
+        }
+        if let Some(m) = mark {
+            g.pulse.push(m);
         }
     }
 
     pub fn counter(&self, idx: usize, n: u64) {
         self.m.counters.add(idx, n);
     }
+}
+
+fn pulse_bucket(start: Instant, t: Instant) -> u32 {
+    (t.saturating_duration_since(start).as_nanos() / PULSE.as_nanos()).min(u32::MAX as u128) as u32
 }
 
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -376,7 +587,10 @@ impl OpSampler {
     }
 }
 
-/// One cut interval of one op, kept compactly.
+// ---------------------------------------------------------------------------------------------
+// Collecting
+
+/// One closed slot of one op, kept compactly.
 #[derive(Clone)]
 pub struct IntervalOp {
     pub workload: usize,
@@ -390,116 +604,346 @@ pub struct IntervalOp {
     pub p99_us: u64,
 }
 
-/// One interval: [start, end) relative to the run start.
+impl IntervalOp {
+    fn encode(ser: &mut V2Serializer, workload: usize, op: usize, a: &OpAcc) -> IntervalOp {
+        let mut c = Vec::new();
+        let mut s = Vec::new();
+        let _ = ser.serialize(&a.corrected, &mut c);
+        let _ = ser.serialize(&a.service, &mut s);
+        IntervalOp {
+            workload,
+            op,
+            corrected: c,
+            service: s,
+            ok: a.ok(),
+            errors: a.errors,
+            max_us: a.corrected.max(),
+            p50_us: a.corrected.value_at_quantile(0.5),
+            p99_us: a.corrected.value_at_quantile(0.99),
+        }
+    }
+
+    fn decode(&self, de: &mut Deserializer) -> OpAcc {
+        let mut a = OpAcc::small();
+        if let Ok(h) = de.deserialize::<u64, _>(&mut &self.corrected[..]) {
+            let _ = a.corrected.add(&h);
+        }
+        if let Ok(h) = de.deserialize::<u64, _>(&mut &self.service[..]) {
+            let _ = a.service.add(&h);
+        }
+        a.errors = self.errors;
+        a
+    }
+}
+
+/// One closed slot: `[start, end)` relative to the run start, by intended start.
 #[derive(Clone)]
 pub struct Interval {
     pub start: Duration,
     pub end: Duration,
     pub ops: Vec<IntervalOp>,
+    /// Closing order (0, 1, …): what readers that follow the run have already seen.
+    pub seq: u64,
 }
 
-/// Totals and intervals for every workload; owned by the run, fed by [`Collector::cut`].
+/// Outcomes of one workload over time at [`PULSE`] resolution.
+#[derive(Default, Clone)]
+pub struct Pulse {
+    /// Per completion bucket: (ok, failed).
+    pub by_end: Vec<(u32, u32)>,
+    /// Per send bucket: the earliest completion bucket of an operation sent then that succeeded.
+    pub first_ok_end_by_sent: Vec<u32>,
+}
+
+impl Pulse {
+    fn mark(&mut self, m: PulseMark) {
+        let need = m.end.max(m.sent) as usize + 1;
+        if need > 50_000_000 {
+            return;
+        }
+        if self.by_end.len() < need {
+            self.by_end.resize(need, (0, 0));
+            self.first_ok_end_by_sent.resize(need, u32::MAX);
+        }
+        let e = &mut self.by_end[m.end as usize];
+        if m.ok {
+            e.0 += 1;
+            let f = &mut self.first_ok_end_by_sent[m.sent as usize];
+            *f = (*f).min(m.end);
+        } else {
+            e.1 += 1;
+        }
+    }
+}
+
+/// Totals, closed slots and pulses for every workload; owned by the run, fed by
+/// [`Collector::drain`].
 pub struct Collector {
     pub workloads: Vec<Arc<WorkloadMetrics>>,
+    /// Whole-run accumulators per (workload, op): every recorded operation exactly once.
     pub totals: Vec<Vec<OpAcc>>,
+    /// Closed slots, in time order.
     pub intervals: Vec<Interval>,
+    pub pulses: Vec<Pulse>,
     pub started: Instant,
     pub started_wall: std::time::SystemTime,
-    last_cut: Duration,
-    scratch: Vec<Vec<OpAcc>>,
+    pub timebase: Arc<Timebase>,
+    /// Operations that completed after their slot was closed (the slot was re-encoded).
+    pub late: u64,
+    pending: BTreeMap<SlotKey, Vec<Vec<OpAcc>>>,
+    closed: std::collections::HashMap<SlotKey, usize>,
+    next_seq: u64,
     ser: V2Serializer,
 }
 
 impl Collector {
     pub fn new(workloads: Vec<Arc<WorkloadMetrics>>, started: Instant) -> Collector {
         let n = workloads.len();
+        let timebase = Timebase::new(started);
+        for w in &workloads {
+            w.attach(timebase.clone());
+        }
         Collector {
             workloads,
             totals: (0..n).map(|_| vec![]).collect(),
             intervals: vec![],
+            pulses: (0..n).map(|_| Pulse::default()).collect(),
             started,
             started_wall: std::time::SystemTime::now(),
-            last_cut: Duration::ZERO,
-            scratch: (0..n).map(|_| vec![]).collect(),
+            timebase,
+            late: 0,
+            pending: BTreeMap::new(),
+            closed: Default::default(),
+            next_seq: 0,
             ser: V2Serializer::new(),
         }
     }
 
-    /// Close the current interval at `now`.
-    pub fn cut(&mut self, now: Instant) -> &Interval {
-        let end = now
-            .saturating_duration_since(self.started)
-            .max(self.last_cut);
-        let mut iv = Interval {
-            start: self.last_cut,
-            end,
-            ops: vec![],
-        };
-        for (w, m) in self.workloads.iter().enumerate() {
-            let acc = &mut self.scratch[w];
-            m.drain_into(acc);
-            let tot = &mut self.totals[w];
-            while tot.len() < acc.len() {
-                tot.push(OpAcc::new());
-            }
-            for (op, a) in acc.iter_mut().enumerate() {
-                if a.ok() == 0 && a.error_count() == 0 {
-                    continue;
-                }
-                tot[op].add(a);
-                let mut c = Vec::new();
-                let mut s = Vec::new();
-                let _ = self.ser.serialize(&a.corrected, &mut c);
-                let _ = self.ser.serialize(&a.service, &mut s);
-                iv.ops.push(IntervalOp {
-                    workload: w,
-                    op,
-                    corrected: c,
-                    service: s,
-                    ok: a.ok(),
-                    errors: a.errors,
-                    max_us: a.corrected.max(),
-                    p50_us: a.corrected.value_at_quantile(0.5),
-                    p99_us: a.corrected.value_at_quantile(0.99),
-                });
-                a.reset();
-            }
+    /// Collect what the workers recorded, and close every slot that ended more than [`GRACE`]
+    /// before `now`. Returns how many slots were closed.
+    pub fn drain(&mut self, now: Instant) -> usize {
+        self.collect();
+        let horizon = now.saturating_duration_since(self.started);
+        let due: Vec<SlotKey> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|k| self.timebase.bounds(*k).1 + GRACE <= horizon)
+            .collect();
+        for k in &due {
+            self.close(*k);
         }
-        self.last_cut = end;
-        self.intervals.push(iv);
-        self.intervals.last().expect("just pushed")
+        due.len()
     }
 
-    /// Sum of the intervals that lie within [from, to) (by interval start), per (workload, op).
+    /// Collect and close every slot (the run is over).
+    pub fn finish(&mut self) {
+        self.collect();
+        let all: Vec<SlotKey> = self.pending.keys().copied().collect();
+        for k in all {
+            self.close(k);
+        }
+    }
+
+    fn collect(&mut self) {
+        let mut de = Deserializer::new();
+        for (w, m) in self.workloads.iter().enumerate() {
+            let nops = m.ops.read().expect("ops lock").len();
+            let tot = &mut self.totals[w];
+            while tot.len() < nops {
+                tot.push(OpAcc::new());
+            }
+            for s in &m.stripes {
+                let (open, pulse) = {
+                    let mut g = s.lock().expect("stripe lock");
+                    (std::mem::take(&mut g.open), std::mem::take(&mut g.pulse))
+                };
+                for p in pulse {
+                    self.pulses[w].mark(p);
+                }
+                let mut spare = vec![];
+                for (key, mut accs) in open {
+                    for (op, a) in accs.iter().enumerate() {
+                        if a.is_empty() {
+                            continue;
+                        }
+                        while tot.len() <= op {
+                            tot.push(OpAcc::new());
+                        }
+                        tot[op].add(a);
+                    }
+                    if let Some(&i) = self.closed.get(&key) {
+                        // Completed after its slot was closed: re-encode that slot with it.
+                        self.late += 1;
+                        patch(&mut self.intervals[i], w, &accs, &mut de, &mut self.ser);
+                    } else {
+                        let slot = self
+                            .pending
+                            .entry(key)
+                            .or_insert_with(|| self.workloads.iter().map(|_| vec![]).collect());
+                        let dst = &mut slot[w];
+                        for (op, a) in accs.iter().enumerate() {
+                            if a.is_empty() {
+                                continue;
+                            }
+                            while dst.len() <= op {
+                                dst.push(OpAcc::small());
+                            }
+                            dst[op].add(a);
+                        }
+                    }
+                    for a in accs.iter_mut() {
+                        a.reset();
+                    }
+                    spare.push(accs);
+                }
+                if !spare.is_empty() {
+                    let mut g = s.lock().expect("stripe lock");
+                    g.spare.extend(spare);
+                    g.spare.truncate(8);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, key: SlotKey) {
+        let Some(slot) = self.pending.remove(&key) else {
+            return;
+        };
+        let (start, end) = self.timebase.bounds(key);
+        let mut iv = Interval {
+            start,
+            end,
+            ops: vec![],
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        for (w, accs) in slot.iter().enumerate() {
+            for (op, a) in accs.iter().enumerate() {
+                if !a.is_empty() {
+                    iv.ops.push(IntervalOp::encode(&mut self.ser, w, op, a));
+                }
+            }
+        }
+        // Slots close in time order except when a late one arrives: keep the vector sorted.
+        let pos = self.intervals.partition_point(|x| x.start <= start);
+        if pos < self.intervals.len() {
+            for i in self.closed.values_mut() {
+                if *i >= pos {
+                    *i += 1;
+                }
+            }
+        }
+        self.intervals.insert(pos, iv);
+        self.closed.insert(key, pos);
+    }
+
+    /// Slots closed after the one numbered `seq` (all with `None`), in time order.
+    pub fn closed_since(&self, seq: Option<u64>) -> impl Iterator<Item = &Interval> {
+        self.intervals
+            .iter()
+            .filter(move |iv| seq.is_none_or(|s| iv.seq > s))
+    }
+
+    /// The number of the last slot closed, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.next_seq.checked_sub(1)
+    }
+
+    /// Sum of the closed slots within `[from, to)` (by slot start), per (workload, op).
     pub fn window(&self, from: Duration, to: Duration) -> Vec<Vec<OpAcc>> {
         let mut out: Vec<Vec<OpAcc>> = self
             .workloads
             .iter()
             .map(|m| (0..m.op_names().len()).map(|_| OpAcc::new()).collect())
             .collect();
-        let mut de = hdrhistogram::serialization::Deserializer::new();
-        for iv in self
-            .intervals
-            .iter()
-            .filter(|iv| iv.start >= from && iv.start < to && iv.end > iv.start)
-        {
+        let mut de = Deserializer::new();
+        for iv in self.intervals.iter().filter(|iv| {
+            // Slot starts are exact cut offsets; windows come back through f64 seconds.
+            let eps = Duration::from_micros(1);
+            iv.start + eps >= from && iv.start + eps < to && iv.end > iv.start
+        }) {
             for o in &iv.ops {
                 let dst = &mut out[o.workload];
                 while dst.len() <= o.op {
                     dst.push(OpAcc::new());
                 }
-                if let Ok(h) = de.deserialize::<u64, _>(&mut &o.corrected[..]) {
-                    let _ = dst[o.op].corrected.add(&h);
-                }
-                if let Ok(h) = de.deserialize::<u64, _>(&mut &o.service[..]) {
-                    let _ = dst[o.op].service.add(&h);
-                }
-                for (a, b) in dst[o.op].errors.iter_mut().zip(o.errors.iter()) {
-                    *a += b;
-                }
+                dst[o.op].add(&o.decode(&mut de));
             }
         }
         out
+    }
+
+    /// The closed slots grouped into windows of `width` (for the series and the report).
+    pub fn coarse(&self, width: Duration) -> Vec<Interval> {
+        let mut out: Vec<Interval> = vec![];
+        let mut de = Deserializer::new();
+        let mut ser = V2Serializer::new();
+        let mut accs: BTreeMap<(usize, usize), OpAcc> = BTreeMap::new();
+        let mut cur: Option<(u128, Interval)> = None;
+        for iv in &self.intervals {
+            let b = iv.start.as_nanos() / width.as_nanos().max(1);
+            if cur.as_ref().is_none_or(|c| c.0 != b) {
+                if let Some((_, done)) = cur.take() {
+                    out.push(with_ops(done, &mut accs, &mut ser));
+                }
+                cur = Some((
+                    b,
+                    Interval {
+                        start: iv.start,
+                        end: iv.end,
+                        ops: vec![],
+                        seq: iv.seq,
+                    },
+                ));
+            }
+            let c = &mut cur.as_mut().expect("set above").1;
+            c.end = c.end.max(iv.end);
+            for o in &iv.ops {
+                accs.entry((o.workload, o.op))
+                    .or_insert_with(OpAcc::small)
+                    .add(&o.decode(&mut de));
+            }
+        }
+        if let Some((_, done)) = cur {
+            out.push(with_ops(done, &mut accs, &mut ser));
+        }
+        out
+    }
+}
+
+/// `iv` with the accumulated ops encoded into it (the accumulators are emptied).
+fn with_ops(
+    mut iv: Interval,
+    accs: &mut BTreeMap<(usize, usize), OpAcc>,
+    ser: &mut V2Serializer,
+) -> Interval {
+    for ((w, op), a) in std::mem::take(accs) {
+        iv.ops.push(IntervalOp::encode(ser, w, op, &a));
+    }
+    iv
+}
+
+/// Add one workload's late accumulators into a closed slot, re-encoding the ops they touch.
+fn patch(
+    iv: &mut Interval,
+    w: usize,
+    accs: &[OpAcc],
+    de: &mut Deserializer,
+    ser: &mut V2Serializer,
+) {
+    for (op, a) in accs.iter().enumerate() {
+        if a.is_empty() {
+            continue;
+        }
+        match iv.ops.iter_mut().find(|o| o.workload == w && o.op == op) {
+            Some(o) => {
+                let mut merged = o.decode(de);
+                merged.add(a);
+                *o = IntervalOp::encode(ser, w, op, &merged);
+            }
+            None => iv.ops.push(IntervalOp::encode(ser, w, op, a)),
+        }
     }
 }
 
@@ -529,5 +973,58 @@ impl LatencyStats {
             mean: (h.mean() * 10.0).round() / 10.0,
             min: h.min(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_land_in_the_slot_of_their_intended_start() {
+        let start = Instant::now();
+        let m = WorkloadMetrics::new("w", vec!["get".into()], &[]);
+        let mut c = Collector::new(vec![m.clone()], start);
+        let rec = m.recorder(0);
+        // Meant at 50ms (slot 0), completed at 750ms: slot 0, latency 700ms.
+        let t = |ms: u64| start + Duration::from_millis(ms);
+        rec.record(0, t(50), t(60), t(750), Ok(()));
+        rec.record(0, t(150), t(150), t(151), Ok(()));
+        rec.record(0, t(160), t(160), t(170), Err(ErrorKind::Timeout));
+        c.finish();
+        assert_eq!(c.intervals.len(), 2);
+        assert_eq!(c.intervals[0].start, Duration::ZERO);
+        assert_eq!(c.intervals[0].ops[0].ok, 1);
+        assert!(c.intervals[0].ops[0].max_us >= 699_000);
+        assert_eq!(c.intervals[1].start, Duration::from_millis(100));
+        assert_eq!(c.intervals[1].ops[0].ok, 1);
+        assert_eq!(c.intervals[1].ops[0].errors.iter().sum::<u64>(), 1);
+        assert_eq!(c.totals[0][0].ok(), 2);
+        // The pulse saw one failure at 170ms.
+        assert_eq!(c.pulses[0].by_end[17], (0, 1));
+    }
+
+    #[test]
+    fn cuts_split_slots_exactly_and_late_operations_patch_their_slot() {
+        let start = Instant::now() - Duration::from_secs(5);
+        let m = WorkloadMetrics::new("w", vec!["get".into()], &[]);
+        let mut c = Collector::new(vec![m.clone()], start);
+        let rec = m.recorder(0);
+        let cut = c.timebase.cut_now();
+        let before = cut - Duration::from_micros(10);
+        rec.record(0, before, before, cut + Duration::from_millis(1), Ok(()));
+        rec.record(0, cut, cut, cut + Duration::from_millis(1), Ok(()));
+        c.drain(Instant::now() + Duration::from_secs(10));
+        let n = c.intervals.len();
+        assert_eq!(n, 2, "one slot on each side of the cut");
+        assert_eq!(c.intervals[1].start, cut.duration_since(start));
+        // Completes after its slot was closed: it still lands there.
+        rec.record(0, before, before, Instant::now(), Ok(()));
+        c.finish();
+        assert_eq!(c.intervals.len(), 2);
+        assert_eq!(c.intervals[0].ops[0].ok, 2);
+        assert_eq!(c.late, 1);
+        let w = c.window(Duration::ZERO, cut.duration_since(start));
+        assert_eq!(w[0][0].ok(), 2);
     }
 }

@@ -80,13 +80,16 @@ pub struct CounterDef {
     pub kind: CounterKind,
     /// One line for `--help`-like listings and the report's tooltip.
     pub help: &'static str,
+    /// For a [`CounterKind::Checked`] counter: the total it covers. When that total is above 0
+    /// and nothing could be checked, the oracle is inconclusive (and the run fails).
+    pub covers: Option<&'static str>,
 }
 
 /// Declare a workload's counters as an enum (the index into its counter array) plus their
 /// definitions: `counters! { pub enum LockCounter { Acquired = ("acquired", Total, "…"), … } }`.
 #[macro_export]
 macro_rules! counters {
-    ($(#[$m:meta])* $vis:vis enum $name:ident { $($v:ident = ($n:literal, $k:ident, $h:literal)),* $(,)? }) => {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($v:ident = ($n:literal, $k:ident, $h:literal $(, covers = $c:literal)?)),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         $vis enum $name { $($v),* }
@@ -96,6 +99,7 @@ macro_rules! counters {
                     name: $n,
                     kind: $crate::plan::counter::CounterKind::$k,
                     help: $h,
+                    covers: $crate::counters!(@covers $($c)?),
                 }),*
             ];
             /// Index into [`Self::DEFS`] (and the workload's counter array).
@@ -103,6 +107,8 @@ macro_rules! counters {
             pub fn name(self) -> &'static str { Self::DEFS[self as usize].name }
         }
     };
+    (@covers) => { None };
+    (@covers $c:literal) => { Some($c) };
 }
 
 /// The definition of `name` among `defs`.

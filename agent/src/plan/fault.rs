@@ -18,8 +18,45 @@ pub struct FaultPlan {
     pub duration: Option<Duration>,
     pub every: Option<Duration>,
     pub node: NodeSel,
+    /// Which connections a network toxic acts on: the clients', or a replica's link to its
+    /// primary.
+    pub link: Link,
     /// Where it was written (for messages about it).
     pub span: Range<usize>,
+}
+
+/// The connections a network toxic acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Link {
+    /// Workload connections to the node (through the agent's proxy in front of it).
+    #[default]
+    Clients,
+    /// A replica's replication link to its primary (embedded topology: the replica replicates
+    /// through the agent's proxy).
+    Replication,
+}
+
+impl Link {
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Clients => "clients",
+            Link::Replication => "replication",
+        }
+    }
+}
+
+/// How a failover is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// A planned failover, as the `FAILOVER` command and providers' maintenance do it: writes on
+    /// the primary are paused, a replica is given up to `sync_timeout` to receive everything,
+    /// then it is promoted, the old primary is demoted and its clients reconnect. Nothing
+    /// acknowledged is lost — unless the replica could not catch up in time (replication lag).
+    Coordinated { sync_timeout: Duration },
+    /// `SENTINEL FAILOVER` at once, as after a crash: what the replica has not received is lost,
+    /// and clients still connected to the old primary keep writing there until Sentinel demotes
+    /// it (up to several seconds: two primaries at once).
+    Forced,
 }
 
 /// Which node a fault hits; resolved when it fires.
@@ -69,7 +106,9 @@ pub enum MemLimit {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultKind {
-    Failover,
+    Failover {
+        mode: FailoverMode,
+    },
     Kill {
         restart_after: Option<Duration>,
     },
@@ -104,6 +143,22 @@ pub enum FaultKind {
         bytes: u64,
     },
     Partition,
+    /// Replication delayed: the replica's link to its primary goes through the proxy with this
+    /// latency (the replica lags; a failover now loses what it has not received).
+    ReplicationLag {
+        delay: Duration,
+        jitter: Duration,
+    },
+    /// The replica's link to its primary is cut (it falls behind; writes keep being acknowledged).
+    ReplicationPartition,
+    /// One of a Dramatiq workload's consumers (a worker process) dies mid-message: it stops
+    /// fetching, acking and heart-beating; what it held stays in its ack set until another
+    /// worker's maintenance requeues it. It comes back as a new worker after `restart_after`.
+    ConsumerCrash {
+        workload: String,
+        consumer: u32,
+        restart_after: Option<Duration>,
+    },
 }
 
 /// The type names, as written in `type = "…"`.
@@ -123,6 +178,9 @@ pub const TYPES: &[&str] = &[
     "slow-close",
     "limit-data",
     "partition",
+    "replication-lag",
+    "replication-partition",
+    "consumer-crash",
 ];
 
 /// How a fault acts, which decides where it may run and how it is healed.
@@ -134,12 +192,14 @@ pub enum Class {
     Server,
     /// Works in the agent's own proxy; the server is untouched.
     Network,
+    /// Acts on the agent's own simulated clients (a worker process dying).
+    Workload,
 }
 
 impl FaultKind {
     pub fn type_name(&self) -> &'static str {
         match self {
-            FaultKind::Failover => "failover",
+            FaultKind::Failover { .. } => "failover",
             FaultKind::Kill { .. } => "kill",
             FaultKind::Pause => "pause",
             FaultKind::ClientPause { .. } => "client-pause",
@@ -154,12 +214,17 @@ impl FaultKind {
             FaultKind::SlowClose { .. } => "slow-close",
             FaultKind::LimitData { .. } => "limit-data",
             FaultKind::Partition => "partition",
+            FaultKind::ReplicationLag { .. } => "replication-lag",
+            FaultKind::ReplicationPartition => "replication-partition",
+            FaultKind::ConsumerCrash { .. } => "consumer-crash",
         }
     }
 
     pub fn class(&self) -> Class {
         match self {
-            FaultKind::Failover | FaultKind::Kill { .. } | FaultKind::Pause => Class::Topology,
+            FaultKind::Failover { .. } | FaultKind::Kill { .. } | FaultKind::Pause => {
+                Class::Topology
+            }
             FaultKind::ClientPause { .. }
             | FaultKind::ClientKill
             | FaultKind::DebugSleep
@@ -171,13 +236,16 @@ impl FaultKind {
             | FaultKind::Blackhole
             | FaultKind::SlowClose { .. }
             | FaultKind::LimitData { .. }
-            | FaultKind::Partition => Class::Network,
+            | FaultKind::Partition
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition => Class::Network,
+            FaultKind::ConsumerCrash { .. } => Class::Workload,
         }
     }
 
     /// Changes the server itself (needs the double opt-in on a non-local target).
     pub fn destructive(&self) -> bool {
-        self.class() != Class::Network
+        matches!(self.class(), Class::Topology | Class::Server)
     }
 
     /// Works through the proxy only.
@@ -185,11 +253,15 @@ impl FaultKind {
         self.class() == Class::Network
     }
 
-    /// Needs a process the agent manages.
+    /// Needs a process the agent manages (the embedded topology).
     pub fn needs_process(&self) -> bool {
         match self {
-            FaultKind::Kill { .. } | FaultKind::Pause => true,
-            FaultKind::Failover
+            FaultKind::Kill { .. }
+            | FaultKind::Pause
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition => true,
+            FaultKind::Failover { .. }
+            | FaultKind::ConsumerCrash { .. }
             | FaultKind::ClientPause { .. }
             | FaultKind::ClientKill
             | FaultKind::DebugSleep
@@ -208,7 +280,10 @@ impl FaultKind {
     /// Has a window (heals after `duration`) rather than being a one-off event.
     pub fn windowed(&self) -> bool {
         match self {
-            FaultKind::Failover | FaultKind::ClientKill | FaultKind::Kill { .. } => false,
+            FaultKind::Failover { .. }
+            | FaultKind::ClientKill
+            | FaultKind::Kill { .. }
+            | FaultKind::ConsumerCrash { .. } => false,
             FaultKind::Pause
             | FaultKind::ClientPause { .. }
             | FaultKind::DebugSleep
@@ -220,7 +295,9 @@ impl FaultKind {
             | FaultKind::Blackhole
             | FaultKind::SlowClose { .. }
             | FaultKind::LimitData { .. }
-            | FaultKind::Partition => true,
+            | FaultKind::Partition
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition => true,
         }
     }
 
@@ -237,7 +314,7 @@ impl FaultKind {
     /// May move the primary (so the timeline reports where it went).
     pub fn moves_primary(&self) -> bool {
         match self {
-            FaultKind::Failover
+            FaultKind::Failover { .. }
             | FaultKind::Kill { .. }
             | FaultKind::Partition
             | FaultKind::Pause => true,
@@ -251,7 +328,10 @@ impl FaultKind {
             | FaultKind::Reset
             | FaultKind::Blackhole
             | FaultKind::SlowClose { .. }
-            | FaultKind::LimitData { .. } => false,
+            | FaultKind::LimitData { .. }
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition
+            | FaultKind::ConsumerCrash { .. } => false,
         }
     }
 
@@ -290,17 +370,50 @@ impl FaultKind {
             ],
             FaultKind::SlowClose { delay } => vec![("delay_seconds", Secs(delay.as_secs_f64()))],
             FaultKind::LimitData { bytes } => vec![("bytes", Int(*bytes as i64))],
+            FaultKind::Failover { mode } => match mode {
+                FailoverMode::Coordinated { sync_timeout } => vec![
+                    ("mode", Text("coordinated".into())),
+                    ("sync_timeout_seconds", Secs(sync_timeout.as_secs_f64())),
+                ],
+                FailoverMode::Forced => vec![("mode", Text("forced".into()))],
+            },
+            FaultKind::ReplicationLag { delay, jitter } => vec![
+                ("delay_seconds", Secs(delay.as_secs_f64())),
+                ("jitter_seconds", Secs(jitter.as_secs_f64())),
+            ],
+            FaultKind::ConsumerCrash {
+                workload,
+                consumer,
+                restart_after,
+            } => {
+                let mut v = vec![
+                    ("workload", Text(workload.clone())),
+                    ("consumer", Int(*consumer as i64)),
+                ];
+                if let Some(r) = restart_after {
+                    v.push(("restart_after_seconds", Secs(r.as_secs_f64())));
+                }
+                v
+            }
             FaultKind::Kill {
                 restart_after: None,
             }
-            | FaultKind::Failover
             | FaultKind::Pause
+            | FaultKind::ReplicationPartition
             | FaultKind::ClientKill
             | FaultKind::DebugSleep
             | FaultKind::Reset
             | FaultKind::Blackhole
             | FaultKind::Partition => vec![],
         }
+    }
+
+    /// Acts on a replica's replication link (the replica replicates through the agent's proxy).
+    pub fn on_replication_link(&self, link: Link) -> bool {
+        matches!(
+            self,
+            FaultKind::ReplicationLag { .. } | FaultKind::ReplicationPartition
+        ) || (self.network() && link == Link::Replication)
     }
 }
 
@@ -317,15 +430,18 @@ pub enum ParamValue {
 pub fn topology_needs(faults: &[FaultPlan]) -> Topology {
     let mut t = Topology::default();
     for f in faults {
+        if f.kind.on_replication_link(f.link) {
+            t.replicas = t.replicas.max(1);
+            t.replication_proxy = true;
+        }
         match (&f.kind, &f.node) {
-            (FaultKind::Failover, _)
+            (FaultKind::Failover { .. }, _)
             | (FaultKind::Kill { .. }, NodeSel::Primary)
             | (FaultKind::Partition, NodeSel::Primary)
             | (FaultKind::Pause, NodeSel::Primary) => {
+                // Clients follow the primary through Sentinel, as a Sentinel-aware redis-py does.
                 t.replicas = t.replicas.max(1);
-                if !matches!(f.kind, FaultKind::Failover) {
-                    t.sentinels = t.sentinels.max(3);
-                }
+                t.sentinels = t.sentinels.max(3);
             }
             (_, NodeSel::Replica) => t.replicas = t.replicas.max(1),
             (_, NodeSel::Sentinel) => {

@@ -39,11 +39,13 @@ pub struct Plan {
     pub shard: Option<Shard>,
 }
 
-/// Sizes of the embedded topology a plan needs.
+/// The embedded topology a plan needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Topology {
     pub replicas: u8,
     pub sentinels: u8,
+    /// Replicas replicate through the agent's proxy (replication faults need it).
+    pub replication_proxy: bool,
 }
 
 /// One workload: an id, a load model and what each operation does.

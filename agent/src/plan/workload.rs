@@ -17,10 +17,18 @@ pub enum WorkloadKind {
     Lock(LockPlan),
     RateLimit(RateLimitPlan),
     Plugin(PluginPlan),
+    Set(SetPlan),
 }
 
 /// The type names, as written in `type = "…"`.
-pub const TYPES: &[&str] = &["commands", "dramatiq", "lock", "rate_limit", "plugin"];
+pub const TYPES: &[&str] = &[
+    "commands",
+    "dramatiq",
+    "lock",
+    "rate_limit",
+    "plugin",
+    "set",
+];
 
 impl WorkloadKind {
     pub fn type_name(&self) -> &'static str {
@@ -30,6 +38,7 @@ impl WorkloadKind {
             WorkloadKind::Lock(_) => "lock",
             WorkloadKind::RateLimit(_) => "rate_limit",
             WorkloadKind::Plugin(_) => "plugin",
+            WorkloadKind::Set(_) => "set",
         }
     }
 
@@ -45,6 +54,7 @@ impl WorkloadKind {
             WorkloadKind::Lock(_) => LOCK_OPS,
             WorkloadKind::RateLimit(_) => RATE_LIMIT_OPS,
             WorkloadKind::Plugin(_) => PLUGIN_OPS,
+            WorkloadKind::Set(_) => SET_OPS,
         };
         fixed.iter().map(|s| s.to_string()).collect()
     }
@@ -58,6 +68,7 @@ impl WorkloadKind {
             WorkloadKind::Lock(_) => LockCounter::DEFS,
             WorkloadKind::RateLimit(_) => RateLimitCounter::DEFS,
             WorkloadKind::Plugin(_) => PluginCounter::DEFS,
+            WorkloadKind::Set(_) => SetCounter::DEFS,
         }
     }
 
@@ -118,9 +129,14 @@ counters! {
         MissingPayloads = ("missing_payloads", Safety, "a fetched id whose payload was gone"),
         Undecodable = ("undecodable", Safety, "a fetched payload that is not a Dramatiq message"),
         QueueDepthMax = ("queue_depth_max", Max, "the longest the queue was (sampled)"),
-        Unfinished = ("unfinished", Total, "delivered, never finished, gone from Valkey"),
+        Unfinished = ("unfinished", Safety, "delivered, never finished, gone from Valkey"),
         TakenByOthers = ("taken_by_others", Total, "shared queue: consumed by other workers"),
         LeftQueued = ("left_queued", Total, "produce-only: still queued at the end"),
+        Redelivered = ("redelivered", Safety, "an attempt delivered again after a fault lost the first delivery (at-least-once)"),
+        Resurrected = ("resurrected", Safety, "a message delivered again after it was acked (its ack was lost in a fault)"),
+        Ambiguous = ("ambiguous", Total, "enqueues that failed in a way that may have landed them"),
+        AmbiguousLanded = ("ambiguous_landed", Total, "of those, how many landed (delivered or still present)"),
+        Checked = ("checked", Checked, "acknowledged enqueues the accounting covered", covers = "enqueued"),
     }
 }
 
@@ -150,6 +166,12 @@ pub struct DramatiqPlan {
     /// Other consumers (e.g. Python workers) share the queue: messages they took are
     /// `taken_by_others`, not lost, and the drain waits for the queue to empty.
     pub shared_queue: bool,
+    /// A worker whose heartbeat is older than this is dead: maintenance requeues what it held
+    /// (Dramatiq's `heartbeat_timeout`, default 60 s).
+    pub heartbeat_timeout: Duration,
+    /// The chance that a fetch also runs maintenance (Dramatiq: `maintenance_chance` per
+    /// million, default 1000, i.e. 0.1%).
+    pub maintenance_chance: f64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,4 +301,33 @@ pub struct PluginPlan {
     pub replace_on_trap: bool,
     /// A VU that traps this many times in a row is stopped.
     pub max_restarts: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// set
+
+pub const SET_OPS: &[&str] = &["add", "read"];
+
+counters! {
+    /// The acknowledged-writes oracle (Jepsen's set): every acknowledged add must be read back.
+    pub enum SetCounter {
+        Written = ("written", Total, "adds the server acknowledged"),
+        Lost = ("lost", Safety, "acknowledged adds missing from the final read"),
+        Indeterminate = ("indeterminate", Total, "adds that failed ambiguously (timeout, connection)"),
+        IndeterminatePresent = ("indeterminate_present", Total, "of those, how many were read back"),
+        FailedPresent = ("failed_present", Safety, "adds the server refused that were read back anyway"),
+        Unexpected = ("unexpected", Safety, "values read back that this run never wrote"),
+        Checked = ("checked", Checked, "acknowledged adds the final read covered", covers = "written"),
+    }
+}
+
+/// Unique values added to sets, read back at the end.
+#[derive(Debug, Clone)]
+pub struct SetPlan {
+    /// How many set keys the values are spread over.
+    pub keys: u32,
+    /// Key names: `<key_prefix><workload id>:set:<n>` unless set (`{n}` is the key number).
+    pub key_pattern: Option<String>,
+    /// Delete the sets after the final read.
+    pub cleanup: bool,
 }

@@ -288,8 +288,13 @@ impl metrics::Host for VuState {
             metrics::MetricKind::Counter => m.custom_add(name, value),
             metrics::MetricKind::Gauge => m.custom_set(name, value),
             metrics::MetricKind::Histogram => {
+                // A duration the plugin measured (ns), ending now.
                 let us = (value.max(0) as u64) / 1000;
-                rec.record_us(m.op_index(name), us, us, Ok(()));
+                let now = std::time::Instant::now();
+                let began = now
+                    .checked_sub(std::time::Duration::from_micros(us))
+                    .unwrap_or(now);
+                rec.record_us(m.op_index(name), began, us, us, Ok(()));
             }
         }
     }

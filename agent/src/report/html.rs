@@ -123,6 +123,7 @@ svg.chart{border:1px solid var(--line);border-radius:4px;background:#fff}\
 svg text{font:11px system-ui,sans-serif;fill:#57606a}svg text.t{fill:#1f2328;font-weight:600}\
 .grid{stroke:#eaeef2;stroke-width:1}.axis{stroke:#8c959f;stroke-width:1}\
 .fault-window{fill:#f2cc60;fill-opacity:.28;stroke:#d4a72c;stroke-opacity:.7}\
+.impact-window{fill:#cf222e;fill-opacity:.55}\
 svg text.fault-label{fill:#7d4e00}\
 .s{fill:none;stroke-width:1.6;stroke-linejoin:round}\
 .p50{stroke:#0969da}.p99{stroke:#bf3989}.max{stroke:#8c959f;stroke-dasharray:3 2;stroke-width:1.2}\
@@ -404,6 +405,26 @@ fn chart_frame(o: &mut String, f: &Frame, yticks: &[(f64, String)], faults: &[Fa
         };
         let to = fr.healed_at_secs.unwrap_or(f.span);
         let (x0, x1) = (f.x(from), f.x(to));
+        // The impact window: from the injection until every workload was back to normal.
+        if let Some(imp) = &fr.impact {
+            let xi = f.x(imp.until_secs.min(f.span));
+            let _ = write!(
+                o,
+                "<rect class=\"impact-window\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" \
+                 height=\"{:.1}\"><title>impact of #{} {}: {:.0} ms{}</title></rect>",
+                H - BOTTOM - 6.0,
+                (xi - x0).max(2.0),
+                6.0,
+                fr.index,
+                esc(&fr.name),
+                imp.window_ms,
+                if imp.recovered {
+                    ""
+                } else {
+                    ", not back to normal before the load ended"
+                }
+            );
+        }
         let label = format!("#{} {}", fr.index, fr.name);
         let tip = format!(
             "fault #{} {} ({}) on {}: {from:.1}s → {}",
@@ -607,6 +628,7 @@ fn faults(o: &mut String, s: &RunSummary) {
     o.push_str(
         "<section id=\"faults\"><h2>faults</h2>\n<table><tr><th>#</th><th class=\"l\">name</th>\
          <th class=\"l\">type</th><th class=\"l\">target</th><th class=\"l\">window</th>\
+         <th class=\"l\">impact</th>\
          <th>errors during</th><th class=\"l\">unavailability</th><th>p99 recovery</th>\
          <th class=\"l\">status</th></tr>\n",
     );
@@ -615,6 +637,20 @@ fn faults(o: &mut String, s: &RunSummary) {
             (Some(i), Some(h)) => format!("{i:.2}s → {h:.2}s"),
             (Some(i), None) => format!("{i:.2}s → not healed"),
             _ => "not injected".into(),
+        };
+        let impact = match &f.impact {
+            Some(i) => {
+                let mut t = format!(
+                    "{:.0} ms{}",
+                    i.window_ms,
+                    if i.recovered { "" } else { " (not recovered)" }
+                );
+                for (k, n) in &i.safety {
+                    t.push_str(&format!("; {k} {n}"));
+                }
+                t
+            }
+            None => "-".into(),
         };
         let unavail: Vec<String> = f
             .unavailability
@@ -641,13 +677,14 @@ fn faults(o: &mut String, s: &RunSummary) {
         let _ = writeln!(
             o,
             "<tr><td>{}</td><td class=\"l m\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
-             <td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td>\
+             <td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td>\
              <td class=\"l\">{status}</td></tr>",
             f.index,
             esc(&f.name),
             esc(&f.kind),
             esc(&f.target),
             esc(&window),
+            esc(&impact),
             fmt_count(f.errors_during),
             if unavail.is_empty() {
                 "none".into()
@@ -770,18 +807,21 @@ pub(crate) mod tests {
                     workload: "q<1>".into(),
                     name: "acquired".into(),
                     kind: CounterKind::Total,
+                    covers: None,
                     value: 900.0,
                 },
                 CounterValue {
                     workload: "q<1>".into(),
                     name: "violations".into(),
                     kind: CounterKind::Safety,
+                    covers: None,
                     value: 2.0,
                 },
                 CounterValue {
                     workload: "q<1>".into(),
                     name: "lost_while_held".into(),
                     kind: CounterKind::Safety,
+                    covers: None,
                     value: 0.0,
                 },
             ],
@@ -792,6 +832,7 @@ pub(crate) mod tests {
                     value: Some(2000.0),
                     passed: true,
                     shown: "2.00ms".into(),
+                    origin: CheckOrigin::Threshold,
                 },
                 CheckResult {
                     metric: "q<1>.error_rate".into(),
@@ -799,6 +840,7 @@ pub(crate) mod tests {
                     value: Some(0.032),
                     passed: false,
                     shown: "3.226%".into(),
+                    origin: CheckOrigin::Threshold,
                 },
             ],
             faults: vec![FaultRecord {

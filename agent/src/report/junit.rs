@@ -1,11 +1,11 @@
-//! `junit.xml` for CI: one testsuite named after the scenario, one testcase per threshold check,
-//! one per safety counter of each workload (it passes at 0) and one failed testcase per heal
-//! failure.
+//! `junit.xml` for CI: one testsuite named after the scenario, one testcase per check (the
+//! thresholds, every safety counter — at 0 unless a threshold allows more — and the oracles'
+//! coverage), so JUnit and the exit code agree, and one failed testcase per heal failure.
 
 use std::fmt::Write;
 
 use crate::plan::counter::CounterKind;
-use crate::summary::RunSummary;
+use crate::summary::{CheckOrigin, RunSummary};
 
 struct Case {
     class: String,
@@ -14,27 +14,31 @@ struct Case {
     failure: Option<(String, &'static str)>,
 }
 
-/// The testcases, in order: checks, safety counters (workload order), heal failures.
+/// The testcases, in order: checks, safety counters no check covers (summaries from before
+/// safety counters became checks), heal failures.
 fn cases(s: &RunSummary) -> Vec<Case> {
     let mut out = vec![];
     for c in &s.checks {
+        let (class, kind) = match c.origin {
+            CheckOrigin::Threshold => ("checks", "threshold"),
+            CheckOrigin::Safety => ("safety", "safety"),
+            CheckOrigin::Coverage => ("coverage", "inconclusive"),
+        };
         out.push(Case {
-            class: format!("{}.checks", s.scenario),
+            class: format!("{}.{class}", s.scenario),
             name: format!("{} {}", c.metric, c.condition),
-            failure: (!c.passed).then(|| {
-                (
-                    format!("got {}, want {}", c.shown, c.condition),
-                    "threshold",
-                )
-            }),
+            failure: (!c.passed).then(|| (format!("got {}, want {}", c.shown, c.condition), kind)),
         });
     }
     for w in &s.workloads {
-        for c in s
-            .counters
-            .iter()
-            .filter(|c| c.workload == w.id && c.kind == CounterKind::Safety)
-        {
+        for c in s.counters.iter().filter(|c| {
+            c.workload == w.id
+                && c.kind == CounterKind::Safety
+                && !s
+                    .checks
+                    .iter()
+                    .any(|k| k.metric == format!("{}.{}", c.workload, c.name))
+        }) {
             out.push(Case {
                 class: format!("{}.safety", s.scenario),
                 name: format!("{}.{}", c.workload, c.name),

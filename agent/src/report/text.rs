@@ -126,7 +126,22 @@ pub fn render(s: &RunSummary) -> String {
                     }
                 }
             }
-            if let Some(r) = f.p99_recovery_secs {
+            if let Some(i) = &f.impact {
+                let _ = writeln!(
+                    o,
+                    "      impact window {:.0} ms (until {:.1}s{})",
+                    i.window_ms,
+                    i.until_secs,
+                    if i.recovered {
+                        ""
+                    } else {
+                        ", not back to normal before the load ended"
+                    }
+                );
+                for (k, n) in &i.safety {
+                    let _ = writeln!(o, "      inside it: {k} {n}");
+                }
+            } else if let Some(r) = f.p99_recovery_secs {
                 let _ = writeln!(o, "      p99 back to normal {r:.1}s after heal");
             }
         }

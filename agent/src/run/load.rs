@@ -1,16 +1,16 @@
-//! The load phase: cut a metrics interval every `interval`, and exactly at every fault injection
-//! and heal the timeline reports; show progress; feed the exporter; stop at the end or on Ctrl-C.
+//! The load phase: collect what the workers recorded every slot (closing slots once their
+//! operations are in), show progress and feed the exporter every interval, stop at the end or on
+//! Ctrl-C. Phase boundaries are cut by the fault timeline itself (`metrics::Timebase::cut_now`).
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
 use crate::export::otlp::Exporter;
-use crate::metrics::Collector;
+use crate::metrics::{Collector, SLOT};
 
-/// When the load starts and ends, and how often intervals are cut.
+/// When the load starts and ends, and how often progress is shown.
 pub struct Clock {
     pub start: Instant,
     pub end: Instant,
@@ -25,11 +25,10 @@ pub struct Ended {
     pub interrupted: bool,
 }
 
-/// Run the interval loop until the end of the load or `shutdown`.
+/// Run the collection loop until the end of the load or `shutdown`.
 pub async fn run(
     collector: &mut Collector,
     clock: Clock,
-    mut cuts: UnboundedReceiver<Instant>,
     shutdown: &CancellationToken,
     mut progress: Progress,
     mut exporter: Option<&mut Exporter>,
@@ -40,37 +39,33 @@ pub async fn run(
         interval,
     } = clock;
     tokio::time::sleep_until(start.into()).await;
-    let mut tick = tokio::time::interval_at((start + interval).into(), interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slots = tokio::time::interval_at((start + SLOT).into(), SLOT);
+    slots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut report = tokio::time::interval_at((start + interval).into(), interval);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = None;
     let mut interrupted = false;
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            _ = slots.tick() => {
+                collector.drain(Instant::now());
+            }
+            _ = report.tick() => {
                 let now = Instant::now();
-                let iv = collector.cut(now.min(end));
-                progress.update(iv, now.saturating_duration_since(start));
+                progress.update(collector.closed_since(shown), now.saturating_duration_since(start));
+                shown = collector.last_seq().or(shown);
                 if let Some(x) = exporter.as_mut() {
                     x.observe(collector);
                 }
-                if now >= end { break; }
             }
-            _ = tokio::time::sleep_until(end.into()) => {
-                collector.cut(end);
-                break;
-            }
-            Some(at) = cuts.recv() => {
-                // A fault was injected or healed: close the interval there.
-                if at < end {
-                    collector.cut(at);
-                }
-            }
+            _ = tokio::time::sleep_until(end.into()) => break,
             _ = shutdown.cancelled() => {
                 interrupted = true;
-                collector.cut(Instant::now());
                 break;
             }
         }
     }
+    collector.drain(Instant::now());
     progress.finish();
     Ended {
         at: Instant::now(),

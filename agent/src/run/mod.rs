@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Events;
+use crate::control::Controls;
+use crate::events::{Events, FaultSpan};
 use crate::export::otlp::{self, OtlpOptions};
 use crate::fault;
 use crate::metrics::{Collector, WorkloadMetrics};
@@ -95,12 +96,19 @@ pub async fn run(
     let target = Arc::new(tokio::sync::Mutex::new(resolved.target));
     let mut route = resolved.route;
     // Refusals first, before any load; then the proxies the faults need.
-    let mut fault_env = fault::prepare(plan, target.clone(), &mut route, resolved.policy)
-        .await
-        .map_err(|e| match e {
-            fault::PrepareError::Refused(m) => RunError::Refused(m),
-            fault::PrepareError::Runtime(m) => RunError::Runtime(m),
-        })?;
+    let controls = Controls::default();
+    let mut fault_env = fault::prepare(
+        plan,
+        target.clone(),
+        &mut route,
+        resolved.policy,
+        controls.clone(),
+    )
+    .await
+    .map_err(|e| match e {
+        fault::PrepareError::Refused(m) => RunError::Refused(m),
+        fault::PrepareError::Runtime(m) => RunError::Runtime(m),
+    })?;
     let route = Arc::new(route);
     let server = target::preflight(&route).await?;
     eprintln!(
@@ -141,6 +149,7 @@ pub async fn run(
             key_prefix: plan.key_prefix.clone(),
             metrics: m.clone(),
             events: events.clone(),
+            controls: controls.clone(),
         };
         match workload::spawn(w, prep.as_deref(), ctx.clone(), &mut tasks).await {
             Ok(a) => actives.push(a),
@@ -154,10 +163,9 @@ pub async fn run(
         ctxs.push(ctx);
     }
 
-    // The fault timeline, which asks for interval cuts at every injection and heal.
+    // The fault timeline, which cuts phase boundaries at every injection and heal.
     fault_env.events = Some(events.clone());
-    let (cut_tx, cut_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    fault_env.cuts = Some(cut_tx);
+    fault_env.timebase = Some(collector.timebase.clone());
     let timeline = fault::spawn_timeline(plan, fault_env, start, fault_cancel.clone());
 
     let interval = opts.interval.unwrap_or(Duration::from_secs(1));
@@ -168,7 +176,6 @@ pub async fn run(
             end,
             interval,
         },
-        cut_rx,
         &shutdown,
         progress::Progress::new(plan, opts.quiet),
         exporter.as_mut(),
@@ -183,16 +190,31 @@ pub async fn run(
         Ok((r, env)) => (r, Some(env)),
         Err(_) => (vec![], None),
     };
+    let spans: Vec<FaultSpan> = fault_records
+        .iter()
+        .filter_map(|f| {
+            let from = start + Duration::from_secs_f64(f.injected_at_secs?);
+            let to = f
+                .healed_at_secs
+                .map(|h| start + Duration::from_secs_f64(h))
+                .unwrap_or_else(Instant::now);
+            Some(FaultSpan {
+                index: f.index,
+                from,
+                to,
+            })
+        })
+        .collect();
     let user_stop = ended.interrupted && shutdown.is_cancelled();
     for (a, ctx) in actives.iter().zip(&ctxs) {
         if user_stop {
             // Still account, but quickly: the user asked to stop.
-            let _ = tokio::time::timeout(Duration::from_secs(5), a.finish(ctx)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), a.finish(ctx, &spans)).await;
         } else {
-            a.finish(ctx).await;
+            a.finish(ctx, &spans).await;
         }
     }
-    collector.cut(Instant::now());
+    collector.finish();
     // The fault proxies carried the drain too; only now do they go.
     drop(fault_env);
 

@@ -38,11 +38,23 @@ impl Progress {
         }
     }
 
-    pub fn update(&mut self, iv: &Interval, elapsed: Duration) {
-        let secs = iv.end.saturating_sub(iv.start).as_secs_f64().max(1e-3);
-        let ok: u64 = iv.ops.iter().map(|o| o.ok).sum();
-        let errors: u64 = iv.ops.iter().map(|o| o.errors.iter().sum::<u64>()).sum();
-        let p99 = iv.ops.iter().map(|o| o.p99_us).max().unwrap_or(0);
+    /// Show the slots closed since the last update (they trail the clock by the collection
+    /// grace period).
+    pub fn update<'a>(&mut self, slots: impl Iterator<Item = &'a Interval>, elapsed: Duration) {
+        let (mut from, mut to) = (Duration::MAX, Duration::ZERO);
+        let (mut ok, mut errors, mut p99) = (0u64, 0u64, 0u64);
+        for iv in slots {
+            from = from.min(iv.start);
+            to = to.max(iv.end);
+            ok += iv.ops.iter().map(|o| o.ok).sum::<u64>();
+            errors += iv
+                .ops
+                .iter()
+                .map(|o| o.errors.iter().sum::<u64>())
+                .sum::<u64>();
+            p99 = p99.max(iv.ops.iter().map(|o| o.p99_us).max().unwrap_or(0));
+        }
+        let secs = to.saturating_sub(from).as_secs_f64().max(1e-3);
         let msg = format!(
             "{:.0} ops/s  p99 {}  errors {}",
             (ok + errors) as f64 / secs,

@@ -70,6 +70,7 @@ pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunErro
             let spec = TopologySpec {
                 replicas: plan.topology.replicas,
                 sentinels: plan.topology.sentinels,
+                replication_proxy: plan.topology.replication_proxy,
             };
             let topo = Topology::start(&bin, spec)
                 .await

@@ -158,6 +158,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
     let need = topology_needs(&faults);
     topology.replicas = topology.replicas.max(need.replicas);
     topology.sentinels = topology.sentinels.max(need.sentinels);
+    topology.replication_proxy = need.replication_proxy;
 
     let mut thresholds = vec![];
     if let Some(t) = root.table("thresholds") {
@@ -284,6 +285,11 @@ fn compile_workload(w: &Obj, file: &Path) -> Option<WorkloadPlan> {
             let k = kobj.as_ref();
             let (p, c) = workload::plugin::read(w, k, clients, file)?;
             (WorkloadKind::Plugin(p), c, load?)
+        }
+        "set" => {
+            let k = kobj.as_ref();
+            let (p, c, load) = workload::set::read(w, k, clients, load)?;
+            (WorkloadKind::Set(p), c, load)
         }
         _ => return None,
     };

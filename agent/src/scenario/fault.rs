@@ -2,21 +2,11 @@
 
 use std::time::Duration;
 
-use crate::plan::fault::{Direction, FaultKind, FaultPlan, MemLimit, NodeSel, TYPES};
+use crate::plan::fault::{
+    Direction, FailoverMode, FaultKind, FaultPlan, Link, MemLimit, NodeSel, TYPES,
+};
 use crate::scenario::reader::Obj;
 use crate::units::parse_bytes;
-
-fn read_dir(o: &Obj) -> Direction {
-    match o
-        .choice("direction", &["upstream", "downstream", "both"])
-        .map(|s| s.value)
-        .as_deref()
-    {
-        Some("upstream") => Direction::Upstream,
-        Some("downstream") => Direction::Downstream,
-        _ => Direction::Both,
-    }
-}
 
 /// Read one `[[fault]]` table.
 pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
@@ -34,20 +24,104 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
     let duration = f.duration("duration").map(|d| d.value);
     let every = f.duration("every").map(|d| d.value);
     let name = f.str("name").map(|s| s.value);
-    let node = match f.str("node") {
-        None => NodeSel::Primary,
-        Some(s) => match s.value.as_str() {
-            "primary" => NodeSel::Primary,
-            "replica" => NodeSel::Replica,
-            "sentinel" => NodeSel::Sentinel,
-            other => NodeSel::Named(other.to_string()),
-        },
-    };
+    let node = f.str("node").map(|s| match s.value.as_str() {
+        "primary" => NodeSel::Primary,
+        "replica" => NodeSel::Replica,
+        "sentinel" => NodeSel::Sentinel,
+        other => NodeSel::Named(other.to_string()),
+    });
     let restart_after = f.duration("restart_after").map(|d| d.value);
+    let link = match f
+        .choice("link", &["clients", "replication"])
+        .map(|s| s.value)
+    {
+        Some(l) if l == "replication" => Link::Replication,
+        _ => Link::Clients,
+    };
     let ty = ty?;
+    let kind = read_kind(f, &ty.value, restart_after)?;
+    if kind.needs_duration() && duration.is_none() {
+        f.missing(
+            "duration",
+            Some(format!(
+                "a {} fault lasts a while: duration = \"10s\"",
+                kind.type_name()
+            )),
+        );
+        return None;
+    }
+    if restart_after.is_some()
+        && !matches!(
+            kind,
+            FaultKind::Kill { .. } | FaultKind::ConsumerCrash { .. }
+        )
+    {
+        f.ctx.error(
+            &f.span,
+            "`restart_after` only applies to type = \"kill\" and \"consumer-crash\"",
+            None,
+        );
+    }
+    if link == Link::Replication && !kind.network() {
+        f.ctx.error(
+            &f.span,
+            format!(
+                "`link = \"replication\"` needs a network fault, not {}",
+                kind.type_name()
+            ),
+            Some(
+                "latency, bandwidth, reset, blackhole, slow-close, limit-data or partition".into(),
+            ),
+        );
+    }
+    if let (Some(e), Some(d)) = (every, duration) {
+        if e <= d {
+            f.ctx.error(
+                &f.span,
+                format!("`every` ({e:?}) must be longer than `duration` ({d:?})"),
+                Some("a repeated fault must heal before it fires again".into()),
+            );
+        }
+    }
+    // Replication-link faults act on a replica's link; everything else defaults to the primary.
+    let on_link = kind.on_replication_link(link);
+    let node = node.unwrap_or(if on_link {
+        NodeSel::Replica
+    } else {
+        NodeSel::Primary
+    });
+    if on_link && node == NodeSel::Primary {
+        f.ctx.error(
+            &f.span,
+            "a replication-link fault acts on a replica's link to its primary",
+            Some("use node = \"replica\" (the default) or a replica's name".into()),
+        );
+    }
+    Some(FaultPlan {
+        index,
+        name: name.unwrap_or_else(|| kind.type_name().to_string()),
+        kind,
+        at: at?.value,
+        duration,
+        every,
+        node,
+        link,
+        span: f.span.clone(),
+    })
+}
+
+/// The kind and its own table (`[fault.<type>]`).
+fn read_kind(f: &Obj, ty: &str, restart_after: Option<Duration>) -> Option<FaultKind> {
     let sub = |k: &'static str| f.table(k);
-    let kind = match ty.value.as_str() {
-        "failover" => FaultKind::Failover,
+    Some(match ty {
+        "failover" => {
+            let t = sub("failover");
+            let mode = read_failover(t.as_ref());
+            if let Some(t) = t {
+                t.finish();
+            }
+            FaultKind::Failover { mode }
+        }
         "kill" => FaultKind::Kill { restart_after },
         "pause" => FaultKind::Pause,
         "client-pause" => {
@@ -65,61 +139,7 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
         }
         "client-kill" => FaultKind::ClientKill,
         "debug-sleep" => FaultKind::DebugSleep,
-        "memory" => {
-            let t = sub("memory");
-            let Some(t) = t else {
-                f.missing("memory", Some("add [fault.memory] with maxmemory = \"4mb\" (or headroom = \"1mb\") and policy = \"allkeys-lru\"".into()));
-                return None;
-            };
-            let policies = [
-                "allkeys-lru",
-                "volatile-lru",
-                "allkeys-lfu",
-                "volatile-lfu",
-                "allkeys-random",
-                "volatile-random",
-                "volatile-ttl",
-                "noeviction",
-            ];
-            let policy = t
-                .choice("policy", &policies)
-                .map(|s| s.value)
-                .unwrap_or_else(|| "noeviction".into());
-            let mm = t.str("maxmemory");
-            let hr = t.str("headroom");
-            let limit = match (mm, hr) {
-                (Some(m), None) => parse_bytes(&m.value).map(MemLimit::Bytes).or_else(|| {
-                    t.ctx.error(
-                        &m.span,
-                        format!("maxmemory {:?} is not a size", m.value),
-                        Some("e.g. \"64mb\"".into()),
-                    );
-                    None
-                }),
-                (None, Some(h)) => parse_bytes(&h.value).map(MemLimit::UsedPlus).or_else(|| {
-                    t.ctx.error(
-                        &h.span,
-                        format!("headroom {:?} is not a size", h.value),
-                        Some("e.g. \"1mb\"".into()),
-                    );
-                    None
-                }),
-                (Some(m), Some(_)) => {
-                    t.ctx
-                        .error(&m.span, "give `maxmemory` or `headroom`, not both", None);
-                    None
-                }
-                (None, None) => {
-                    t.missing("maxmemory", Some("maxmemory = \"4mb\", or headroom = \"1mb\" above what is used when the fault fires".into()));
-                    None
-                }
-            };
-            t.finish();
-            FaultKind::Memory {
-                maxmemory: limit?,
-                policy,
-            }
-        }
+        "memory" => read_memory(f)?,
         "idle-timeout" => {
             let t = sub("idle-timeout");
             let secs = t
@@ -134,16 +154,8 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
         }
         "latency" => {
             let t = sub("latency");
-            let (delay, jitter, direction) = match &t {
-                Some(t) => (
-                    t.duration("delay")
-                        .map(|d| d.value)
-                        .unwrap_or(Duration::from_millis(50)),
-                    t.duration("jitter").map(|d| d.value).unwrap_or_default(),
-                    read_dir(t),
-                ),
-                None => (Duration::from_millis(50), Duration::ZERO, Direction::Both),
-            };
+            let (delay, jitter) = read_delay(t.as_ref());
+            let direction = t.as_ref().map(read_dir).unwrap_or(Direction::Downstream);
             if let Some(t) = t {
                 t.finish();
             }
@@ -153,29 +165,7 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
                 direction,
             }
         }
-        "bandwidth" => {
-            let t = sub("bandwidth");
-            let mut rate = 64 * 1024;
-            let mut direction = Direction::Both;
-            if let Some(t) = t {
-                if let Some(r) = t.str("rate") {
-                    match parse_bytes(r.value.trim_end_matches("/s")) {
-                        Some(b) if b > 0 => rate = b,
-                        _ => t.ctx.error(
-                            &r.span,
-                            format!("rate {:?} is not a size per second", r.value),
-                            Some("e.g. \"64kb/s\"".into()),
-                        ),
-                    }
-                }
-                direction = read_dir(&t);
-                t.finish();
-            }
-            FaultKind::Bandwidth {
-                bytes_per_sec: rate,
-                direction,
-            }
-        }
+        "bandwidth" => read_bandwidth(sub("bandwidth")),
         "reset" => FaultKind::Reset,
         "blackhole" => FaultKind::Blackhole,
         "slow-close" => {
@@ -203,42 +193,169 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
             FaultKind::LimitData { bytes: b }
         }
         "partition" => FaultKind::Partition,
+        "replication-lag" => {
+            let t = sub("replication-lag");
+            let (delay, jitter) = read_delay(t.as_ref());
+            if let Some(t) = t {
+                t.finish();
+            }
+            FaultKind::ReplicationLag { delay, jitter }
+        }
+        "replication-partition" => FaultKind::ReplicationPartition,
+        "consumer-crash" => read_consumer_crash(f, restart_after)?,
         _ => return None,
+    })
+}
+
+fn read_dir(o: &Obj) -> Direction {
+    match o
+        .choice("direction", &["upstream", "downstream", "both"])
+        .map(|s| s.value)
+        .as_deref()
+    {
+        Some("upstream") => Direction::Upstream,
+        Some("both") => Direction::Both,
+        // Toxiproxy's default stream: the delay is added once per request/reply round trip.
+        _ => Direction::Downstream,
+    }
+}
+
+fn read_delay(t: Option<&Obj>) -> (Duration, Duration) {
+    match t {
+        Some(t) => (
+            t.duration("delay")
+                .map(|d| d.value)
+                .unwrap_or(Duration::from_millis(50)),
+            t.duration("jitter").map(|d| d.value).unwrap_or_default(),
+        ),
+        None => (Duration::from_millis(50), Duration::ZERO),
+    }
+}
+
+fn read_failover(t: Option<&Obj>) -> FailoverMode {
+    let Some(t) = t else {
+        return FailoverMode::Coordinated {
+            sync_timeout: Duration::from_secs(5),
+        };
     };
-    if kind.needs_duration() && duration.is_none() {
-        f.missing(
-            "duration",
-            Some(format!(
-                "a {} fault lasts a while: duration = \"10s\"",
-                kind.type_name()
-            )),
-        );
-        return None;
-    }
-    if restart_after.is_some() && !matches!(kind, FaultKind::Kill { .. }) {
-        f.ctx.error(
-            &f.span,
-            "`restart_after` only applies to type = \"kill\"",
-            None,
-        );
-    }
-    if let (Some(e), Some(d)) = (every, duration) {
-        if e <= d {
-            f.ctx.error(
-                &f.span,
-                format!("`every` ({e:?}) must be longer than `duration` ({d:?})"),
-                Some("a repeated fault must heal before it fires again".into()),
+    let forced = t
+        .choice("mode", &["coordinated", "forced"])
+        .is_some_and(|m| m.value == "forced");
+    let sync_timeout = t.duration("sync_timeout").map(|d| d.value);
+    if forced {
+        if let Some(s) = t.duration("sync_timeout") {
+            t.ctx.error(
+                &s.span,
+                "`sync_timeout` only applies to mode = \"coordinated\"",
+                None,
             );
         }
+        FailoverMode::Forced
+    } else {
+        FailoverMode::Coordinated {
+            sync_timeout: sync_timeout.unwrap_or(Duration::from_secs(5)),
+        }
     }
-    Some(FaultPlan {
-        index,
-        name: name.unwrap_or_else(|| kind.type_name().to_string()),
-        kind,
-        at: at?.value,
-        duration,
-        every,
-        node,
-        span: f.span.clone(),
+}
+
+fn read_memory(f: &Obj) -> Option<FaultKind> {
+    let Some(t) = f.table("memory") else {
+        f.missing("memory", Some("add [fault.memory] with maxmemory = \"4mb\" (or headroom = \"1mb\") and policy = \"allkeys-lru\"".into()));
+        return None;
+    };
+    let policies = [
+        "allkeys-lru",
+        "volatile-lru",
+        "allkeys-lfu",
+        "volatile-lfu",
+        "allkeys-random",
+        "volatile-random",
+        "volatile-ttl",
+        "noeviction",
+    ];
+    let policy = t
+        .choice("policy", &policies)
+        .map(|s| s.value)
+        .unwrap_or_else(|| "noeviction".into());
+    let mm = t.str("maxmemory");
+    let hr = t.str("headroom");
+    let limit = match (mm, hr) {
+        (Some(m), None) => parse_bytes(&m.value).map(MemLimit::Bytes).or_else(|| {
+            t.ctx.error(
+                &m.span,
+                format!("maxmemory {:?} is not a size", m.value),
+                Some("e.g. \"64mb\"".into()),
+            );
+            None
+        }),
+        (None, Some(h)) => parse_bytes(&h.value).map(MemLimit::UsedPlus).or_else(|| {
+            t.ctx.error(
+                &h.span,
+                format!("headroom {:?} is not a size", h.value),
+                Some("e.g. \"1mb\"".into()),
+            );
+            None
+        }),
+        (Some(m), Some(_)) => {
+            t.ctx
+                .error(&m.span, "give `maxmemory` or `headroom`, not both", None);
+            None
+        }
+        (None, None) => {
+            t.missing("maxmemory", Some("maxmemory = \"4mb\", or headroom = \"1mb\" above what is used when the fault fires".into()));
+            None
+        }
+    };
+    t.finish();
+    Some(FaultKind::Memory {
+        maxmemory: limit?,
+        policy,
+    })
+}
+
+fn read_bandwidth(t: Option<Obj>) -> FaultKind {
+    let mut rate = 64 * 1024;
+    let mut direction = Direction::Downstream;
+    if let Some(t) = t {
+        if let Some(r) = t.str("rate") {
+            match parse_bytes(r.value.trim_end_matches("/s")) {
+                Some(b) if b > 0 => rate = b,
+                _ => t.ctx.error(
+                    &r.span,
+                    format!("rate {:?} is not a size per second", r.value),
+                    Some("e.g. \"64kb/s\"".into()),
+                ),
+            }
+        }
+        direction = read_dir(&t);
+        t.finish();
+    }
+    FaultKind::Bandwidth {
+        bytes_per_sec: rate,
+        direction,
+    }
+}
+
+fn read_consumer_crash(f: &Obj, restart_after: Option<Duration>) -> Option<FaultKind> {
+    let Some(t) = f.table("consumer-crash") else {
+        f.missing(
+            "consumer-crash",
+            Some("add [fault.consumer-crash] with workload = \"<dramatiq workload id>\"".into()),
+        );
+        return None;
+    };
+    let workload = t.req_str(
+        "workload",
+        "the id of a dramatiq workload: workload = \"tasks\"",
+    );
+    let consumer = t
+        .uint("consumer", 10_000)
+        .map(|c| c.value as u32)
+        .unwrap_or(0);
+    t.finish();
+    Some(FaultKind::ConsumerCrash {
+        workload: workload?.value,
+        consumer,
+        restart_after,
     })
 }

@@ -149,7 +149,7 @@ pub fn apply(plan: &mut Plan, s: Shard) -> Vec<String> {
                     *t = trace_path(t, index);
                 }
             }
-            WorkloadKind::Commands(_) | WorkloadKind::Plugin(_) => {}
+            WorkloadKind::Commands(_) | WorkloadKind::Plugin(_) | WorkloadKind::Set(_) => {}
         }
         let what = if matches!(w.kind, WorkloadKind::Plugin(_)) {
             "VUs"

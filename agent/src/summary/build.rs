@@ -79,6 +79,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
                 name: d.name.to_string(),
                 value: v,
                 kind: d.kind,
+                covers: d.covers.map(str::to_string),
             });
         }
         for (n, kind, v) in m.custom_snapshot() {
@@ -87,6 +88,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
                 name: n,
                 value: v as f64,
                 kind,
+                covers: None,
             });
         }
         workloads.push(WorkloadSummary {
@@ -111,7 +113,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         });
     }
     let mut series = vec![];
-    for iv in &c.intervals {
+    for iv in &c.coarse(interval) {
         for o in &iv.ops {
             let m = &c.workloads[o.workload];
             series.push(SeriesPoint {
@@ -161,8 +163,63 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         series,
     };
     s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
+    let implicit = implicit_checks(&s.checks, &s.counters);
+    s.checks.extend(implicit);
     s.verdict = verdict(&s);
     s
+}
+
+/// The checks every run gets without asking: each safety counter without a whole-run threshold
+/// of its own must be 0 (a scenario allows some with e.g. `"tasks.redelivered" = "< 50"`), and
+/// an oracle that could check nothing of what happened is inconclusive, which fails.
+pub fn implicit_checks(explicit: &[CheckResult], counters: &[CounterValue]) -> Vec<CheckResult> {
+    let mut out = vec![];
+    for c in counters {
+        let metric = format!("{}.{}", c.workload, c.name);
+        match c.kind {
+            crate::plan::CounterKind::Safety => {
+                if explicit.iter().any(|t| t.metric == metric) {
+                    continue;
+                }
+                out.push(CheckResult {
+                    shown: format!("{}", c.value),
+                    passed: c.value == 0.0,
+                    value: Some(c.value),
+                    condition: "== 0".into(),
+                    metric,
+                    origin: CheckOrigin::Safety,
+                });
+            }
+            crate::plan::CounterKind::Checked => {
+                let Some(total_name) = &c.covers else {
+                    continue;
+                };
+                let total = counters
+                    .iter()
+                    .find(|t| t.workload == c.workload && &t.name == total_name)
+                    .map(|t| t.value)
+                    .unwrap_or(0.0);
+                if total > 0.0 {
+                    out.push(CheckResult {
+                        shown: if c.value > 0.0 {
+                            format!("{} of {total} {total_name}", c.value)
+                        } else {
+                            format!(
+                                "0 of {total} {total_name}: inconclusive, nothing could be checked"
+                            )
+                        },
+                        passed: c.value > 0.0,
+                        value: Some(c.value),
+                        condition: "> 0".into(),
+                        metric,
+                        origin: CheckOrigin::Coverage,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Fail when a check failed or a heal failed.

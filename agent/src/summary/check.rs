@@ -32,6 +32,7 @@ fn evaluate_one(t: &Threshold, s: &RunSummary, collector: Option<&Collector>) ->
         value,
         passed,
         shown: show(t, value),
+        origin: super::CheckOrigin::Threshold,
     }
 }
 

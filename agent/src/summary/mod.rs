@@ -113,6 +113,10 @@ pub struct CounterValue {
     /// What the counter means (safety counters fail the verdict; merge combines by kind).
     #[serde(default)]
     pub kind: CounterKind,
+    /// For a `checked` counter: the total it covers (nothing checked while that total is above 0
+    /// is an inconclusive oracle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +128,23 @@ pub struct CheckResult {
     pub passed: bool,
     /// Human reading of the value (e.g. "4.1ms").
     pub shown: String,
+    /// Where the check comes from: a threshold, or the default rule for a safety counter or an
+    /// oracle's coverage.
+    #[serde(default)]
+    pub origin: CheckOrigin,
+}
+
+/// Why a check exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOrigin {
+    /// A threshold of the scenario or the command line.
+    #[default]
+    Threshold,
+    /// A safety counter with no threshold of its own: above 0 fails.
+    Safety,
+    /// An oracle that could check nothing of what happened: inconclusive fails.
+    Coverage,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,12 +167,45 @@ pub struct FaultRecord {
     pub impact: Option<Impact>,
 }
 
-/// A fault's impact window: from its injection until every workload was back to normal.
+/// A fault's impact window: from its injection until every workload was back to normal (no
+/// errors, p99 within 1.5× of its value before the first fault, served again), at slot (100 ms)
+/// resolution. `{during:<fault>}` covers exactly this window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Impact {
     /// When every workload was back to normal, seconds from the run start (the end of the load
     /// when it never was).
     pub until_secs: f64,
+    /// From the injection to `until_secs`, in milliseconds.
+    pub window_ms: f64,
+    /// False when some workload was not back to normal before the load ended.
+    pub recovered: bool,
+    pub workloads: Vec<WorkloadImpact>,
+    /// Errors of every workload inside the window, by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// What the safety oracles counted inside the window: `<workload>.<counter>` → count.
+    pub safety: BTreeMap<String, u64>,
+}
+
+/// One workload inside a fault's impact window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadImpact {
+    pub workload: String,
+    /// When this workload was back to normal (seconds from the run start); none: never.
+    pub back_to_normal_secs: Option<f64>,
+    /// The first failed operation after the injection completed here (10 ms resolution).
+    pub first_failure_secs: Option<f64>,
+    /// The last success completed before that failure.
+    pub last_success_before_secs: Option<f64>,
+    /// The first success of an operation sent after that failure.
+    pub first_success_after_secs: Option<f64>,
+    /// Last success before the first failure → first success after it, in milliseconds.
+    pub unavailable_ms: Option<f64>,
+    /// Errors inside the window.
+    pub errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// The largest per-op p99 before the first fault and inside the window (µs).
+    pub p99_before_us: u64,
+    pub p99_during_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -170,6 +170,10 @@ impl Node {
 pub struct TopologySpec {
     pub replicas: u8,
     pub sentinels: u8,
+    /// Replicas will be pointed at a proxy in front of the primary: Sentinel must leave that
+    /// link alone (it "fixes" a replica whose primary address differs after its
+    /// `failover-timeout`, so that is raised from 4 s to 2 min).
+    pub replication_proxy: bool,
 }
 
 /// A running embedded topology. Dropping it stops every process and removes its directory.
@@ -222,9 +226,19 @@ impl Topology {
             }
         }
         let quorum = if spec.sentinels >= 3 { 2 } else { 1 };
+        let failover_timeout_ms = if spec.replication_proxy {
+            120_000
+        } else {
+            4_000
+        };
         for i in 0..spec.sentinels {
             let idx = topo.nodes.len();
-            topo.add_sentinel(&format!("sentinel-{}", i + 1), pport, quorum)?;
+            topo.add_sentinel(
+                &format!("sentinel-{}", i + 1),
+                pport,
+                quorum,
+                failover_timeout_ms,
+            )?;
             topo.wait_ping(idx).await?;
         }
         if spec.sentinels > 0 {
@@ -284,7 +298,13 @@ impl Topology {
         Ok(port)
     }
 
-    fn add_sentinel(&mut self, name: &str, primary_port: u16, quorum: u8) -> Result<(), String> {
+    fn add_sentinel(
+        &mut self,
+        name: &str,
+        primary_port: u16,
+        quorum: u8,
+        failover_timeout_ms: u32,
+    ) -> Result<(), String> {
         let port = free_port();
         let ndir = self.dir.join(name);
         std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
@@ -293,7 +313,7 @@ impl Topology {
             "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\nlogfile {log}\n\
              sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {quorum}\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-             sentinel failover-timeout {MASTER_NAME} 4000\n\
+             sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n",
             dir = ndir.display(),
             log = ndir.join("sentinel.log").display()

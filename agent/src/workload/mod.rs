@@ -10,6 +10,7 @@ pub mod lock;
 pub mod pacing;
 pub mod plugin;
 pub mod rate_limit;
+pub mod set;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Events;
+use crate::control::Controls;
+use crate::events::{Events, FaultSpan};
 use crate::metrics::WorkloadMetrics;
 use crate::plan::{WorkloadKind, WorkloadPlan};
 use crate::valkey::Route;
@@ -34,6 +36,8 @@ pub struct Ctx {
     pub key_prefix: String,
     pub metrics: Arc<WorkloadMetrics>,
     pub events: Events,
+    /// Switches the fault timeline flips (consumer crashes).
+    pub controls: Controls,
 }
 
 impl Ctx {
@@ -53,6 +57,7 @@ pub enum Active {
     Lock(Arc<lock::State>),
     RateLimit(Arc<rate_limit::State>),
     Plugin(Arc<plugin::State>),
+    Set(Arc<set::State>),
 }
 
 /// What must be ready before a run touches any server (plugins are loaded and checked here,
@@ -83,18 +88,22 @@ pub async fn spawn(
             let prepared = prepared.ok_or("plugin workload was not prepared")?;
             Active::Plugin(plugin::spawn(plan, p, prepared, ctx, tasks))
         }
+        WorkloadKind::Set(s) => Active::Set(set::spawn(plan, s, ctx, tasks)),
     })
 }
 
 impl Active {
-    /// After the load stopped: drain, check, and set the end-of-run counters. Bounded in time.
-    pub async fn finish(&self, ctx: &Ctx) {
+    /// After the load stopped and every fault healed: drain, check, and set the end-of-run
+    /// counters. Bounded in time. `faults` are the run's fault occurrences (oracles put what a
+    /// fault explains down to it).
+    pub async fn finish(&self, ctx: &Ctx, faults: &[FaultSpan]) {
         match self {
             Active::Commands => {}
-            Active::Dramatiq(s) => s.finish(ctx).await,
+            Active::Dramatiq(s) => s.finish(ctx, faults).await,
             Active::Lock(s) => s.finish(ctx).await,
             Active::RateLimit(s) => s.finish(ctx).await,
             Active::Plugin(s) => s.finish(ctx).await,
+            Active::Set(s) => s.finish(ctx).await,
         }
     }
 }

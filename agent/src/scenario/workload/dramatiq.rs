@@ -105,6 +105,15 @@ pub fn read(
         .unwrap_or(Duration::ZERO);
     let trace = k.str("trace").map(|s| std::path::PathBuf::from(s.value));
     let shared_queue = k.bool("shared_queue").map(|b| b.value).unwrap_or(false);
+    let heartbeat_timeout = k
+        .duration("heartbeat_timeout")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(60))
+        .max(Duration::from_millis(100));
+    let maintenance_chance = k
+        .fraction("maintenance_chance")
+        .map(|v| v.value)
+        .unwrap_or(0.001);
     if producers == 0 && consumers == 0 {
         k.ctx.error(
             &k.span,
@@ -136,6 +145,8 @@ pub fn read(
             consume_after,
             trace,
             shared_queue,
+            heartbeat_timeout,
+            maintenance_chance,
         },
         load,
     ))

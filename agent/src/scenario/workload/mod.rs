@@ -6,3 +6,4 @@ pub mod dramatiq;
 pub mod lock;
 pub mod plugin;
 pub mod rate_limit;
+pub mod set;

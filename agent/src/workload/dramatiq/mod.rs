@@ -19,6 +19,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
+use crate::control::ConsumerSwitch;
+use crate::events::FaultSpan;
 use crate::plan::{DramatiqCounter as C, DramatiqPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Error, Script, Value};
@@ -48,7 +50,6 @@ const C_LEFT: usize = C::LeftQueued.i();
 
 /// Dramatiq's `max_unpack_size` on stock Redis 7.0 and Valkey 9 (`maxstack() // 2`).
 pub const MAX_UNPACK: u64 = 3996;
-const HEARTBEAT_TIMEOUT_MS: u64 = 60_000;
 const DEAD_MESSAGE_TTL_MS: u64 = 604_800_000;
 
 /// The dispatch script for a fleet of Dramatiq `version` ("1" or "2").
@@ -74,26 +75,87 @@ pub struct State {
     inflight: AtomicUsize,
     delayed_held: AtomicUsize,
     broker_ids: Vec<String>,
+    /// The consumers' crash switches (`consumer-crash` faults).
+    crash: Arc<ConsumerSwitch>,
+    /// Per consumer: handlers that died with their worker since the last crash was accounted.
+    crashed_holding: Vec<AtomicUsize>,
     depth_max: AtomicU64,
     /// Eta of messages we promoted from the delay queue: their e2e counts from the eta.
     etas: Mutex<std::collections::HashMap<String, u64>>,
     trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
+impl State {
+    /// Resolves when consumer `i` crashes.
+    async fn crashed(&self, i: u32) {
+        loop {
+            if self.crash.is_crashed(i) {
+                return;
+            }
+            tokio::select! {
+                _ = self.crash.changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// Messages consumer `i`'s handlers were holding when it crashed (taken once; they leave
+    /// the in-flight count, they stay in its ack set).
+    fn crash_dropped(&self, i: u32) -> usize {
+        let n = self.crashed_holding[i as usize].swap(0, Ordering::Relaxed);
+        self.inflight.fetch_sub(n, Ordering::Relaxed);
+        n
+    }
+
+    /// One dispatch call of this workload's broker.
+    async fn call(
+        &self,
+        c: &mut Client,
+        cmd: &str,
+        queue: &str,
+        broker: &str,
+        maintenance: bool,
+        args: &[&[u8]],
+    ) -> Result<Value, Error> {
+        dispatch(
+            c,
+            &self.script,
+            &Broker {
+                namespace: &self.plan.namespace,
+                heartbeat_ms: self.plan.heartbeat_timeout.as_millis() as u64,
+            },
+            cmd,
+            queue,
+            broker,
+            maintenance,
+            args,
+        )
+        .await
+    }
+}
+
+/// The broker settings every dispatch call carries.
+pub struct Broker<'a> {
+    pub namespace: &'a str,
+    /// `heartbeat_timeout` (ms): a worker silent for longer is dead to maintenance.
+    pub heartbeat_ms: u64,
+}
+
 #[allow(clippy::too_many_arguments)] // the script's ARGV contract
-/// One dispatch call: `EVALSHA <sha> 1 <ns> <cmd> <ts> <queue> <broker> 60000 604800000 <m> 3996 args…`.
+/// One dispatch call: `EVALSHA <sha> 1 <ns> <cmd> <ts> <queue> <broker> <heartbeat> 604800000 <m> 3996 args…`.
 pub async fn dispatch(
     c: &mut Client,
     script: &Script,
-    ns: &str,
+    b: &Broker<'_>,
     cmd: &str,
     queue: &str,
     broker: &str,
     maintenance: bool,
     args: &[&[u8]],
 ) -> Result<Value, Error> {
+    let ns = b.namespace;
     let ts = now_ms().to_string();
-    let hb = HEARTBEAT_TIMEOUT_MS.to_string();
+    let hb = b.heartbeat_ms.to_string();
     let ttl = DEAD_MESSAGE_TTL_MS.to_string();
     let mx = MAX_UNPACK.to_string();
     let mut argv: Vec<&[u8]> = vec![
@@ -133,6 +195,8 @@ pub async fn spawn(
         inflight: AtomicUsize::new(0),
         delayed_held: AtomicUsize::new(0),
         broker_ids,
+        crash: ConsumerSwitch::new(d.consumers),
+        crashed_holding: (0..d.consumers).map(|_| AtomicUsize::new(0)).collect(),
         depth_max: AtomicU64::new(0),
         etas: Mutex::new(Default::default()),
         trace,
@@ -149,6 +213,8 @@ pub async fn spawn(
         );
         tasks.spawn(producer(st.clone(), ctx.clone(), i, pacer));
     }
+    ctx.controls
+        .register_consumers(&ctx.metrics.id, st.crash.clone());
     {
         let mut cs = st.consumers.lock().expect("consumers lock");
         for i in 0..d.consumers {
@@ -192,28 +258,37 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         };
         let body = m.encode();
         let sent = Instant::now();
-        let maint = rng.chance(0.001);
-        let r = dispatch(
-            &mut c,
-            &st.script,
-            &d.namespace,
-            "enqueue",
-            &queue,
-            &broker,
-            maint,
-            &[rid.as_bytes(), body.as_bytes()],
-        )
-        .await;
+        let maint = rng.chance(d.maintenance_chance);
+        let r = st
+            .call(
+                &mut c,
+                "enqueue",
+                &queue,
+                &broker,
+                maint,
+                &[rid.as_bytes(), body.as_bytes()],
+            )
+            .await;
         let end = Instant::now();
         let start = if pacer.is_open() { intended } else { sent };
         match r {
             Ok(_) => {
                 rec.record(OP_ENQ, start, sent, end, Ok(()));
-                st.ledger.enqueued(&mid);
+                st.ledger.enqueued(&mid, end);
                 ctx.metrics.counters.add(C_ENQUEUED, 1);
             }
-            // Not acknowledged: the producer saw the error, as `send()` would raise it.
-            Err(e) => rec.record(OP_ENQ, start, sent, end, Err(e.kind)),
+            // Not acknowledged: the producer saw the error, as `send()` would raise it. A timeout
+            // or a broken connection may still have landed it: tracked, not dropped.
+            Err(e) => {
+                rec.record(OP_ENQ, start, sent, end, Err(e.kind));
+                if matches!(
+                    e.kind,
+                    crate::valkey::ErrorKind::Timeout | crate::valkey::ErrorKind::Connection
+                ) {
+                    st.ledger.ambiguous(&mid, end);
+                    ctx.metrics.counters.add(C::Ambiguous.i(), 1);
+                }
+            }
         }
     }
 }
@@ -268,13 +343,21 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
             _ = st.stop.cancelled() => return,
         }
     }
-    let broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
+    let mut broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
+    // The worker process this consumer is: a new one after each crash.
+    let mut worker = Worker {
+        consumer: idx,
+        id: (idx as u64) << 32,
+    };
     let sem = Arc::new(Semaphore::new(d.threads as usize));
-    let pool: Arc<Mutex<Vec<Client>>> = Arc::new(Mutex::new(
-        (0..d.threads)
-            .map(|_| Client::new(ctx.route.clone()))
-            .collect(),
-    ));
+    let new_pool = || {
+        Arc::new(Mutex::new(
+            (0..d.threads)
+                .map(|_| Client::new(ctx.route.clone()))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let mut pool: Arc<Mutex<Vec<Client>>> = new_pool();
     let outstanding = Arc::new(AtomicUsize::new(0));
     let freed = Arc::new(Notify::new());
     let mut handlers = JoinSet::new();
@@ -296,6 +379,46 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
     loop {
         if st.stop.is_cancelled() {
             break;
+        }
+        if st.crash.is_crashed(idx) {
+            // Died mid-message: its handlers stop before acking, what it prefetched or held
+            // stays in its ack sets, its heartbeat stops. Another worker's maintenance requeues
+            // it once the heartbeat is older than `heartbeat_timeout`.
+            while handlers.join_next().await.is_some() {}
+            let abandoned = cache.len() + held.len() + st.crash_dropped(idx);
+            st.inflight.fetch_sub(cache.len(), Ordering::Relaxed);
+            st.delayed_held.fetch_sub(held.len(), Ordering::Relaxed);
+            cache.clear();
+            held.clear();
+            ctx.events.push(
+                crate::events::EventKind::Note,
+                format!(
+                    "{}: consumer {idx} (broker {broker}) crashed holding {abandoned} messages",
+                    ctx.metrics.id
+                ),
+            );
+            loop {
+                if !st.crash.is_crashed(idx) || st.stop.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    _ = st.crash.changed.notified() => {}
+                    _ = st.stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+            if st.stop.is_cancelled() {
+                return;
+            }
+            // A new worker process: new broker id, new connections.
+            broker = rng.uuid4();
+            worker.id += 1;
+            pool = new_pool();
+            fetch_client = Client::new(ctx.route.clone());
+            dq_client = Client::new(ctx.route.clone());
+            misses = 0;
+            dq_misses = 0;
+            continue;
         }
         // Promote due delayed messages: enqueue a copy on the queue, then ack the .DQ copy.
         let now = now_ms();
@@ -321,7 +444,7 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 "enqueue",
                 &d.queue,
                 &broker,
-                rng.chance(0.001),
+                rng.chance(d.maintenance_chance),
                 &[new_rid.as_bytes(), body.as_bytes()],
             )
             .await;
@@ -361,7 +484,7 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 "fetch",
                 &dq_name,
                 &broker,
-                rng.chance(0.001),
+                rng.chance(d.maintenance_chance),
                 &[want.to_string().as_bytes()],
             )
             .await;
@@ -390,7 +513,7 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 "fetch",
                 &d.queue,
                 &broker,
-                rng.chance(0.001),
+                rng.chance(d.maintenance_chance),
                 &[want.to_string().as_bytes()],
             )
             .await;
@@ -436,11 +559,16 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
                 broker.clone(),
             );
             let seed = rng.next_u64();
+            let w = worker;
             handlers.spawn(async move {
                 let _permit = permit;
-                handle(&st2, &ctx2, &pool2, &rec2, &broker2, rid, m, seed).await;
+                let done = handle(&st2, &ctx2, &pool2, &rec2, &broker2, w, rid, m, seed).await;
                 out2.fetch_sub(1, Ordering::Relaxed);
-                st2.inflight.fetch_sub(1, Ordering::Relaxed);
+                if done {
+                    st2.inflight.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    st2.crashed_holding[w.consumer as usize].fetch_add(1, Ordering::Relaxed);
+                }
                 freed2.notify_one();
             });
         }
@@ -466,33 +594,24 @@ async fn consumer(st: Arc<State>, ctx: Ctx, idx: u32) {
     if !cache.is_empty() {
         let ids: Vec<String> = cache.iter().map(|(r, _)| r.clone()).collect();
         let refs: Vec<&[u8]> = ids.iter().map(|s| s.as_bytes()).collect();
-        let _ = dispatch(
-            &mut fetch_client,
-            &st.script,
-            &d.namespace,
-            "requeue",
-            &d.queue,
-            &broker,
-            false,
-            &refs,
-        )
-        .await;
+        let _ = st
+            .call(
+                &mut fetch_client,
+                "requeue",
+                &d.queue,
+                &broker,
+                false,
+                &refs,
+            )
+            .await;
         st.inflight.fetch_sub(cache.len(), Ordering::Relaxed);
     }
     if !held.is_empty() {
         let ids: Vec<String> = held.iter().map(|h| h.rid.clone()).collect();
         let refs: Vec<&[u8]> = ids.iter().map(|s| s.as_bytes()).collect();
-        let _ = dispatch(
-            &mut dq_client,
-            &st.script,
-            &d.namespace,
-            "requeue",
-            &dq_name,
-            &broker,
-            false,
-            &refs,
-        )
-        .await;
+        let _ = st
+            .call(&mut dq_client, "requeue", &dq_name, &broker, false, &refs)
+            .await;
         st.delayed_held.fetch_sub(held.len(), Ordering::Relaxed);
     }
 }
@@ -524,6 +643,7 @@ fn decode_batch(st: &State, ctx: &Ctx, v: Option<Value>) -> Vec<(String, Message
     out
 }
 
+/// One handler run: returns false when the worker crashed before it finished (no ack sent).
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     st: &State,
@@ -531,10 +651,11 @@ async fn handle(
     pool: &Mutex<Vec<Client>>,
     rec: &crate::metrics::Recorder,
     broker: &str,
+    worker: Worker,
     rid: String,
     mut m: Message,
     seed: u64,
-) {
+) -> bool {
     let d = &st.plan;
     let retries = m.option_u64("retries").unwrap_or(0) as u32;
     let mid = m.message_id.clone();
@@ -542,16 +663,26 @@ async fn handle(
     if retries == 0 && !m.was_delayed {
         let eta = st.etas.lock().expect("etas lock").remove(&mid);
         let from = eta.unwrap_or(m.message_timestamp).max(m.message_timestamp);
-        let lat = now_ms().saturating_sub(from) * 1000;
-        rec.record_us(OP_E2E, lat, lat, Ok(()));
+        let age = Duration::from_millis(now_ms().saturating_sub(from));
+        let lat = age.as_micros() as u64;
+        let began = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        rec.record_us(OP_E2E, began, lat, lat, Ok(()));
     }
-    st.ledger.delivered(&mid, retries, &ctx.metrics.counters);
+    st.ledger
+        .delivered(&mid, retries, worker.id, Instant::now());
+    ctx.metrics.counters.add(C_DELIVERED, 1);
     if let Some(t) = &st.trace {
         use std::io::Write;
         let _ = writeln!(t.lock().expect("trace lock"), "{mid} {retries}");
     }
     let mut rng = Rng::new(seed);
-    tokio::time::sleep(d.work.sample(&mut rng)).await;
+    tokio::select! {
+        _ = tokio::time::sleep(d.work.sample(&mut rng)) => {}
+        _ = st.crashed(worker.consumer) => return false,
+    }
+    if st.crash.is_crashed(worker.consumer) {
+        return false;
+    }
     let fails = d.fail_fraction > 0.0 && {
         let mut h = Rng::derive(ctx.seed, &mid, retries as u64);
         h.chance(d.fail_fraction)
@@ -561,11 +692,22 @@ async fn handle(
         .expect("pool lock")
         .pop()
         .unwrap_or_else(|| Client::new(ctx.route.clone()));
+    let ended = |how: Option<ledger::Final>| {
+        if st
+            .ledger
+            .finished(&mid, retries, worker.id, how, Instant::now())
+        {
+            match how {
+                Some(ledger::Final::Acked) => ctx.metrics.counters.add(C_ACKED, 1),
+                Some(ledger::Final::DeadLettered) => ctx.metrics.counters.add(C_DEAD, 1),
+                None => {}
+            }
+        }
+    };
     if !fails {
         let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
         if r.is_ok() {
-            st.ledger
-                .finished(&mid, ledger::Final::Acked, &ctx.metrics.counters);
+            ended(Some(ledger::Final::Acked));
         }
     } else {
         // The Retries middleware: give up when the attempts so far reach max_retries.
@@ -573,8 +715,7 @@ async fn handle(
         if retries >= d.max_retries {
             let r = post_process(&mut c, st, broker, "nack", &rid, rec, OP_NACK).await;
             if r.is_ok() {
-                st.ledger
-                    .finished(&mid, ledger::Final::DeadLettered, &ctx.metrics.counters);
+                ended(Some(ledger::Final::DeadLettered));
             }
         } else {
             // The Retries middleware: enqueue a copy with a delay on .DQ, then ack the original.
@@ -606,10 +747,21 @@ async fn handle(
             if r.is_ok() {
                 ctx.metrics.counters.add(C_RETRIED, 1);
             }
-            let _ = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
+            let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
+            if r.is_ok() {
+                ended(None);
+            }
         }
     }
     pool.lock().expect("pool lock").push(c);
+    true
+}
+
+/// Which worker process handles a message: consumer `consumer`, generation in `id`.
+#[derive(Debug, Clone, Copy)]
+struct Worker {
+    consumer: u32,
+    id: u64,
 }
 
 /// A dispatch call, recorded as operation `op`.
@@ -626,17 +778,7 @@ async fn timed(
     args: &[&[u8]],
 ) -> Result<Value, Error> {
     let s = Instant::now();
-    let r = dispatch(
-        c,
-        &st.script,
-        &st.plan.namespace,
-        cmd,
-        queue,
-        broker,
-        maintenance,
-        args,
-    )
-    .await;
+    let r = st.call(c, cmd, queue, broker, maintenance, args).await;
     rec.record(
         op,
         s,
@@ -706,8 +848,9 @@ async fn depth_watch(st: Arc<State>, ctx: Ctx) {
 }
 
 impl State {
-    /// Drain (bounded by `drain_timeout`), stop the consumers, then count.
-    pub async fn finish(&self, ctx: &Ctx) {
+    /// Drain (bounded by `drain_timeout`), stop the consumers, then account for every message;
+    /// `faults` explain repeated deliveries.
+    pub async fn finish(&self, ctx: &Ctx, faults: &[FaultSpan]) {
         let d = &self.plan;
         let deadline = Instant::now() + d.drain_timeout;
         let mut c = Client::new(ctx.route.clone());
@@ -765,18 +908,55 @@ impl State {
             .set(C_DEPTH, self.depth_max.load(Ordering::Relaxed));
         // What is still in Valkey decides lost (gone) vs stuck (still there).
         let present = present_message_ids(&mut c, &d.namespace, &d.queue).await;
-        let r = self.ledger.reconcile(present.as_ref());
+        let r = self.ledger.reconcile(present.as_ref(), faults);
+        let cs = &ctx.metrics.counters;
+        let put = |idx: usize, at: &[Instant]| {
+            for t in at {
+                cs.add_at(idx, 1, *t);
+            }
+        };
         if d.consumers == 0 {
             // Produce-only: somebody else consumes; what is still there is just queued.
-            ctx.metrics.counters.set(C_LEFT, r.stuck);
-        } else if d.shared_queue {
-            ctx.metrics.counters.set(C_TAKEN, r.lost);
-            ctx.metrics.counters.set(C_STUCK, r.stuck);
-            ctx.metrics.counters.set(C_UNFINISHED, r.unfinished);
+            cs.set(C_LEFT, r.stuck.len() as u64);
         } else {
-            ctx.metrics.counters.set(C_LOST, r.lost);
-            ctx.metrics.counters.set(C_STUCK, r.stuck);
-            ctx.metrics.counters.set(C_UNFINISHED, r.unfinished);
+            if d.shared_queue {
+                // Other workers took what we never saw: not lost by us.
+                cs.set(C_TAKEN, r.lost.len() as u64);
+            } else {
+                put(C_LOST, &r.lost);
+            }
+            put(C_STUCK, &r.stuck);
+            put(C_UNFINISHED, &r.unfinished);
+        }
+        let rep = &r.repeats;
+        put(C_DUPLICATED, &rep.duplicated);
+        for (idx, list) in [
+            (C::Redelivered.i(), &rep.redelivered),
+            (C::Resurrected.i(), &rep.resurrected),
+        ] {
+            for (t, _) in list {
+                cs.add_at(idx, 1, *t);
+            }
+        }
+        cs.set(C::AmbiguousLanded.i(), r.ambiguous_landed);
+        cs.set(C::Checked.i(), r.checked);
+        // Say which fault each repeated delivery is put down to.
+        let mut by_fault: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
+        for (_, f) in &rep.redelivered {
+            by_fault.entry(f.unwrap_or(usize::MAX)).or_default().0 += 1;
+        }
+        for (_, f) in &rep.resurrected {
+            by_fault.entry(f.unwrap_or(usize::MAX)).or_default().1 += 1;
+        }
+        for (f, (re, res)) in by_fault {
+            ctx.events.push(
+                crate::events::EventKind::Note,
+                format!(
+                    "{}: {re} redelivered and {res} resurrected after fault #{f} (at-least-once: \
+                     the fault lost a fetch, an ack or a worker)",
+                    ctx.metrics.id
+                ),
+            );
         }
         if present.is_none() {
             ctx.events.push(
