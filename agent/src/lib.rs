@@ -27,6 +27,7 @@
 //! - [`export`] sends a run elsewhere while and after it happens: OTLP traces and metrics.
 //! - [`compat`] is Phase 1 of the migration as a command: named probes of what the clients rely
 //!   on, candidate against baseline; [`compare`] runs one scenario against both, side by side.
+//! - [`verify`] diffs source and destination keyspaces read-only; `lag` times replication by canary.
 //! - [`bench`] measures the agent against peers in the same run (`just bench`).
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
 //!
@@ -62,4 +63,5 @@ pub mod scenario;
 pub mod shard;
 pub mod summary;
 pub mod valkey;
+pub mod verify;
 pub mod workload;
