@@ -62,6 +62,12 @@ pub enum Command {
     /// Run one scenario with the same seed against a baseline and a candidate (default: embedded
     /// Redis 7.0 vs embedded Valkey) and show them side by side.
     Compare(CompareArgs),
+    /// After a migration: compare the source's keys (all, or a sample) with the destination's,
+    /// read-only on both sides — type, value, TTL, missing and extra keys; exit 1 on a difference.
+    Verify(VerifyArgs),
+    /// Watch replication lag source → destination with a canary. WRITES one key on the source
+    /// (vc:lag:<nonce>, with a TTL, deleted at the end); exit 1 if a canary never arrives.
+    Lag(LagArgs),
     /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
     Up {
         #[arg(long, default_value_t = 0)]
@@ -233,6 +239,8 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Merge(a) => merge(&a),
         Command::Compat(a) => compat(a).await,
         Command::Compare(a) => compare(a).await,
+        Command::Verify(a) => verify(a).await,
+        Command::Lag(a) => lag(a).await,
         Command::Plugin {
             cmd: PluginCmd::Check { file, vus },
         } => plugin_check(&file, vus).await,
@@ -655,6 +663,193 @@ async fn compare(a: CompareArgs) -> i32 {
             match e {
                 RunError::Refused(_) => EXIT_USAGE,
                 RunError::Target(_) | RunError::Runtime(_) => EXIT_RUNTIME,
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// The server migrated from: redis://[user:password@]host:port[/db] or rediss://… (each URL
+    /// names its own database).
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The server migrated to (VALKEY_PASSWORD fills a missing password).
+    #[arg(long, value_name = "URL")]
+    pub destination: String,
+    /// Only keys matching this SCAN MATCH glob.
+    #[arg(long = "match", value_name = "PATTERN")]
+    pub pattern: Option<String>,
+    /// Check a random sample of N distinct keys (RANDOMKEY draws: approximately uniform, with
+    /// replacement) instead of every key; extra keys are then not looked for.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u64>,
+    /// Do not SCAN the destination for keys the source lacks.
+    #[arg(long)]
+    pub no_extra: bool,
+    /// Keys per second, over both scans (0 = unlimited).
+    #[arg(long, value_name = "KEYS_PER_SEC", default_value_t = crate::verify::DEFAULT_RATE)]
+    pub rate: u32,
+    /// TTLs within this of each other are equal; a TTL against none always differs.
+    #[arg(long, value_parser = parse_dur, default_value = "2s")]
+    pub ttl_tolerance: Duration,
+    /// A differing key is read again this long after (it may have been in flight).
+    #[arg(long, value_parser = parse_dur, default_value = "1s")]
+    pub recheck_after: Duration,
+    /// Write verify.json here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Differences listed on the terminal (all are counted by kind).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub show: usize,
+    /// Keys per pipeline and SCAN COUNT.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub batch: usize,
+    /// Elements per request when reading a big hash, list, set, sorted set or stream.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub chunk: usize,
+    /// Concurrent batches (one connection per side each).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
+    /// Per request deadline.
+    #[arg(long, value_parser = parse_dur, default_value = "10s")]
+    pub timeout: Duration,
+    /// Skip TLS certificate verification (both sides).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Trust this CA certificate (PEM) for rediss:// URLs (both sides).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// No live progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+async fn verify(a: VerifyArgs) -> i32 {
+    let opts = crate::verify::Options {
+        source: a.source.clone(),
+        destination: a.destination.clone(),
+        tls: TlsChoice {
+            insecure: a.tls_insecure,
+            ca_file: a.tls_ca.clone(),
+        },
+        destination_password: env_password(),
+        timeout: a.timeout,
+        pattern: a.pattern.clone(),
+        sample: a.sample,
+        extra: !a.no_extra,
+        rate: (a.rate > 0).then_some(a.rate),
+        ttl_tolerance: a.ttl_tolerance,
+        batch: a.batch,
+        chunk: a.chunk,
+        parallel: a.parallel,
+        recheck_after: a.recheck_after,
+        progress: !a.quiet,
+        ..Default::default()
+    };
+    match crate::verify::run(&opts, shutdown_on_signals()).await {
+        Ok(r) => {
+            print!("{}", crate::verify::render::verify_text(&r, a.show));
+            let mut code = if r.identical() { EXIT_PASS } else { EXIT_FAIL };
+            if let Some(dir) = &a.out {
+                match crate::verify::render::write_verify(dir, &r) {
+                    Ok(p) => eprintln!("written to {}", p.display()),
+                    Err(e) => {
+                        eprintln!("error: cannot write verify.json to {}: {e}", dir.display());
+                        code = code.max(EXIT_RUNTIME);
+                    }
+                }
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("error: verify: {e}");
+            match e {
+                crate::verify::VerifyError::Usage(_) => EXIT_USAGE,
+                crate::verify::VerifyError::Target(_) => EXIT_RUNTIME,
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LagArgs {
+    /// The primary being migrated from; the canary is written here.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The server replicating it (VALKEY_PASSWORD fills a missing password); only read.
+    #[arg(long, value_name = "URL")]
+    pub destination: String,
+    /// One canary per interval.
+    #[arg(long, value_parser = parse_dur, default_value = "1s")]
+    pub interval: Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_dur)]
+    pub duration: Option<Duration>,
+    /// A canary not on the destination within this is lost (exit 1).
+    #[arg(long, value_parser = parse_dur, default_value = "10s")]
+    pub max_lag: Duration,
+    /// Write lag.json here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Per request deadline.
+    #[arg(long, value_parser = parse_dur, default_value = "5s")]
+    pub timeout: Duration,
+    /// Skip TLS certificate verification (both sides).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Trust this CA certificate (PEM) for rediss:// URLs (both sides).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// No line per sample, only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+async fn lag(a: LagArgs) -> i32 {
+    let opts = crate::verify::lag::Options {
+        source: a.source.clone(),
+        destination: a.destination.clone(),
+        tls: TlsChoice {
+            insecure: a.tls_insecure,
+            ca_file: a.tls_ca.clone(),
+        },
+        destination_password: env_password(),
+        timeout: a.timeout,
+        interval: a.interval,
+        duration: a.duration,
+        max_lag: a.max_lag,
+    };
+    let quiet = a.quiet;
+    let on_sample = |s: &crate::verify::lag::Sample, r: &crate::verify::lag::LagReport| {
+        if quiet {
+            return;
+        }
+        if s.seq == 1 {
+            println!("{}\ncanary {} on the source", r.link_text, r.key);
+        }
+        println!("{}", crate::verify::render::lag_line(s, r));
+    };
+    match crate::verify::lag::run(&opts, shutdown_on_signals(), on_sample).await {
+        Ok(r) => {
+            print!("{}", crate::verify::render::lag_text(&r));
+            let mut code = if r.passed() { EXIT_PASS } else { EXIT_FAIL };
+            if let Some(dir) = &a.out {
+                match crate::verify::render::write_lag(dir, &r) {
+                    Ok(p) => eprintln!("written to {}", p.display()),
+                    Err(e) => {
+                        eprintln!("error: cannot write lag.json to {}: {e}", dir.display());
+                        code = code.max(EXIT_RUNTIME);
+                    }
+                }
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("error: lag: {e}");
+            match e {
+                crate::verify::VerifyError::Usage(_) => EXIT_USAGE,
+                crate::verify::VerifyError::Target(_) => EXIT_RUNTIME,
             }
         }
     }

@@ -38,7 +38,9 @@
 //! - [`merge`] combines several agents' outputs into one summary with exact percentiles and
 //!   re-judges them.
 //! - [`compat`] probes what the clients rely on, candidate against baseline; [`compare`] runs one
-//!   scenario against both; [`bench`] measures the agent against peers in the same run.
+//!   scenario against both; [`verify`] diffs a source and a destination keyspace read-only after
+//!   a migration (and `lag` times its replication by canary); [`bench`] measures the agent
+//!   against peers in the same run.
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
 //! - Leaves used everywhere: [`rng`] (seeded streams), [`clock`], [`units`], [`events`],
 //!   [`control`] (switches faults flip in the agent's own simulated clients).
@@ -89,4 +91,5 @@ pub mod scenario;
 pub mod summary;
 pub mod units;
 pub mod valkey;
+pub mod verify;
 pub mod workload;

@@ -15,3 +15,4 @@ mod reports;
 mod scenarios;
 mod shard;
 mod tls;
+mod verify;

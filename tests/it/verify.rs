@@ -1,0 +1,678 @@
+//! `verify` (keyspace diff) and `lag` (replication lag by canary) against real servers: a Debian
+//! Redis 7.0 source with every type, really replicated (`REPLICAOF`, link up, offsets equal) into
+//! a Valkey 9.x and a Valkey 8.1 destination, then promoted and changed one difference per kind.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use valkey_chaos::valkey::embedded::{free_port, parse_info};
+use valkey_chaos::valkey::{Cmd, Conn, Value};
+
+use crate::support::*;
+use crate::tls::redis_bin;
+
+const AGENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Run a pipeline of commands; every reply must be a success.
+async fn pipe(c: &mut Conn, cmds: Vec<Cmd>) {
+    for part in cmds.chunks(1000) {
+        for (i, r) in c
+            .pipeline(part)
+            .await
+            .expect("pipeline")
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(e) = r {
+                panic!(
+                    "{:?}: {e}",
+                    part[i].args().first().map(|a| String::from_utf8_lossy(a))
+                );
+            }
+        }
+    }
+}
+
+fn int(v: Value) -> i64 {
+    v.as_int()
+        .unwrap_or_else(|| panic!("not an integer: {v:?}"))
+}
+
+/// The keys planted below, and their expected counts.
+const STRINGS: usize = 2000;
+const SMALL: usize = 200;
+
+/// Fill the source with every type: strings (binary keys and values too), strings with TTL,
+/// hashes, lists, sets (intset and listpack), sorted sets with fractional and infinite scores, a
+/// stream with consumer groups and pending entries, and one big key per collection type (bigger
+/// than a read chunk, so chunked reads and cursor walks run). Returns the key count.
+async fn populate(c: &mut Conn) -> i64 {
+    let mut cmds = vec![];
+    for i in 0..STRINGS {
+        cmds.push(
+            Cmd::new("SET")
+                .arg(format!("str:{i}"))
+                .arg(format!("value-{i}")),
+        );
+    }
+    for i in 0..SMALL {
+        let mut key = b"bin:\xff\x00\n".to_vec();
+        key.extend_from_slice(i.to_string().as_bytes());
+        let value: Vec<u8> = (0..=255u8).cycle().skip(i).take(300).collect();
+        cmds.push(Cmd::new("SET").arg(key).arg(value));
+    }
+    for i in 0..300 {
+        cmds.push(
+            Cmd::new("SET")
+                .arg(format!("ttl:{i}"))
+                .arg(format!("t{i}"))
+                .arg("EX")
+                .arg(3600u64),
+        );
+    }
+    for i in 0..SMALL {
+        let k = format!("hash:{i}");
+        let mut h = Cmd::new("HSET").arg(k.as_str());
+        for f in 0..5 {
+            h.push(format!("f{f}")).push(format!("v{f}-{i}"));
+        }
+        cmds.push(h);
+        if i % 10 == 0 {
+            cmds.push(Cmd::new("EXPIRE").arg(k.as_str()).arg(7200u64));
+        }
+        let mut l = Cmd::new("RPUSH").arg(format!("list:{i}"));
+        for e in 0..10 {
+            l.push(format!("e{}", e % 7));
+        }
+        cmds.push(l);
+        let mut s = Cmd::new("SADD").arg(format!("set:{i}"));
+        for m in 0..6 {
+            if i % 2 == 0 {
+                s.push(format!("{}", m * 1000 + i));
+            } else {
+                s.push(format!("m{m}-{i}"));
+            }
+        }
+        cmds.push(s);
+        cmds.push(
+            Cmd::new("ZADD")
+                .arg(format!("zset:{i}"))
+                .arg("0.1")
+                .arg("m0")
+                .arg("-2.5")
+                .arg("m1")
+                .arg("+inf")
+                .arg("m2")
+                .arg("-inf")
+                .arg("m3")
+                .arg("1e-300")
+                .arg("m4")
+                .arg("0.3333333333333333")
+                .arg("m5")
+                .arg(i as u64)
+                .arg("m6"),
+        );
+    }
+    for i in 0..20 {
+        for j in 1..=30 {
+            cmds.push(
+                Cmd::new("XADD")
+                    .arg(format!("stream:{i}"))
+                    .arg(format!("1000-{j}"))
+                    .arg("f")
+                    .arg(format!("v{j}"))
+                    .arg("g")
+                    .arg(vec![0u8, 255]),
+            );
+        }
+    }
+    cmds.push(
+        Cmd::new("XGROUP")
+            .arg("CREATE")
+            .arg("stream:0")
+            .arg("g")
+            .arg("0"),
+    );
+    cmds.push(
+        Cmd::new("XGROUP")
+            .arg("CREATE")
+            .arg("stream:0")
+            .arg("h")
+            .arg("$"),
+    );
+    cmds.push(
+        Cmd::new("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("alice")
+            .arg("COUNT")
+            .arg(5u64)
+            .arg("STREAMS")
+            .arg("stream:0")
+            .arg(">"),
+    );
+    let mut h = Cmd::new("HSET").arg("big:hash");
+    let mut l = Cmd::new("RPUSH").arg("big:list");
+    let mut s = Cmd::new("SADD").arg("big:set");
+    let mut z = Cmd::new("ZADD").arg("big:zset");
+    for i in 0..3000u64 {
+        h.push(format!("f{i}")).push(format!("v{i}"));
+        l.push(format!("e{i}"));
+        s.push(format!("m{i}"));
+        z.push(i as f64 / 7.0).push(format!("m{i}"));
+        if i < 2500 {
+            cmds.push(
+                Cmd::new("XADD")
+                    .arg("big:stream")
+                    .arg(format!("{}-0", i + 1))
+                    .arg("n")
+                    .arg(i),
+            );
+        }
+    }
+    cmds.extend([h, l, s, z]);
+    pipe(c, cmds).await;
+    int(cmd(c, &["DBSIZE"]).await)
+}
+
+fn repl(info: &Value, field: &str) -> Option<String> {
+    parse_info(info.as_str().unwrap_or_default(), field)
+}
+
+/// Make `dst` a replica of `src` and wait (bounded) until its link is up and its offset equals
+/// the source's.
+async fn replicate(dst: &Topology, src: &Topology) {
+    let mut d = conn(dst).await;
+    let mut s = conn(src).await;
+    let port = src.primary().port.to_string();
+    cmd(&mut d, &["REPLICAOF", "127.0.0.1", &port]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    for _ in 0..1200 {
+        let si = cmd(&mut s, &["INFO", "replication"]).await;
+        let di = cmd(&mut d, &["INFO", "replication"]).await;
+        let up = repl(&di, "master_link_status").as_deref() == Some("up");
+        let (mo, ro) = (
+            repl(&si, "master_repl_offset"),
+            repl(&di, "slave_repl_offset"),
+        );
+        if up && mo.is_some() && mo == ro {
+            return;
+        }
+        last = format!("link up {up}, source offset {mo:?}, replica offset {ro:?}");
+        assert!(Instant::now() < deadline, "replica did not sync: {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("replica did not sync: {last}");
+}
+
+fn read_json(dir: &Path, name: &str) -> Json {
+    let p = dir.join(name);
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .expect("valid JSON")
+}
+
+fn verify(args: &[&str], out: &Path) -> (std::process::Output, Json) {
+    let mut a = vec!["verify", "--quiet", "--out", out.to_str().unwrap()];
+    a.extend_from_slice(args);
+    let o = agent(&a, AGENT_TIMEOUT);
+    let j = read_json(out, "verify.json");
+    (o, j)
+}
+
+/// (key, kind) of every listed difference, sorted.
+fn listed(j: &Json) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = j["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap().to_string(),
+                d["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn detail<'a>(j: &'a Json, key: &str) -> &'a str {
+    j["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == key)
+        .unwrap_or_else(|| panic!("{key} not listed: {j:#}"))["description"]
+        .as_str()
+        .unwrap()
+}
+
+/// Writes a server has taken (its dirty counter): a read-only verify leaves it unchanged.
+async fn writes(c: &mut Conn) -> i64 {
+    let v = cmd(c, &["INFO", "persistence"]).await;
+    repl(&v, "rdb_changes_since_last_save")
+        .and_then(|x| x.parse().ok())
+        .expect("rdb_changes_since_last_save")
+}
+
+async fn verify_migration(dest_bin: &Path, dest_version: &str, tag: &str) {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_bin(dest_bin).await;
+    let mut s = conn(&src).await;
+    let n = populate(&mut s).await;
+    assert!(n > 3000, "{n} keys");
+    replicate(&dst, &src).await;
+    let mut d = conn(&dst).await;
+    cmd(&mut d, &["REPLICAOF", "NO", "ONE"]).await;
+    let (su, du) = (url(&src), url(&dst));
+    let dir = scratch(&format!("verify-{tag}"));
+
+    // Identical: every key, extra keys looked for, at the default rate limit, small batches.
+    let (o, j) = verify(
+        &["--source", &su, "--destination", &du, "--batch", "200"],
+        &dir.join("same"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("IDENTICAL"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(j["verdict"], "identical", "{j:#}");
+    assert_eq!(j["keys_checked"], n, "{j:#}");
+    assert_eq!(j["identical"], n, "{j:#}");
+    assert_eq!(j["destination_keys_scanned"], n, "{j:#}");
+    assert_eq!(j["differences_total"], 0, "{j:#}");
+    assert_eq!(j["extra_keys"], "checked");
+    assert_eq!(j["source"]["server"], "redis");
+    assert!(
+        j["source"]["version"].as_str().unwrap().starts_with("7.0."),
+        "{j:#}"
+    );
+    assert_eq!(j["destination"]["server"], "valkey");
+    assert!(
+        j["destination"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with(dest_version),
+        "{j:#}"
+    );
+
+    // A sample of the identical pair.
+    let (o, j) = verify(
+        &[
+            "--source",
+            &su,
+            "--destination",
+            &du,
+            "--sample",
+            "300",
+            "--rate",
+            "0",
+        ],
+        &dir.join("same-sample"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("RANDOMKEY"), "{text}");
+    assert!(text.contains("extra keys   not looked for"), "{text}");
+    assert_eq!(j["mode"], "sample");
+    assert_eq!(j["extra_keys"], "skipped: sample");
+    assert_eq!(j["sample"]["distinct"], 300, "{j:#}");
+    assert_eq!(j["keys_checked"], 300, "{j:#}");
+
+    // One difference per kind on the destination.
+    cmd(&mut d, &["DEL", "str:7"]).await;
+    cmd(&mut d, &["HSET", "hash:3", "f2", "changed"]).await;
+    cmd(&mut d, &["DEL", "list:5"]).await;
+    let mut rev = vec!["RPUSH", "list:5"];
+    let elems: Vec<String> = (0..10).rev().map(|e| format!("e{}", e % 7)).collect();
+    rev.extend(elems.iter().map(String::as_str));
+    cmd(&mut d, &rev).await;
+    cmd(&mut d, &["ZADD", "zset:4", "42", "m1"]).await;
+    cmd(&mut d, &["HSET", "big:hash", "f2999", "changed"]).await;
+    cmd(&mut d, &["LSET", "big:list", "2600", "changed"]).await;
+    cmd(&mut d, &["XGROUP", "SETID", "stream:0", "g", "0"]).await;
+    let pttl = |v: Value| int(v);
+    let t9 = pttl(cmd(&mut d, &["PTTL", "ttl:9"]).await);
+    cmd(&mut d, &["PEXPIRE", "ttl:9", &(t9 + 60_000).to_string()]).await;
+    cmd(&mut d, &["PERSIST", "ttl:10"]).await;
+    // Within the 2 s tolerance: not a difference.
+    let t11 = pttl(cmd(&mut d, &["PTTL", "ttl:11"]).await);
+    cmd(&mut d, &["PEXPIRE", "ttl:11", &(t11 - 500).to_string()]).await;
+    cmd(&mut d, &["SET", "extra:key", "only here"]).await;
+
+    let (ws, wd) = (writes(&mut s).await, writes(&mut d).await);
+    let (o, j) = verify(
+        &["--source", &su, "--destination", &du, "--rate", "0"],
+        &dir.join("different"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    // Read-only on both sides.
+    assert_eq!(writes(&mut s).await, ws, "verify wrote to the source");
+    assert_eq!(writes(&mut d).await, wd, "verify wrote to the destination");
+    let mut want: Vec<(String, String)> = [
+        ("big:hash", "value"),
+        ("big:list", "value"),
+        ("extra:key", "extra"),
+        ("hash:3", "value"),
+        ("list:5", "value"),
+        ("str:7", "missing"),
+        ("stream:0", "value"),
+        ("ttl:10", "ttl"),
+        ("ttl:9", "ttl"),
+        ("zset:4", "value"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(listed(&j), want, "{j:#}");
+    assert_eq!(j["verdict"], "different");
+    assert_eq!(j["differences_total"], 10);
+    let kinds = &j["differences_by_kind"];
+    assert_eq!(
+        (
+            &kinds["missing"],
+            &kinds["extra"],
+            &kinds["value"],
+            &kinds["ttl"],
+            &kinds["type"],
+            &kinds["changed-during-verify"],
+            &kinds["unreadable"]
+        ),
+        (
+            &1.into(),
+            &1.into(),
+            &6.into(),
+            &2.into(),
+            &0.into(),
+            &0.into(),
+            &0.into()
+        ),
+        "{j:#}"
+    );
+    assert_eq!(j["keys_checked"], n);
+    assert!(detail(&j, "hash:3").contains(r#"field "f2""#), "{j:#}");
+    assert!(detail(&j, "list:5").contains("different order"), "{j:#}");
+    assert!(
+        detail(&j, "zset:4").contains(r#"member "m1": score -2.5 on source, 42"#),
+        "{j:#}"
+    );
+    assert!(detail(&j, "big:list").contains("index 2600"), "{j:#}");
+    assert!(
+        detail(&j, "stream:0").contains(r#"consumer group "g""#),
+        "{j:#}"
+    );
+    assert!(
+        detail(&j, "ttl:10").contains("none on destination"),
+        "{j:#}"
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("differences  10: missing 1, extra 1, value 6, ttl 2"),
+        "{text}"
+    );
+    for (k, _) in &want {
+        assert!(text.contains(k.as_str()), "{k} not printed:\n{text}");
+    }
+    assert!(!text.contains("ttl:11"), "{text}");
+
+    // --match restricts both scans.
+    let (o, j) = verify(
+        &[
+            "--source",
+            &su,
+            "--destination",
+            &du,
+            "--rate",
+            "0",
+            "--match",
+            "hash:*",
+        ],
+        &dir.join("match"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(j["keys_checked"], SMALL, "{j:#}");
+    assert_eq!(j["destination_keys_scanned"], SMALL, "{j:#}");
+    assert_eq!(
+        listed(&j),
+        vec![("hash:3".to_string(), "value".to_string())]
+    );
+
+    // A sample of the changed pair reports only planted differences (never extra keys).
+    let (o, j) = verify(
+        &[
+            "--source",
+            &su,
+            "--destination",
+            &du,
+            "--rate",
+            "0",
+            "--sample",
+            "1000",
+        ],
+        &dir.join("sample"),
+    );
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", show(&o));
+    assert_eq!(j["keys_checked"], 1000, "{j:#}");
+    for d in listed(&j) {
+        assert!(
+            want.contains(&d) && d.1 != "extra",
+            "unexpected {d:?}: {j:#}"
+        );
+    }
+    assert_eq!(
+        o.status.code() == Some(1),
+        j["differences_total"].as_u64().unwrap() > 0
+    );
+}
+
+#[tokio::test]
+async fn verify_redis7_to_valkey9_identical_then_each_difference() {
+    verify_migration(&valkey_bin(), "9.", "v9").await;
+}
+
+#[tokio::test]
+async fn verify_redis7_to_valkey81_identical_then_each_difference() {
+    verify_migration(&valkey8_bin(), "8.1.", "v81").await;
+}
+
+/// `vc:lag:*` keys on a server (there must be none after a lag run).
+async fn canaries(t: &Topology) -> Vec<String> {
+    let mut c = conn(t).await;
+    let v = cmd(
+        &mut c,
+        &["SCAN", "0", "MATCH", "vc:lag:*", "COUNT", "10000"],
+    )
+    .await;
+    let mut parts = v.into_array().unwrap().into_iter();
+    let _cursor = parts.next();
+    parts
+        .next()
+        .and_then(Value::into_array)
+        .unwrap_or_default()
+        .iter()
+        .map(Value::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn lag_through_a_valkey_replica_of_redis7() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_single().await;
+    replicate(&dst, &src).await;
+    let dir = scratch("lag-replica");
+    let o = agent(
+        &[
+            "lag",
+            "--source",
+            &url(&src),
+            "--destination",
+            &url(&dst),
+            "--duration",
+            "2s",
+            "--interval",
+            "200ms",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("the destination is a replica of the source"),
+        "{text}"
+    );
+    assert!(text.contains("#1 "), "a line per sample:\n{text}");
+    let j = read_json(&dir, "lag.json");
+    assert_eq!(j["verdict"], "ok", "{j:#}");
+    assert_eq!(j["replication"], "replica-up", "{j:#}");
+    assert_eq!(j["lost"], 0, "{j:#}");
+    let sent = j["sent"].as_u64().unwrap();
+    assert!(sent >= 3, "{j:#}");
+    assert_eq!(j["arrived"].as_u64(), Some(sent), "{j:#}");
+    let samples = j["samples"].as_array().unwrap();
+    assert_eq!(samples.len() as u64, sent);
+    for s in samples {
+        let lag = s["lag_ms"].as_f64().expect("every canary arrived");
+        assert!(lag <= j["max_lag_ms"].as_f64().unwrap(), "{s}");
+        assert!(s["source_offset"].as_i64().is_some(), "offsets shown: {s}");
+    }
+    assert!(j["lag_ms"]["p99"].as_f64().is_some(), "{j:#}");
+    assert_eq!(
+        j["replication_end"]["destination"]["role"], "slave",
+        "{j:#}"
+    );
+    assert_eq!(
+        canaries(&src).await,
+        Vec::<String>::new(),
+        "canary left behind"
+    );
+}
+
+#[tokio::test]
+async fn lag_without_replication_exits_1_and_says_why() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_single().await;
+    let dir = scratch("lag-none");
+    let o = agent(
+        &[
+            "lag",
+            "--source",
+            &url(&src),
+            "--destination",
+            &url(&dst),
+            "--duration",
+            "1s",
+            "--interval",
+            "200ms",
+            "--max-lag",
+            "300ms",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("never reached the destination within 300ms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the destination is not a replica (role master)"),
+        "{text}"
+    );
+    let j = read_json(&dir, "lag.json");
+    assert_eq!(j["verdict"], "lagging");
+    assert_eq!(j["replication"], "not-replica");
+    assert_eq!(j["arrived"], 0);
+    assert!(j["lost"].as_u64().unwrap() >= 1, "{j:#}");
+    assert_eq!(j["lost"], j["sent"]);
+    assert!(j["samples"][0]["lag_ms"].is_null(), "{j:#}");
+    assert_eq!(
+        canaries(&src).await,
+        Vec::<String>::new(),
+        "canary left behind"
+    );
+    assert_eq!(
+        canaries(&dst).await,
+        Vec::<String>::new(),
+        "lag wrote to the destination"
+    );
+}
+
+#[tokio::test]
+async fn verify_and_lag_name_an_unreachable_address_and_refuse_bad_usage() {
+    let live = start_single().await;
+    let lu = url(&live);
+    let port = free_port();
+    let dead = format!("redis://127.0.0.1:{port}");
+    for (cmdname, args, side) in [
+        (
+            "verify",
+            ["--source", dead.as_str(), "--destination", lu.as_str()],
+            "source",
+        ),
+        (
+            "verify",
+            ["--source", lu.as_str(), "--destination", dead.as_str()],
+            "destination",
+        ),
+        (
+            "lag",
+            ["--source", lu.as_str(), "--destination", dead.as_str()],
+            "destination",
+        ),
+    ] {
+        let mut a = vec![cmdname];
+        a.extend_from_slice(&args);
+        if cmdname == "lag" {
+            a.extend_from_slice(&["--duration", "1s"]);
+        }
+        let o = agent(&a, AGENT_TIMEOUT);
+        assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{side} redis://127.0.0.1:{port} unreachable"))
+                && err.contains(&format!("127.0.0.1:{port}: Connection refused")),
+            "{err}"
+        );
+    }
+    for bad in [
+        vec![
+            "verify",
+            "--source",
+            "http://x",
+            "--destination",
+            lu.as_str(),
+        ],
+        vec![
+            "verify",
+            "--source",
+            lu.as_str(),
+            "--destination",
+            lu.as_str(),
+            "--sample",
+            "0",
+        ],
+        vec!["verify", "--source", lu.as_str()],
+        vec![
+            "lag",
+            "--source",
+            lu.as_str(),
+            "--destination",
+            lu.as_str(),
+            "--interval",
+            "0s",
+        ],
+    ] {
+        let o = agent(&bad, AGENT_TIMEOUT);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}\n{}", show(&o));
+        assert!(!o.stderr.is_empty(), "{bad:?}: a message");
+    }
+}
