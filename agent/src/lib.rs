@@ -27,6 +27,8 @@
 //! - [`export`] sends a run elsewhere while and after it happens: OTLP traces and metrics.
 //! - [`compat`] is Phase 1 of the migration as a command: named probes of what the clients rely
 //!   on, candidate against baseline; [`compare`] runs one scenario against both, side by side.
+//! - [`provider`] is data about managed services (DigitalOcean, ElastiCache, Aiven): hostnames,
+//!   refused commands and each one's way out; pure, `std` only.
 //! - [`bench`] measures the agent against peers in the same run (`just bench`).
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
 //!
@@ -42,7 +44,8 @@
 //!   SIGTERM; heal failures are reported and fail the verdict.
 //! - Every process the agent starts dies with it (kill on drop, `PR_SET_PDEATHSIG`).
 //! - Destructive faults never run against a non-local target without the double opt-in.
-//! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes.
+//! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes; the
+//!   one setting it changes (`busy-reply-threshold`, for its busy-script probe) it restores.
 
 pub mod bench;
 pub mod check;
@@ -55,6 +58,7 @@ pub mod merge;
 pub mod metrics;
 pub mod plan;
 pub mod plugin;
+pub mod provider;
 pub mod report;
 pub mod rng;
 pub mod run;
