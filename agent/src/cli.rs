@@ -540,6 +540,28 @@ pub struct CompatArgs {
     /// Trust this CA certificate (PEM) for rediss:// URLs (both sides).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Print the table as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write compat.txt and compat.json into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The candidate's managed service (digitalocean, elasticache, aiven, self-hosted),
+    /// overriding detection from its hostname; labels the commands it refuses.
+    #[arg(long, value_name = "NAME", value_parser = parse_provider)]
+    pub provider: Option<crate::plan::provider::Provider>,
+    /// Fail the run when an error text changed ('Redis is busy' → 'Valkey is busy'): for
+    /// applications that match error messages (ECHO's clients match only error codes).
+    #[arg(long)]
+    pub error_text_matters: bool,
+    /// Skip the probe that stalls the server with a busy script (about 0.1 s; 5 s where CONFIG
+    /// is refused).
+    #[arg(long)]
+    pub no_stall: bool,
+}
+
+fn parse_provider(s: &str) -> Result<crate::plan::provider::Provider, String> {
+    crate::plan::provider::Provider::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -590,16 +612,31 @@ async fn compat(a: CompatArgs) -> i32 {
             ca_file: a.tls_ca.clone(),
         },
         candidate_password: env_password(),
+        provider: a.provider,
+        stall: !a.no_stall,
+        policy: crate::compat::Policy {
+            error_text_matters: a.error_text_matters,
+        },
         ..Default::default()
     };
     match crate::compat::run(&a.target, a.baseline.as_deref(), &opts).await {
         Ok(r) => {
-            print!("{}", r.render());
-            if r.failed() {
-                EXIT_FAIL
-            } else {
-                EXIT_PASS
+            let (table, json) = (r.render(), r.to_json());
+            print!("{}", if a.json { &json } else { &table });
+            let mut code = if r.failed() { EXIT_FAIL } else { EXIT_PASS };
+            if let Some(dir) = &a.out {
+                let written = std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(dir.join("compat.txt"), &table))
+                    .and_then(|()| std::fs::write(dir.join("compat.json"), &json));
+                match written {
+                    Ok(()) => eprintln!("results written to {}", dir.display()),
+                    Err(e) => {
+                        eprintln!("error: cannot write results to {}: {e}", dir.display());
+                        code = EXIT_RUNTIME;
+                    }
+                }
             }
+            code
         }
         Err(e) => {
             eprintln!("error: compat: {e}");

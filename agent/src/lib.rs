@@ -41,6 +41,8 @@
 //!   scenario against both; [`verify`] diffs a source and a destination keyspace read-only after
 //!   a migration (and `lag` times its replication by canary); [`bench`] measures the agent
 //!   against peers in the same run.
+//! - [`plan::provider`] is data about managed services (DigitalOcean, ElastiCache, Aiven):
+//!   hostnames, refused commands and each one's way out.
 //! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
 //! - Leaves used everywhere: [`rng`] (seeded streams), [`clock`], [`units`], [`events`],
 //!   [`control`] (switches faults flip in the agent's own simulated clients).
@@ -67,7 +69,8 @@
 //!   SIGTERM; heal failures are reported and fail the verdict.
 //! - Every process the agent starts dies with it (kill on drop, `PR_SET_PDEATHSIG`).
 //! - Destructive faults never run against a non-local target without the double opt-in.
-//! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes.
+//! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes; the
+//!   one setting it changes (`busy-reply-threshold`, for its busy-script probe) it restores.
 
 pub mod bench;
 pub mod cli;

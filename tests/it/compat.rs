@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use valkey_chaos::compat::{self, Status};
+use valkey_chaos::plan::provider::Provider;
 use valkey_chaos::valkey::embedded::free_port;
 use valkey_chaos::valkey::Value;
 
@@ -183,8 +184,12 @@ async fn compat_fails_on_what_matters() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    // A removed command is refused by the target ("forbidden"), not a failure.
     let r = row(&table, "keys in script");
-    assert!(r.ends_with("failed  <-") && r.contains("3 keys"), "{r}");
+    assert!(
+        r.ends_with("forbidden  <-") && r.contains("3 keys") && r.contains("forbidden: KEYS"),
+        "{r}"
+    );
     let r = row(&table, "config maxmemory-policy");
     assert!(
         r.contains("noeviction") && r.contains("allkeys-lru") && r.ends_with("different  <-"),
@@ -193,7 +198,7 @@ async fn compat_fails_on_what_matters() {
     assert!(table.contains("evict broker keys"), "{table}");
     let r = row(&table, "info server_name");
     assert!(
-        r.contains("failed: INFO server") && !r.ends_with("<-"),
+        r.contains("forbidden: INFO") && r.ends_with("forbidden"),
         "{r}"
     );
     assert!(table.contains("(INFO unavailable)"), "{table}");
@@ -239,6 +244,391 @@ fn compat_unreachable_sides_are_exit_3() {
         "{}",
         show(&o)
     );
+}
+
+async fn start_valkey8(extra: &[&str]) -> Topology {
+    Topology::start_with(&valkey8_bin(), TopologySpec::default(), extra)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start valkey 8.1: {e}"))
+}
+
+async fn config_get(t: &Topology, param: &str) -> String {
+    let mut c = conn(t).await;
+    let v = cmd(&mut c, &["CONFIG", "GET", param]).await;
+    v.into_array().unwrap()[1].to_string()
+}
+
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("--json output: {e}\n{}", show(o)))
+}
+
+fn json_row<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name:?} in {v}"))
+}
+
+/// Redis 7.0 → Valkey 8.1 (managed Valkey today): Valkey's own name in BUSY. ECHO's clients
+/// match error codes, never texts, so the changed text is a difference explained in one line
+/// that fails the run only with --error-text-matters.
+#[tokio::test]
+async fn compat_busy_text_redis_7_vs_valkey_8() {
+    let redis = start_redis7().await;
+    let valkey8 = start_valkey8(&[]).await;
+    let dir = scratch("compat-busy");
+    let out = dir.join("out");
+    let args = [
+        "compat",
+        "--target",
+        &url(&valkey8),
+        "--baseline",
+        &url(&redis),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = agent_env(&args, &[], Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(table.contains("(valkey 8.1."), "{table}");
+    let r = row(&table, "busy script error");
+    assert!(
+        r.contains("BUSY Redis is busy")
+            && r.contains("BUSY Valkey is busy")
+            && r.ends_with("different"),
+        "{r}"
+    );
+    let why = table
+        .lines()
+        .find(|l| l.starts_with("different  busy script error: "))
+        .unwrap_or_else(|| panic!("no explained line for the busy text:\n{table}"));
+    assert!(why.contains("'Redis is busy' breaks"), "{why}");
+    let r = row(&table, "info redis_mode");
+    assert!(
+        r.contains("redis_mode:standalone") && r.contains("server_mode:standalone"),
+        "{r}"
+    );
+    assert!(row(&table, "noscript error text").ends_with("different"));
+    assert!(row(&table, "lua server.call").contains("failed: no global 'server'"));
+    for skipped in ["loading error", "misconf error"] {
+        assert!(
+            row(&table, skipped).contains("skipped: not provoked"),
+            "{skipped}:\n{table}"
+        );
+    }
+    assert!(table.contains("compat: pass"), "{table}");
+    // --out: the same table, and the JSON.
+    assert_eq!(
+        std::fs::read_to_string(out.join("compat.txt")).unwrap(),
+        table
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("compat.json")).unwrap()).unwrap();
+    assert_eq!(saved["verdict"], "pass");
+
+    // For code that matches error texts: the same difference fails the run, explained.
+    let o = agent_env(
+        &[
+            "compat",
+            "--target",
+            &url(&valkey8),
+            "--baseline",
+            &url(&redis),
+            "--error-text-matters",
+            "--json",
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let v = json_of(&o);
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["error_text_matters"], true);
+    assert_eq!(
+        v["matters"],
+        serde_json::json!(["noscript error text", "busy script error"])
+    );
+    let busy = json_row(&v, "busy script error");
+    assert_eq!(busy["status"], "different");
+    assert_eq!(busy["weight"], "error-text");
+    assert_eq!(busy["matters"], true);
+    assert!(busy["baseline"]
+        .as_str()
+        .unwrap()
+        .starts_with("BUSY Redis is busy"));
+    assert!(busy["candidate"]
+        .as_str()
+        .unwrap()
+        .starts_with("BUSY Valkey is busy"));
+    assert!(
+        busy["note"].as_str().unwrap().contains("Valkey is busy"),
+        "{busy}"
+    );
+    assert!(busy["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("ResponseError"));
+
+    // The probe lowered busy-reply-threshold for a moment and put it back; no key is left.
+    assert_eq!(config_get(&redis, "busy-reply-threshold").await, "5000");
+    assert_eq!(config_get(&valkey8, "busy-reply-threshold").await, "5000");
+    assert_eq!(leftovers(&valkey8).await, Vec::<String>::new());
+    assert_eq!(leftovers(&redis).await, Vec::<String>::new());
+}
+
+/// A managed-style target: KEYS and CONFIG removed, CLIENT SETINFO denied by an ACL. Refusals
+/// are "forbidden", never "failed"; only KEYS matters (Dramatiq's maintenance needs it).
+#[tokio::test]
+async fn compat_forbidden_commands_are_their_own_outcome() {
+    let valkey = Topology::start_with(
+        &valkey_bin(),
+        TopologySpec::default(),
+        &[
+            "--rename-command",
+            "KEYS",
+            "",
+            "--rename-command",
+            "CONFIG",
+            "",
+        ],
+    )
+    .await
+    .expect("start valkey");
+    {
+        let mut c = conn(&valkey).await;
+        let v = cmd(
+            &mut c,
+            &[
+                "ACL",
+                "SETUSER",
+                "compat",
+                "on",
+                ">s3cret",
+                "~*",
+                "&*",
+                "+@all",
+                "-client|setinfo",
+            ],
+        )
+        .await;
+        assert!(v.is_ok(), "{v}");
+    }
+    let target = url(&valkey).replacen("redis://", "redis://compat:s3cret@", 1);
+    let t0 = Instant::now();
+    let o = agent_env(
+        &[
+            "compat",
+            "--target",
+            &target,
+            "--provider",
+            "elasticache",
+            "--json",
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    let took = t0.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let v = json_of(&o);
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["matters"], serde_json::json!(["keys in script"]));
+    let side = &v["candidate"];
+    assert_eq!(side["provider"], "elasticache");
+    assert_eq!(side["server_name"], "valkey");
+    assert!(
+        side["version"].as_str().unwrap().starts_with("9."),
+        "{side}"
+    );
+    assert!(!side["url"].as_str().unwrap().contains("s3cret"), "{side}");
+    assert_eq!(v["baseline"], serde_json::Value::Null);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), compat::Check::ALL.len());
+    // Nothing the target refuses is reported as a failure.
+    let failed: Vec<&serde_json::Value> = rows.iter().filter(|r| r["status"] == "failed").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+
+    let k = json_row(&v, "keys in script");
+    assert_eq!(
+        (&k["status"], &k["matters"], &k["weight"]),
+        (&"forbidden".into(), &true.into(), &"behaviour".into())
+    );
+    assert_eq!(k["candidate"], "forbidden: KEYS (ElastiCache)");
+    assert!(k["explanation"].as_str().unwrap().contains("Dramatiq"));
+    let k = json_row(&v, "keys");
+    assert_eq!(
+        (&k["status"], &k["matters"]),
+        (&"forbidden".into(), &false.into())
+    );
+    let s = json_row(&v, "client setinfo");
+    assert_eq!(
+        (&s["status"], &s["matters"]),
+        (&"forbidden".into(), &false.into())
+    );
+    assert_eq!(s["candidate"], "forbidden: CLIENT SETINFO (ElastiCache)");
+    assert!(s["note"].as_str().unwrap().contains("NOPERM"), "{s}");
+    for name in [
+        "config maxmemory-policy",
+        "config timeout",
+        "config maxclients",
+        "config extended-redis-compatibility",
+    ] {
+        let c = json_row(&v, name);
+        assert_eq!(
+            (&c["status"], &c["matters"]),
+            (&"forbidden".into(), &false.into()),
+            "{c}"
+        );
+        assert_eq!(c["candidate"], "forbidden: CONFIG (ElastiCache)");
+        assert!(
+            c["note"].as_str().unwrap().contains("parameter group"),
+            "{c}"
+        );
+    }
+    // With CONFIG refused the busy probe waits out the default 5 s threshold, bounded.
+    let b = json_row(&v, "busy script error");
+    assert_eq!(b["status"], "ok");
+    assert!(
+        b["candidate"]
+            .as_str()
+            .unwrap()
+            .starts_with("BUSY Valkey is busy"),
+        "{b}"
+    );
+    assert!(took < Duration::from_secs(30), "compat took {took:?}");
+    assert_eq!(
+        json_row(&v, "auth wrong password")["candidate"],
+        "refused: WRONGPASS"
+    );
+    assert_eq!(json_row(&v, "eval")["status"], "ok");
+
+    // The text table, detection off (a loopback host), the stall skipped.
+    let o = agent_env(
+        &["compat", "--target", &target, "--no-stall"],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let r = row(&table, "keys in script");
+    assert!(
+        r.contains("forbidden: KEYS") && r.ends_with("forbidden  <-"),
+        "{r}"
+    );
+    assert!(!r.contains("ElastiCache"), "{r}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("matters    keys in script: forbidden by the target: KEYS")),
+        "{table}"
+    );
+    assert!(row(&table, "config timeout").ends_with("forbidden"));
+    assert!(row(&table, "busy script error").contains("skipped: --no-stall"));
+    assert!(table.contains("compat: fail (1 of"), "{table}");
+    assert_eq!(leftovers(&valkey).await, Vec::<String>::new());
+
+    // A provider name nobody knows is a usage error.
+    let o = agent_env(
+        &["compat", "--target", &target, "--provider", "azure"],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown provider"),
+        "{}",
+        show(&o)
+    );
+}
+
+/// Valkey 8.1 and 9.x as candidates against Redis 7.0: both pass, with the same expected
+/// differences and nothing else.
+#[tokio::test]
+async fn compat_valkey_8_and_9_candidates_against_redis_7() {
+    let redis = start_redis7().await;
+    let valkey8 = start_valkey8(&[]).await;
+    let valkey9 = start_single().await;
+    let expected = [
+        "info redis_version",
+        "info valkey_version",
+        "info server_name",
+        "info redis_mode",
+        "hello 3",
+        "client setinfo",
+        "noscript error text",
+        "lua server.call",
+        "lua redis.REDIS_VERSION",
+        "busy script error",
+        "config extended-redis-compatibility",
+    ];
+    for (candidate, major) in [(&valkey8, "8.1."), (&valkey9, "9.")] {
+        let rep = compat::run(&url(candidate), Some(&url(&redis)), &Default::default())
+            .await
+            .expect("compat runs");
+        let text = rep.render();
+        assert!(!rep.failed(), "{text}");
+        assert_eq!(rep.candidate.server_name.as_deref(), Some("valkey"));
+        assert!(
+            rep.candidate.version.as_deref().unwrap().starts_with(major),
+            "{text}"
+        );
+        assert!(rep
+            .baseline
+            .as_ref()
+            .unwrap()
+            .server()
+            .starts_with("redis 7.0"));
+        let different: Vec<&str> = rep
+            .rows
+            .iter()
+            .filter(|r| r.status == Status::Different)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(different, expected, "{text}");
+        for r in &rep.rows {
+            assert!(
+                matches!(r.status, Status::Same | Status::Different | Status::Skipped),
+                "{}: {:?}\n{text}",
+                r.name,
+                r.status
+            );
+        }
+        let skipped: Vec<&str> = rep
+            .rows
+            .iter()
+            .filter(|r| r.status == Status::Skipped)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            skipped,
+            ["auth wrong password", "loading error", "misconf error"]
+        );
+        assert_eq!(
+            rep.row("config extended-redis-compatibility")
+                .unwrap()
+                .candidate
+                .cell(),
+            "no"
+        );
+        assert_eq!(rep.candidate.provider, None);
+    }
+    // Detection labels nothing on loopback; --provider labels the candidate side.
+    let opts = compat::Options {
+        provider: Some(Provider::DigitalOcean),
+        stall: false,
+        ..Default::default()
+    };
+    let rep = compat::run(&url(&valkey8), None, &opts)
+        .await
+        .expect("compat runs");
+    assert_eq!(rep.candidate.provider, Some(Provider::DigitalOcean));
+    assert!(rep.render().contains("(valkey 8.1."), "{}", rep.render());
+    assert!(rep.render().contains(", DigitalOcean)"), "{}", rep.render());
+    for t in [&redis, &valkey8, &valkey9] {
+        assert_eq!(config_get(t, "busy-reply-threshold").await, "5000");
+        assert_eq!(leftovers(t).await, Vec::<String>::new());
+    }
 }
 
 fn compare_scenario(dir: &Path, p99: &str, extra: &str) -> std::path::PathBuf {

