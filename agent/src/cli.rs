@@ -262,7 +262,7 @@ fn merge(a: &MergeArgs) -> i32 {
     };
     print!("{}", crate::report::text::render(&m.summary));
     if let Some(dir) = &a.out {
-        match crate::report::write_outputs(dir, &m.summary, &m.hlog) {
+        match crate::report::write_outputs(dir, &m.summary, &m.hlog, &m.histories) {
             Ok(()) => eprintln!("merged results written to {}", dir.display()),
             Err(e) => {
                 eprintln!("error: cannot write results to {}: {e}", dir.display());
@@ -399,7 +399,12 @@ async fn run(a: RunArgs) -> i32 {
                     } else {
                         dir.clone()
                     };
-                    match crate::report::write_outputs(&dir, &out.summary, &out.hlog) {
+                    match crate::report::write_outputs(
+                        &dir,
+                        &out.summary,
+                        &out.hlog,
+                        &out.histories,
+                    ) {
                         Ok(()) => eprintln!("results written to {}", dir.display()),
                         Err(e) => {
                             eprintln!("error: cannot write results to {}: {e}", dir.display());

@@ -23,3 +23,16 @@ pub fn wall_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// The `Instant` of a CLOCK_MONOTONIC reading (both count from the same clock on Linux; the
+/// offset is measured now).
+pub fn instant_of_mono(mono_ns: u64) -> std::time::Instant {
+    let (now_i, now_m) = (std::time::Instant::now(), monotonic_ns());
+    if mono_ns <= now_m {
+        now_i
+            .checked_sub(std::time::Duration::from_nanos(now_m - mono_ns))
+            .unwrap_or(now_i)
+    } else {
+        now_i + std::time::Duration::from_nanos(mono_ns - now_m)
+    }
+}

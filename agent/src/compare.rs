@@ -296,8 +296,8 @@ pub fn render(b: &RunSummary, c: &RunSummary) -> String {
 
 /// Write `DIR/baseline/…`, `DIR/candidate/…` (each a normal run output) and `DIR/compare.txt`.
 pub fn write_outputs(dir: &Path, b: &SideRun, c: &SideRun) -> std::io::Result<()> {
-    crate::report::write_outputs(&dir.join("baseline"), &b.summary, &b.hlog)?;
-    crate::report::write_outputs(&dir.join("candidate"), &c.summary, &c.hlog)?;
+    crate::report::write_outputs(&dir.join("baseline"), &b.summary, &b.hlog, &b.histories)?;
+    crate::report::write_outputs(&dir.join("candidate"), &c.summary, &c.hlog, &c.histories)?;
     std::fs::write(dir.join("compare.txt"), render(&b.summary, &c.summary))
 }
 

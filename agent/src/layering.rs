@@ -21,6 +21,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("units", &[]),
     ("events", &[]),
     ("control", &[]),
+    ("history", &["clock"]),
+    ("check", &["history"]),
     ("plan", &["rng", "units"]),
     ("valkey", &["rng", "clock", "units"]),
     ("scenario", &["plan", "rng", "units", "valkey::url"]),
@@ -54,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "workload",
         &[
             "plan", "metrics", "valkey", "plugin", "events", "rng", "clock", "units", "control",
+            "history", "check",
         ],
     ),
     (

@@ -73,6 +73,7 @@
 //!   one setting it changes (`busy-reply-threshold`, for its busy-script probe) it restores.
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod compare;
@@ -81,6 +82,7 @@ pub mod control;
 pub mod events;
 pub mod export;
 pub mod fault;
+pub mod history;
 #[cfg(test)]
 mod layering;
 pub mod merge;

@@ -102,3 +102,84 @@ pub fn checks(
     checks.extend(implicit);
     Ok(checks)
 }
+
+/// Run the history checkers over every agent's histories of each safety workload together and
+/// put their findings in place of the summed counters (an overlap between two agents' holds is
+/// a violation no single agent saw). Returns the merged histories (for `history/`).
+pub fn recheck(inputs: &[Input], summary: &mut RunSummary) -> Vec<(String, Vec<u8>)> {
+    use std::collections::BTreeMap;
+    let mut by_workload: BTreeMap<String, Vec<crate::history::Entry>> = BTreeMap::new();
+    for i in inputs {
+        for (id, entries) in &i.histories {
+            by_workload
+                .entry(id.clone())
+                .or_default()
+                .extend(entries.iter().cloned());
+        }
+    }
+    let mut out = vec![];
+    for (id, entries) in &by_workload {
+        let kind = summary
+            .workloads
+            .iter()
+            .find(|w| &w.id == id)
+            .map(|w| w.kind.clone())
+            .unwrap_or_default();
+        let clock = crate::check::Clock::of(entries);
+        let mut set = |name: &str, v: usize| {
+            if let Some(c) = summary
+                .counters
+                .iter_mut()
+                .find(|c| &c.workload == id && c.name == name)
+            {
+                c.value = v as f64;
+            }
+        };
+        match kind.as_str() {
+            "lock" => {
+                let end = entries.iter().map(|e| clock.at(e)).max().unwrap_or(0);
+                let f = crate::check::lock::check(entries, clock, end);
+                set("violations", f.violations.len());
+                set("lost_while_held", f.lost.len());
+                set("fencing_violations", f.fence_regressions.len());
+                set("checked", f.holds as usize);
+                let agents: std::collections::BTreeSet<&str> = entries
+                    .iter()
+                    .map(|e| e.process.split('/').next().unwrap_or(""))
+                    .collect();
+                summary.events.push(crate::summary::Event {
+                    at_secs: 0.0,
+                    kind: crate::summary::EventKind::Note,
+                    detail: format!(
+                        "{id}: the histories of {} agents checked together ({}): {} holds, {} overlapping{}",
+                        agents.len(),
+                        match clock {
+                            crate::check::Clock::Mono => "one host, monotonic clock".to_string(),
+                            crate::check::Clock::Wall { tolerance_ns } => format!(
+                                "several hosts, wall clocks trusted to {} ms",
+                                tolerance_ns / 1_000_000
+                            ),
+                        },
+                        f.holds,
+                        f.violations.len(),
+                        if f.uncertain > 0 {
+                            format!(", {} too close to tell", f.uncertain)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                });
+            }
+            "rate_limit" => {
+                if let Some(cfg) = crate::check::limiter::config(entries) {
+                    let f = crate::check::limiter::check(entries, &cfg, clock);
+                    set("overshoot", f.overshoot.len());
+                    set("overshoot_checked", f.checked as usize);
+                }
+            }
+            _ => {}
+        }
+        out.push((id.clone(), crate::history::to_jsonl(entries)));
+    }
+    out
+}

@@ -52,12 +52,15 @@ pub struct Input {
     pub label: String,
     pub summary: RunSummary,
     pub hlog: Vec<u8>,
+    /// `history/<workload>.jsonl`, by workload id.
+    pub histories: Vec<(String, Vec<crate::history::Entry>)>,
 }
 
-/// A merged run: the summary and the merged interval log.
+/// A merged run: the summary, the merged interval log and every agent's histories together.
 pub struct Merged {
     pub summary: RunSummary,
     pub hlog: Vec<u8>,
+    pub histories: Vec<(String, Vec<u8>)>,
 }
 
 /// Read an agent's output: a directory, or its `summary.json` / `latency.hlog`.
@@ -86,6 +89,7 @@ pub fn load(path: &Path) -> Result<Input, MergeError> {
         .map_err(|e| bad(&summary_path, format!("not a valkey-chaos summary: {e}")))?;
     let hlog =
         std::fs::read(&hlog_path).map_err(|e| bad(&hlog_path, format!("cannot read it ({e})")))?;
+    let histories = load_histories(&dir)?;
     let label = dir
         .canonicalize()
         .unwrap_or_else(|_| dir.clone())
@@ -98,7 +102,35 @@ pub fn load(path: &Path) -> Result<Input, MergeError> {
         label,
         summary,
         hlog,
+        histories,
     })
+}
+
+/// `history/*.jsonl` of an agent's output (none: an older agent, or no safety workload).
+fn load_histories(dir: &Path) -> Result<Vec<(String, Vec<crate::history::Entry>)>, MergeError> {
+    let h = dir.join("history");
+    let Ok(rd) = std::fs::read_dir(&h) else {
+        return Ok(vec![]);
+    };
+    let mut out = vec![];
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    for p in files {
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| bad(&p, format!("cannot read it ({e})")))?;
+        let entries = crate::history::from_jsonl(&text)
+            .map_err(|(line, e)| bad(&p, format!("line {line} is not a history entry: {e}")))?;
+        let id = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push((id, entries));
+    }
+    Ok(out)
 }
 
 /// Load every input and merge them.
@@ -169,11 +201,14 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
         interval_secs: frame.interval,
         series: series.into_values().collect(),
     };
+    // The safety checkers again, on every agent's histories together.
+    let histories = judge::recheck(&inputs, &mut summary);
     summary.checks = judge::checks(&inputs, thresholds, &summary)?;
     summary.verdict = crate::summary::build::verdict(&summary);
     Ok(Merged {
         summary,
         hlog: logs.hlog,
+        histories,
     })
 }
 

@@ -191,6 +191,7 @@ counters! {
         FairnessMin = ("fairness_min", Min, "fewest grants of any client"),
         FairnessMax = ("fairness_max", Max, "most grants of any client"),
         ClientsServed = ("clients_served", Total, "clients granted at least once"),
+        Checked = ("checked", Checked, "holds the checker judged", covers = "acquired"),
     }
 }
 
@@ -235,6 +236,7 @@ counters! {
         Rejected = ("rejected", Total, "requests the limiter refused"),
         Overshoot = ("overshoot", Safety, "admissions beyond the limit within one window"),
         Efficiency = ("efficiency", Ratio, "admitted / what the limit allowed over the run"),
+        OvershootChecked = ("overshoot_checked", Checked, "admissions the overshoot rule could judge", covers = "admitted"),
     }
 }
 
@@ -249,6 +251,17 @@ pub enum Limiter {
 }
 
 impl Limiter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Limiter::FixedWindow => "fixed-window",
+            Limiter::SlidingLog => "sliding-log",
+            Limiter::DramatiqConcurrent => "dramatiq-concurrent",
+            Limiter::DramatiqWindow => "dramatiq-window",
+            Limiter::DramatiqBucket => "dramatiq-bucket",
+            Limiter::CheckThenIncr => "check-then-incr",
+        }
+    }
+
     pub const NAMES: &'static [&'static str] = &[
         "fixed-window",
         "sliding-log",

@@ -12,14 +12,27 @@ use std::path::Path;
 use crate::summary::RunSummary;
 
 /// Write a run's (or a merge's) outputs into `dir`: `summary.json`, `latency.hlog` (given as
-/// bytes), `report.html` and `junit.xml`. The one writer for `run`, `merge` and `compare`.
-pub fn write_outputs(dir: &Path, s: &RunSummary, hlog: &[u8]) -> std::io::Result<()> {
+/// bytes), `report.html`, `junit.xml` and `history/<workload>.jsonl`. The one writer for `run`,
+/// `merge` and `compare`.
+pub fn write_outputs(
+    dir: &Path,
+    s: &RunSummary,
+    hlog: &[u8],
+    histories: &[(String, Vec<u8>)],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
     write_synced(&dir.join("summary.json"), &json)?;
     write_synced(&dir.join("latency.hlog"), hlog)?;
     std::fs::write(dir.join("report.html"), html::render(s))?;
     std::fs::write(dir.join("junit.xml"), junit::render(s))?;
+    if !histories.is_empty() {
+        let h = dir.join("history");
+        std::fs::create_dir_all(&h)?;
+        for (workload, lines) in histories {
+            write_synced(&h.join(format!("{workload}.jsonl")), lines)?;
+        }
+    }
     Ok(())
 }
 

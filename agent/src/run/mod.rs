@@ -70,11 +70,13 @@ pub enum RunError {
     Runtime(String),
 }
 
-/// A finished run: the judged summary and its interval log.
+/// A finished run: the judged summary, its interval log and its histories.
 pub struct Outcome {
     pub summary: RunSummary,
     /// The `.hlog` (HdrHistogram interval log) of every operation.
     pub hlog: Vec<u8>,
+    /// `(workload id, JSON lines)` of every workload that keeps a history (`history/<id>.jsonl`).
+    pub histories: Vec<(String, Vec<u8>)>,
 }
 
 /// Run one plan to the end (or until `shutdown`).
@@ -130,6 +132,8 @@ pub async fn run(
         .map(|w| WorkloadMetrics::new(&w.id, w.kind.ops(), w.kind.counters()))
         .collect();
     let mut collector = Collector::new(metrics.clone(), start);
+    // The agent's id in histories: the run id the summary will carry.
+    let agent = crate::summary::build::run_id(plan.seed, collector.started_wall);
     let (host, port) = resolved.server_addr;
     let mut exporter = opts.otlp.as_ref().and_then(|o| {
         otlp::Exporter::start(o, plan, &collector, otlp::Server { host, port }, start)
@@ -150,6 +154,7 @@ pub async fn run(
             metrics: m.clone(),
             events: events.clone(),
             controls: controls.clone(),
+            agent: agent.clone(),
         };
         match workload::spawn(w, prep.as_deref(), ctx.clone(), &mut tasks).await {
             Ok(a) => actives.push(a),
@@ -244,7 +249,20 @@ pub async fn run(
         ),
     )
     .map_err(|e| RunError::Runtime(format!("cannot encode the interval log: {e}")))?;
-    Ok(Outcome { summary, hlog })
+    let histories = plan
+        .workloads
+        .iter()
+        .zip(&actives)
+        .filter_map(|(w, a)| {
+            a.history()
+                .map(|h| (w.id.clone(), crate::history::to_jsonl(&h.entries())))
+        })
+        .collect();
+    Ok(Outcome {
+        summary,
+        hlog,
+        histories,
+    })
 }
 
 /// Wait for the workload tasks to end, bounded; abort the stragglers.

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use super::Ctx;
 use crate::clock::monotonic_ns;
+use crate::history::{self, History, Type};
 use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Script, Value};
@@ -21,9 +22,6 @@ use crate::workload::pacing::Pacer;
 
 const ACQUIRED: usize = C::Acquired.i();
 const TIMEOUTS: usize = C::Timeouts.i();
-const VIOLATIONS: usize = C::Violations.i();
-const LOST: usize = C::LostWhileHeld.i();
-const FENCING: usize = C::FencingViolations.i();
 const IMMORTAL: usize = C::ImmortalKeys.i();
 
 // redis-py 5.0.6 `redis/lock.py` scripts (MIT License, Copyright (c) 2022-2023, Redis, inc.),
@@ -31,16 +29,10 @@ const IMMORTAL: usize = C::ImmortalKeys.i();
 const RELEASE: &str = "\n        local token = redis.call('get', KEYS[1])\n        if not token or token ~= ARGV[1] then\n            return 0\n        end\n        redis.call('del', KEYS[1])\n        return 1\n    ";
 const EXTEND: &str = "\n        local token = redis.call('get', KEYS[1])\n        if not token or token ~= ARGV[1] then\n            return 0\n        end\n        local expiration = redis.call('pttl', KEYS[1])\n        if not expiration then\n            expiration = 0\n        end\n        if expiration < 0 then\n            return 0\n        end\n\n        local newttl = ARGV[2]\n        if ARGV[3] == \"0\" then\n            newttl = ARGV[2] + expiration\n        end\n        redis.call('pexpire', KEYS[1], newttl)\n        return 1\n    ";
 
-/// Per lock name: who believes they hold it now, and the last fencing token granted.
-#[derive(Default)]
-struct Track {
-    holders: Vec<u32>,
-    last_token: i64,
-}
-
 pub struct State {
     plan: LockPlan,
-    tracks: Vec<Mutex<Track>>,
+    /// Every grant, release and extend, for the checker (and `merge`'s, across agents).
+    pub history: History,
     per_client: Mutex<HashMap<u32, u64>>,
     trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     keys: Vec<String>,
@@ -60,7 +52,7 @@ pub fn spawn(plan: &WorkloadPlan, l: &LockPlan, ctx: Ctx, tasks: &mut JoinSet<()
         .map(|f| Mutex::new(std::io::BufWriter::new(f)));
     let st = Arc::new(State {
         plan: l.clone(),
-        tracks: (0..l.names).map(|_| Mutex::new(Track::default())).collect(),
+        history: History::new(&ctx.agent),
         per_client: Mutex::new(HashMap::new()),
         trace,
         keys,
@@ -175,33 +167,27 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         if !granted {
             continue;
         }
-        let held_from = monotonic_ns();
-        // The oracle: anyone else holding this name right now?
-        {
-            let mut t = st.tracks[name].lock().expect("track lock");
-            if !t.holders.is_empty() {
-                ctx.metrics.counters.add(VIOLATIONS, 1);
-            }
-            t.holders.push(idx);
-        }
+        // The believed hold starts at the grant's reply.
+        let (held_from, held_from_wall) = history::now();
         ctx.metrics.counters.add(ACQUIRED, 1);
         *st.per_client
             .lock()
             .expect("fairness lock")
             .entry(idx)
             .or_insert(0) += 1;
+        let mut fence = None;
         if l.fencing {
             let fkey = format!("{key}:fence");
             if let Ok(v) = c.request(&Cmd::new("INCR").arg(fkey.as_str())).await {
-                if let Some(n) = v.as_int() {
-                    let mut t = st.tracks[name].lock().expect("track lock");
-                    if n <= t.last_token {
-                        ctx.metrics.counters.add(FENCING, 1);
-                    }
-                    t.last_token = t.last_token.max(n);
-                }
+                fence = v.as_int();
             }
         }
+        st.history
+            .push_at(Type::Ok, "acquire", idx, held_from, held_from_wall, |e| {
+                e.key = Some(key.clone());
+                e.value = Some(tok.clone().into());
+                e.fence = fence;
+            });
         // Hold, extending on schedule (a cancelled run still releases).
         let hold = l.hold.sample(&mut rng);
         let hold_end = Instant::now() + hold;
@@ -222,7 +208,11 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
                     Style::SetNxEx | Style::SetnxExpire => {
                         match c.request(&Cmd::new("EXISTS").arg(key.as_str())).await {
                             Ok(Value::Int(0)) => {
-                                ctx.metrics.counters.add(LOST, 1);
+                                // Gone while believed held: the renew re-creates it.
+                                st.history.push(Type::Ok, "extend", idx, |e| {
+                                    e.key = Some(key.clone());
+                                    e.value = Some(0.into());
+                                });
                                 c.request(
                                     &Cmd::new("SET")
                                         .arg(key.as_str())
@@ -241,7 +231,10 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
                 match r {
                     Ok(v) => {
                         if l.style == Style::RedisPy && v.as_int() == Some(0) {
-                            ctx.metrics.counters.add(LOST, 1);
+                            st.history.push(Type::Ok, "extend", idx, |e| {
+                                e.key = Some(key.clone());
+                                e.value = Some(0.into());
+                            });
                         }
                         rec.record(op_ext, sent, sent, Instant::now(), Ok(()));
                     }
@@ -255,12 +248,9 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         }
         // Release: the believed hold ends now, before the command goes out.
         let held_to = monotonic_ns();
-        {
-            let mut t = st.tracks[name].lock().expect("track lock");
-            if let Some(p) = t.holders.iter().position(|h| *h == idx) {
-                t.holders.swap_remove(p);
-            }
-        }
+        st.history.push(Type::Invoke, "release", idx, |e| {
+            e.key = Some(key.clone());
+        });
         if let Some(tr) = &st.trace {
             let _ = writeln!(
                 tr.lock().expect("trace lock"),
@@ -279,12 +269,18 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         };
         match r {
             Ok(v) => {
-                if v.as_int() == Some(0) {
-                    ctx.metrics.counters.add(LOST, 1);
-                }
+                st.history.push(Type::Ok, "release", idx, |e| {
+                    e.key = Some(key.clone());
+                    e.value = v.as_int().map(Into::into);
+                });
                 rec.record(op_rel, sent, sent, Instant::now(), Ok(()));
             }
-            Err(e) => rec.record(op_rel, sent, sent, Instant::now(), Err(e.kind)),
+            Err(e) => {
+                st.history.push(Type::Info, "release", idx, |h| {
+                    h.key = Some(key.clone());
+                });
+                rec.record(op_rel, sent, sent, Instant::now(), Err(e.kind));
+            }
         }
         if !l.think.is_zero() && !ctx.sleep(l.think).await {
             break;
@@ -296,6 +292,34 @@ impl State {
     pub async fn finish(&self, ctx: &Ctx) {
         if let Some(t) = &self.trace {
             let _ = t.lock().expect("trace lock").flush();
+        }
+        // The oracle: this agent's history, checked (merge checks every agent's together).
+        let f = crate::check::lock::check(
+            &self.history.entries(),
+            crate::check::Clock::Mono,
+            monotonic_ns(),
+        );
+        let cs = &ctx.metrics.counters;
+        for (idx, times) in [
+            (C::Violations.i(), &f.violations),
+            (C::LostWhileHeld.i(), &f.lost),
+            (C::FencingViolations.i(), &f.fence_regressions),
+        ] {
+            for t in times {
+                cs.add_at(idx, 1, crate::clock::instant_of_mono(*t));
+            }
+        }
+        cs.set(C::Checked.i(), f.holds);
+        if f.worst_overlap_ns > 0 {
+            ctx.events.push(
+                crate::events::EventKind::Note,
+                format!(
+                    "{}: {} overlapping holds, the worst {:.1} ms",
+                    ctx.metrics.id,
+                    f.violations.len(),
+                    f.worst_overlap_ns as f64 / 1e6
+                ),
+            );
         }
         // Immortal keys: lock keys left with no TTL (the SETNX+EXPIRE hazard), then clean up.
         let mut c = Client::new(ctx.route.clone());

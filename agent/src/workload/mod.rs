@@ -38,6 +38,8 @@ pub struct Ctx {
     pub events: Events,
     /// Switches the fault timeline flips (consumer crashes).
     pub controls: Controls,
+    /// This agent's id in histories (the run id).
+    pub agent: String,
 }
 
 impl Ctx {
@@ -93,6 +95,15 @@ pub async fn spawn(
 }
 
 impl Active {
+    /// The workload's operation history, when it keeps one (the safety workloads do).
+    pub fn history(&self) -> Option<&crate::history::History> {
+        match self {
+            Active::Lock(s) => Some(&s.history),
+            Active::RateLimit(s) => Some(&s.history),
+            Active::Commands | Active::Dramatiq(_) | Active::Plugin(_) | Active::Set(_) => None,
+        }
+    }
+
     /// After the load stopped and every fault healed: drain, check, and set the end-of-run
     /// counters. Bounded in time. `faults` are the run's fault occurrences (oracles put what a
     /// fault explains down to it).

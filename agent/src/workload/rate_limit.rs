@@ -6,7 +6,6 @@
 //! WATCH/MULTI/EXEC loops, command for command), and `check-then-incr` (GET, compare, INCR: the
 //! classic race, there to show what an over-admitting limiter looks like).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -15,6 +14,7 @@ use tokio::task::JoinSet;
 
 use super::Ctx;
 use crate::clock::monotonic_ns;
+use crate::history::{History, Type};
 use crate::plan::{Limiter, RateLimitCounter as C, RateLimitPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Error, Script, Value};
@@ -24,22 +24,11 @@ const ADMITTED: usize = C::Admitted.i();
 const REJECTED: usize = C::Rejected.i();
 const OVERSHOOT: usize = C::Overshoot.i();
 
-/// One admission as the agent saw it.
-#[derive(Clone, Copy)]
-struct Adm {
-    sent: Instant,
-    recv: Instant,
-    /// The window the client computed (epoch second, bucket start), the log timestamp (µs), or
-    /// (fixed window) the INCR reply: 1 marks the admission that created a window's key.
-    slot: i64,
-}
-
 pub struct State {
     plan: RateLimitPlan,
     keys: Vec<String>,
-    adms: Vec<Mutex<Vec<Adm>>>,
-    /// Concurrent limiter: holders now, per key.
-    holding: Vec<Mutex<u64>>,
+    /// Every admission and release, for the checker (and `merge`'s, across agents).
+    pub history: History,
     trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     started: Instant,
 }
@@ -61,11 +50,19 @@ pub fn spawn(
         .as_ref()
         .and_then(|p| std::fs::File::create(p).ok())
         .map(|f| Mutex::new(std::io::BufWriter::new(f)));
+    let history = History::new(&ctx.agent);
+    history.push(Type::Info, "config", 0, |e| {
+        e.value = serde_json::to_value(crate::check::limiter::Config {
+            limiter: r.limiter.name().to_string(),
+            limit: r.limit,
+            window_ms: r.window.as_millis() as u64,
+        })
+        .ok();
+    });
     let st = Arc::new(State {
         plan: r.clone(),
-        adms: keys.iter().map(|_| Mutex::new(vec![])).collect(),
-        holding: keys.iter().map(|_| Mutex::new(0)).collect(),
         keys,
+        history,
         trace,
         started: ctx.start,
     });
@@ -118,7 +115,7 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, clients: u32, mut pacer: Pac
             burst_at = Some(b + every);
             for _ in 0..share(size) {
                 let key = rng.below(p.keys as u64) as usize;
-                attempt(&st, &ctx, &mut c, &rec, &mut rng, &sliding, key, b).await;
+                attempt(&st, &ctx, &mut c, &rec, &mut rng, &sliding, key, b, idx).await;
             }
             continue;
         }
@@ -146,11 +143,57 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, clients: u32, mut pacer: Pac
             Some(t) => {
                 let key = rng.below(p.keys as u64) as usize;
                 let intended = if pacer.is_open() { t } else { Instant::now() };
-                attempt(&st, &ctx, &mut c, &rec, &mut rng, &sliding, key, intended).await;
+                attempt(
+                    &st, &ctx, &mut c, &rec, &mut rng, &sliding, key, intended, idx,
+                )
+                .await;
             }
             None => steady_done = true,
         }
     }
+}
+
+/// The TTL a fixed-window limiter gives a new window's key: `EXPIRE` whole seconds as ECHO's
+/// limiter does, `PEXPIRE` when the window is not a whole number of seconds (so a 1.5 s window
+/// really lives 1.5 s).
+fn window_ttl(c: &crate::plan::RateLimitPlan, key: &str) -> (Cmd, u64) {
+    let ms = c.window.as_millis().max(1) as u64;
+    if ms.is_multiple_of(1000) {
+        (Cmd::new("EXPIRE").arg(key).arg(ms / 1000), ms)
+    } else {
+        (Cmd::new("PEXPIRE").arg(key).arg(ms), ms)
+    }
+}
+
+/// What an admission's `INCR` saw: its send and reply (CLOCK_MONOTONIC ns), the count it
+/// returned, and for the window's creator when its `EXPIRE` was sent and the TTL it set.
+#[derive(Default)]
+struct Incr {
+    sent: u64,
+    recv: u64,
+    count: i64,
+    expire: Option<(u64, u64)>,
+}
+
+/// `INCR` (and, for the window's first admission, its TTL).
+async fn incr(c: &mut Client, p: &crate::plan::RateLimitPlan, key: &str) -> Result<Incr, Error> {
+    let mut i = Incr {
+        sent: monotonic_ns(),
+        ..Default::default()
+    };
+    i.count = c
+        .request(&Cmd::new("INCR").arg(key))
+        .await?
+        .as_int()
+        .unwrap_or(0);
+    i.recv = monotonic_ns();
+    if i.count == 1 {
+        let (cmd, ttl) = window_ttl(p, key);
+        let at = monotonic_ns();
+        c.request(&cmd).await?;
+        i.expire = Some((at, ttl));
+    }
+    Ok(i)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -163,32 +206,28 @@ async fn attempt(
     sliding: &Script,
     ki: usize,
     intended: Instant,
+    client: u32,
 ) {
     let p = &st.plan;
     let key = st.keys[ki].as_str();
     let sent = Instant::now();
+    let sent_mono = monotonic_ns();
     let limit = p.limit;
     let wms = p.window.as_millis().max(1) as i64;
-    let mut slot = 0i64;
-    let mut incr_sent = None;
-    let mut incr_recv = None;
+    // What the history records of an admission: the count/slot and the INCR's timing.
+    let mut seen = Incr {
+        sent: sent_mono,
+        ..Default::default()
+    };
     let r: Result<bool, Error> = match p.limiter {
-        Limiter::FixedWindow => {
-            async {
-                let n = c
-                    .request(&Cmd::new("INCR").arg(key))
-                    .await?
-                    .as_int()
-                    .unwrap_or(0);
-                slot = n;
-                if n == 1 {
-                    c.request(&Cmd::new("EXPIRE").arg(key).arg(p.window.as_secs().max(1)))
-                        .await?;
-                }
-                Ok(n as u64 <= limit)
+        Limiter::FixedWindow => match incr(c, p, key).await {
+            Ok(i) => {
+                let ok = i.count as u64 <= limit;
+                seen = i;
+                Ok(ok)
             }
-            .await
-        }
+            Err(e) => Err(e),
+        },
         Limiter::CheckThenIncr => {
             async {
                 let cur = c
@@ -200,18 +239,7 @@ async fn attempt(
                     return Ok(false);
                 }
                 // The admission is the INCR: time it from there.
-                incr_sent = Some(Instant::now());
-                let n = c
-                    .request(&Cmd::new("INCR").arg(key))
-                    .await?
-                    .as_int()
-                    .unwrap_or(0);
-                incr_recv = Some(Instant::now());
-                slot = n;
-                if n == 1 {
-                    c.request(&Cmd::new("EXPIRE").arg(key).arg(p.window.as_secs().max(1)))
-                        .await?;
-                }
+                seen = incr(c, p, key).await?;
                 Ok(true)
             }
             .await
@@ -231,7 +259,7 @@ async fn attempt(
             .await
             .map(|v| {
                 let parts = v.into_array().unwrap_or_default();
-                slot = parts.get(1).and_then(|x| x.as_int()).unwrap_or(0);
+                seen.count = parts.get(1).and_then(|x| x.as_int()).unwrap_or(0);
                 parts.first().and_then(|x| x.as_int()) == Some(1)
             })
         }
@@ -239,18 +267,39 @@ async fn attempt(
         Limiter::DramatiqBucket => {
             let now = now_ms();
             let b = now - now % wms;
-            slot = b;
+            seen.count = b;
             dramatiq_add_or_incr(c, &format!("{key}@{b}"), limit, wms as u64).await
         }
         Limiter::DramatiqWindow => {
             let t = now_ms() / 1000;
-            slot = t;
+            seen.count = t;
             let w = (wms / 1000).max(1);
             let keys: Vec<String> = (0..w).map(|i| format!("{key}@{}", t - i)).collect();
             dramatiq_incr_and_sum(c, &keys, limit, wms as u64).await
         }
     };
     let recv = Instant::now();
+    if seen.recv == 0 {
+        seen.recv = monotonic_ns();
+    }
+    let admitted = matches!(r, Ok(true));
+    if r.is_ok() {
+        let (mono, wall) = (seen.recv, crate::history::now().1);
+        st.history.push_at(
+            if admitted { Type::Ok } else { Type::Fail },
+            "admit",
+            client,
+            mono,
+            wall.saturating_sub(monotonic_ns().saturating_sub(mono)),
+            |e| {
+                e.key = Some(key.to_string());
+                e.fence = Some(seen.count);
+                e.sent = Some(seen.sent);
+                e.aux = seen.expire.map(|x| x.0);
+                e.ttl_ms = seen.expire.map(|x| x.1);
+            },
+        );
+    }
     match r {
         Err(e) => rec.record(0, intended, sent, recv, Err(e.kind)),
         Ok(false) => {
@@ -262,34 +311,20 @@ async fn attempt(
             ctx.metrics.counters.add(ADMITTED, 1);
             if p.limiter == Limiter::DramatiqConcurrent {
                 let from = monotonic_ns();
-                {
-                    let mut h = st.holding[ki].lock().expect("holding lock");
-                    *h += 1;
-                    if *h > limit {
-                        ctx.metrics.counters.add(OVERSHOOT, 1);
-                    }
-                }
                 let hold = p.hold.sample(rng);
                 if !hold.is_zero() {
                     tokio::time::sleep(hold).await;
                 }
-                {
-                    let mut h = st.holding[ki].lock().expect("holding lock");
-                    *h = h.saturating_sub(1);
-                }
                 let to = monotonic_ns();
+                st.history.push(Type::Invoke, "release", client, |e| {
+                    e.key = Some(key.to_string());
+                });
                 if let Some(t) = &st.trace {
                     let _ = writeln!(t.lock().expect("trace lock"), "agent {key} {from} {to}");
                 }
                 let s2 = Instant::now();
                 let r = dramatiq_decr(c, key, 0, 900_000).await;
                 rec.record(1, s2, s2, Instant::now(), r.map(|_| ()).map_err(|e| e.kind));
-            } else {
-                let (sent, recv) = (incr_sent.unwrap_or(sent), incr_recv.unwrap_or(recv));
-                st.adms[ki]
-                    .lock()
-                    .expect("adms lock")
-                    .push(Adm { sent, recv, slot });
             }
         }
     }
@@ -441,92 +476,21 @@ async fn exec(c: &mut Client, cmds: Vec<Cmd>) -> Result<bool, Error> {
 }
 
 impl State {
-    /// Count admissions beyond the limit with the limiter's own window semantics.
-    fn overshoot(&self) -> u64 {
-        let p = &self.plan;
-        let limit = p.limit as usize;
-        let mut total = 0;
-        for a in &self.adms {
-            let mut v = a.lock().expect("adms lock").clone();
-            v.sort_by_key(|x| x.sent);
-            total += match p.limiter {
-                // A window's key is created by the admission that got INCR → 1 (at some time within
-                // its [sent, recv]) and lives at least `window` from then. So from that reply until
-                // `sent + window` there is one key: admissions certainly inside that span (sent after
-                // the creating reply, reply before its end) number at most `limit`. A key lost early
-                // (failover, eviction) shows up as a second creation inside the span: overshoot.
-                Limiter::FixedWindow | Limiter::CheckThenIncr => {
-                    let mut over = 0;
-                    let mut next_from: Option<Instant> = None;
-                    for a in v.iter().filter(|x| x.slot == 1) {
-                        if next_from.is_some_and(|t| a.sent < t) {
-                            continue;
-                        }
-                        let end = a.sent + p.window;
-                        let n = 1 + v
-                            .iter()
-                            .filter(|x| !std::ptr::eq(*x, a) && x.sent >= a.recv && x.recv < end)
-                            .count();
-                        over += n.saturating_sub(limit);
-                        next_from = Some(end);
-                    }
-                    // And, needing no timing at all: an admission whose own INCR counted past the
-                    // limit was admitted over it.
-                    let counted_past = v.iter().filter(|x| x.slot > limit as i64).count();
-                    over.max(counted_past)
-                }
-                // Any `window` (t-w, t] of the admission timestamps (µs) holds at most `limit`.
-                Limiter::SlidingLog => {
-                    let mut ts: Vec<i64> = v.iter().map(|x| x.slot).collect();
-                    ts.sort_unstable();
-                    let w = p.window.as_micros() as i64;
-                    let mut over = 0;
-                    let mut lo = 0;
-                    for hi in 0..ts.len() {
-                        while ts[lo] <= ts[hi] - w {
-                            lo += 1;
-                        }
-                        if hi - lo + 1 > limit {
-                            over += 1;
-                        }
-                    }
-                    over
-                }
-                // Per bucket key the client computed.
-                Limiter::DramatiqBucket => {
-                    let mut per: HashMap<i64, usize> = HashMap::new();
-                    for x in &v {
-                        *per.entry(x.slot).or_default() += 1;
-                    }
-                    per.values().map(|n| n.saturating_sub(limit)).sum()
-                }
-                // At most `limit` across the `window` seconds ending at each second.
-                Limiter::DramatiqWindow => {
-                    let w = (p.window.as_secs() as i64).max(1);
-                    let mut per: HashMap<i64, usize> = HashMap::new();
-                    for x in &v {
-                        *per.entry(x.slot).or_default() += 1;
-                    }
-                    let mut over = 0;
-                    for t in per.keys() {
-                        let n: usize = (0..w).filter_map(|i| per.get(&(t - i))).sum();
-                        over = over.max(n.saturating_sub(limit));
-                    }
-                    over
-                }
-                Limiter::DramatiqConcurrent => 0,
-            } as u64;
-        }
-        total
-    }
-
+    /// Check this agent's admissions with the limiter's own window semantics.
     pub async fn finish(&self, ctx: &Ctx) {
         if let Some(t) = &self.trace {
             let _ = t.lock().expect("trace lock").flush();
         }
-        let over = self.overshoot();
-        ctx.metrics.counters.add(OVERSHOOT, over);
-        let admitted = ctx.metrics.counters.get(ADMITTED) as f64;
+        let entries = self.history.entries();
+        let cs = &ctx.metrics.counters;
+        if let Some(cfg) = crate::check::limiter::config(&entries) {
+            let f = crate::check::limiter::check(&entries, &cfg, crate::check::Clock::Mono);
+            for t in &f.overshoot {
+                cs.add_at(OVERSHOOT, 1, crate::clock::instant_of_mono(*t));
+            }
+            cs.set(C::OvershootChecked.i(), f.checked);
+        }
+        let admitted = cs.get(ADMITTED) as f64;
         let secs = Instant::now()
             .min(ctx.end)
             .saturating_duration_since(self.started)
@@ -538,7 +502,7 @@ impl State {
             _ => (secs / p.window.as_secs_f64()).ceil() * p.limit as f64 * p.keys as f64,
         };
         if allowed.is_finite() && allowed > 0.0 {
-            ctx.metrics.counters.set_ratio(
+            cs.set_ratio(
                 C::Efficiency.i(),
                 (admitted / allowed * 1000.0).round() / 1000.0,
             );

@@ -1,0 +1,59 @@
+//! The safety oracles' checkers: pure functions over histories (`crate::history`). A run checks
+//! its own workloads' histories at the end; `merge` checks the histories of every agent of a
+//! sharded run together, so a lock held by two agents at once, or a limiter over-admitting across
+//! agents, is caught as it would be by one agent doing all the load.
+
+pub mod limiter;
+pub mod lock;
+
+use crate::history::Entry;
+
+/// How entries' times are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Every entry comes from one host: CLOCK_MONOTONIC, exact.
+    Mono,
+    /// Entries from several hosts: Unix time, trusted to within `tolerance_ns` (an overlap or a
+    /// window edge closer than that cannot be told).
+    Wall { tolerance_ns: u64 },
+}
+
+/// Wall-clock skew assumed between hosts when histories from several are checked together.
+pub const SKEW_NS: u64 = 10_000_000;
+
+impl Clock {
+    /// The clock for these entries.
+    pub fn of(entries: &[Entry]) -> Clock {
+        let mut hosts = entries.iter().map(|e| e.host.as_str());
+        match hosts.next() {
+            Some(h) if hosts.all(|x| x == h) && !h.is_empty() => Clock::Mono,
+            None => Clock::Mono,
+            _ => Clock::Wall {
+                tolerance_ns: SKEW_NS,
+            },
+        }
+    }
+
+    /// An entry's time on this clock.
+    pub fn at(&self, e: &Entry) -> u64 {
+        match self {
+            Clock::Mono => e.mono,
+            Clock::Wall { .. } => e.wall,
+        }
+    }
+
+    /// A `sent` or `aux` time (recorded on CLOCK_MONOTONIC) of an entry, on this clock.
+    pub fn related(&self, e: &Entry, mono: u64) -> u64 {
+        match self {
+            Clock::Mono => mono,
+            Clock::Wall { .. } => e.wall.saturating_sub(e.mono.saturating_sub(mono)),
+        }
+    }
+
+    pub fn tolerance(&self) -> u64 {
+        match self {
+            Clock::Mono => 0,
+            Clock::Wall { tolerance_ns } => *tolerance_ns,
+        }
+    }
+}
