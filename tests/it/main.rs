@@ -2,6 +2,7 @@
 
 mod support;
 
+mod chart;
 mod compat;
 mod dramatiq;
 mod faults;
@@ -15,3 +16,4 @@ mod reports;
 mod scenarios;
 mod shard;
 mod tls;
+mod tools;
