@@ -17,3 +17,4 @@ mod scenarios;
 mod shard;
 mod tls;
 mod tools;
+mod xtask;
