@@ -756,6 +756,23 @@ mod tests {
     }
 
     #[test]
+    fn ctrl_c_is_left_to_the_running_step_whose_code_passes_through() {
+        sigint::leave_to_children();
+        let x = Xtask::new().unwrap();
+        // SIGINT to xtask itself (the terminal sends it to the whole group): xtask lives on and
+        // gives the step's own exit code.
+        let f = x
+            .run(".", "sh", &["-c", "kill -INT $PPID; sleep 0.2; exit 7"])
+            .unwrap_err();
+        assert_eq!(f.code, 7, "{f:?}");
+        // The step keeps the default action: SIGINT ends it (an inherited "ignore" would not).
+        let f = x
+            .run(".", "sh", &["-c", "kill -INT $$; sleep 5; exit 0"])
+            .unwrap_err();
+        assert_eq!(f.code, 128 + 2, "{f:?}");
+    }
+
+    #[test]
     fn children_see_the_project_tools_first_in_path() {
         let x = Xtask::new().unwrap();
         let first = format!("{}/.tools/bin", x.root.display());
