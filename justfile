@@ -1,60 +1,48 @@
-# valkey-chaos tasks. Logic lives in Rust and in .ci/setup; recipes stay thin.
+# valkey-chaos tasks for those who have just: every recipe is `cargo xtask <recipe>`, whose logic
+# lives in tests/xtask/main.rs. Without just: `cargo xtask help`, `cargo chaos`, `cargo suite`.
 
-set shell := ["bash", "-euo", "pipefail", "-c"]
-export PATH := justfile_directory() + "/.tools/bin:" + env_var("PATH")
-
-target := ""
+set positional-arguments
 
 # List the recipes.
 default:
     @just --list
 
-# Install valkey-server, Debian's redis, the Python venv and the wasm target under .tools/ (idempotent).
+# Install valkey-server 9.x and 8.1, Debian's redis, helm, the Python venv and the wasm target under .tools/ (idempotent).
 setup:
-    bash .ci/setup
+    cargo xtask setup
 
 # Build the example and fixture WASM plugins (plugins/target/wasm32-wasip2/release/*.wasm).
-plugins: setup
-    cd plugins && cargo build --release --target wasm32-wasip2 -q
+plugins:
+    cargo xtask plugins
 
-# Formatting, clippy with warnings as errors, and the module layering (lower layers never import higher ones).
+# Formatting, clippy with warnings as errors (workspace and plugins), and the module layering.
 lint:
-    cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets -q -- -D warnings
-    cargo test -q -p valkey-chaos --lib layering
-    cd plugins && cargo fmt --all -- --check
+    cargo xtask lint
 
-# Every test: unit tests, then the integration suite against real servers.
-test: setup plugins
-    cargo build -p valkey-chaos -q
-    cargo test --workspace -q -- --test-threads 2
+# Every test against real servers; arguments pass through (`just test -- shard::`).
+test *ARGS:
+    cargo xtask test "$@"
 
-# The cutover gate: the ECHO-shaped suite with faults; exit 0 means safe to cut over. TARGET=rediss://… for staging.
-chaos TARGET=target: setup plugins
-    cargo build --release -q -p valkey-chaos
-    ./target/release/valkey-chaos run scenarios/cutover/*.toml --out out/chaos {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
+# The cutover gate; exit 0 means safe to cut over. `just chaos rediss://…` for staging.
+chaos *ARGS:
+    cargo xtask chaos "$@"
 
 # A one-minute smoke version of the cutover gate: typical day, failover, latency, connection storm.
-chaos-quick TARGET=target: setup plugins
-    cargo build --release -q -p valkey-chaos
-    ./target/release/valkey-chaos run scenarios/cutover/0[1347]-*.toml --duration 15s --out out/chaos-quick {{ if TARGET != "" { "--target " + TARGET } else { "" } }}
+chaos-quick *ARGS:
+    cargo xtask chaos-quick "$@"
 
 # Benchmarks against peers measured in the same run (redis-benchmark, redis-py, Python Dramatiq).
-bench: setup plugins
-    cargo build --release -q -p valkey-chaos
-    ./target/release/valkey-chaos bench --out out/bench
+bench *ARGS:
+    cargo xtask bench "$@"
 
 # Start a local topology for poking around: just up 1 3
-up REPLICAS="0" SENTINELS="0": setup
-    cargo run --release -q -p valkey-chaos -- up --replicas {{REPLICAS}} --sentinels {{SENTINELS}}
+up *ARGS:
+    cargo xtask up "$@"
 
-# Render a report.html in headless Chromium (apt-get installs it if missing) into a .png; fail on console errors.
-report-check REPORT="out/report-check/report.html":
-    #!/usr/bin/env bash
-    set -euo pipefail
-    if ! command -v chromium >/dev/null; then sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium; fi
-    if [ ! -f "{{REPORT}}" ]; then cargo build -q -p valkey-chaos && ./target/debug/valkey-chaos run scenarios/cache-smoke.toml --duration 3s -q --out "$(dirname "{{REPORT}}")" || [ $? = 1 ]; fi
-    png="{{ without_extension(REPORT) }}.png"; log=$(mktemp); profile=$(mktemp -d)
-    timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile" --enable-logging=stderr --v=0 --window-size=1200,2600 --screenshot="$png" "file://$(realpath "{{REPORT}}")" 2>"$log"; rm -rf "$profile"
-    if grep -E ':CONSOLE|net::ERR_' "$log"; then echo "report-check: console errors in {{REPORT}}" >&2; exit 1; fi
-    echo "report-check: {{REPORT}} rendered cleanly to $png"
+# Render a report.html in headless Chromium into a .png; fail on console errors.
+report-check *ARGS:
+    cargo xtask report-check "$@"
+
+# What CI runs: setup, lint, test.
+ci:
+    cargo xtask ci

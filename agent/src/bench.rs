@@ -59,7 +59,7 @@ fn python() -> Option<PathBuf> {
 
 fn redis_benchmark(port: u16, clients: u32, pipeline: u32, n: u64) -> Result<f64, String> {
     let bin = embedded::which("redis-benchmark")
-        .ok_or("redis-benchmark not found (just setup installs Debian's redis-tools)")?;
+        .ok_or("redis-benchmark not found (`cargo xtask setup` installs Debian's redis-tools)")?;
     let out = Command::new(bin)
         .args([
             "-h",
@@ -206,7 +206,7 @@ print(n / (t1 - t0), n / ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_sti
             peer: "-".into(),
             ratio: None,
             target: "≥ 20×".into(),
-            note: "no Python venv (just setup)".into(),
+            note: "no Python venv (cargo xtask setup)".into(),
         },
     });
 
@@ -284,7 +284,7 @@ print(n / float(sys.argv[2]))
             peer: "-".into(),
             ratio: None,
             target: "≥ 0.8×".into(),
-            note: "hello.wasm not built (just plugins)".into(),
+            note: "hello.wasm not built (cargo xtask plugins)".into(),
         }),
     }
 
@@ -315,7 +315,7 @@ print(n / float(sys.argv[2]))
     Ok(rows)
 }
 
-/// The table `just bench` prints.
+/// The table `cargo xtask bench` prints.
 pub fn render(rows: &[Row]) -> String {
     let mut o = String::from("benchmark (same machine, same fresh Valkey, one run)\n");
     for r in rows {

@@ -60,7 +60,7 @@ pub fn locate_redis(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
     crate::valkey::embedded::which("redis-server").ok_or_else(|| {
         "no redis-server found for the embedded baseline (looked at --redis-server, REDIS_SERVER \
-         and PATH): install Debian's redis-server (`just setup` does), or pass --baseline URL"
+         and PATH): install Debian's redis-server (`cargo xtask setup` does), or pass --baseline URL"
             .into()
     })
 }

@@ -1,5 +1,5 @@
 //! The module layering, checked from the source: every `crate::<module>` a file names (in a `use`
-//! or a path, outside comments) must be one its layer may import. `just lint` runs this test.
+//! or a path, outside comments) must be one its layer may import. `cargo xtask lint` runs this test.
 //!
 //! Read top to bottom: lower layers never import higher ones.
 //! - leaves: `rng`, `clock`, `units`, `events` import nothing of the crate;

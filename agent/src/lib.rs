@@ -49,7 +49,7 @@
 //!
 //! # Architecture invariants
 //!
-//! Stated as absences; `layering.rs` checks the import rules from the source (`just lint`).
+//! Stated as absences; `layering.rs` checks the import rules from the source (`cargo xtask lint`).
 //!
 //! - `plan` imports nothing but leaves; `valkey` imports nothing but leaves.
 //! - `scenario` never touches the network: it imports no `run`, `workload`, `fault`, `plugin`,

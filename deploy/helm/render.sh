@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Render the chart into deploy/helm/rendered/ for review (`--check`: fail if they are stale).
-# Needs `helm` (v3) on PATH or in $HELM; nothing here talks to a cluster.
+# Uses $HELM, else the pinned helm v3 that `cargo xtask setup` puts in .tools/bin, else `helm` on
+# PATH; nothing here talks to a cluster.
 set -euo pipefail
 cd "$(dirname "$0")"
-helm="${HELM:-helm}"
+helm="${HELM:-}"
+if [ -z "$helm" ]; then
+  if [ -x ../../.tools/bin/helm ]; then helm="$(cd ../.. && pwd)/.tools/bin/helm"; else helm=helm; fi
+fi
 check=false
 [ "${1:-}" = "--check" ] && check=true
 out=rendered

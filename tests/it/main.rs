@@ -2,6 +2,7 @@
 
 mod support;
 
+mod chart;
 mod compat;
 mod dramatiq;
 mod faults;
@@ -15,4 +16,6 @@ mod reports;
 mod scenarios;
 mod shard;
 mod tls;
+mod tools;
 mod verify;
+mod xtask;

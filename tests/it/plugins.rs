@@ -11,7 +11,7 @@ fn wasm(name: &str) -> String {
         .join(format!("{name}.wasm"));
     assert!(
         p.is_file(),
-        "{} is missing: run `just plugins`",
+        "{} is missing: run `cargo xtask plugins`",
         p.display()
     );
     p.display().to_string()

@@ -36,7 +36,7 @@ pub fn valkey8_bin() -> PathBuf {
     p
 }
 
-/// The agent binary built by `cargo build -p valkey-chaos` (`just test` does that first).
+/// The agent binary built by `cargo build -p valkey-chaos` (`cargo suite` does that first).
 pub fn agent_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
     let dir = exe
@@ -46,7 +46,7 @@ pub fn agent_bin() -> PathBuf {
     let p = dir.join("valkey-chaos");
     assert!(
         p.is_file(),
-        "{} is missing: run `cargo build -p valkey-chaos` (or `just test`)",
+        "{} is missing: run `cargo build -p valkey-chaos` (or `cargo suite`)",
         p.display()
     );
     p
@@ -194,7 +194,11 @@ pub async fn run_plan(path: &Path, target: Option<String>) -> valkey_chaos::summ
 /// Python from the project venv (dramatiq 2.2.1, redis-py 5.0.6).
 pub fn python() -> PathBuf {
     let p = repo_root().join(".tools/venv/bin/python");
-    assert!(p.is_file(), "{} is missing: run `just setup`", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo xtask setup`",
+        p.display()
+    );
     p
 }
 

