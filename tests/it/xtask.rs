@@ -105,6 +105,7 @@ fn test_and_ci_run_setup_once_and_pass_filters_to_the_harness() {
             "bash .ci/setup",
             "cargo fmt --all -- --check",
             "cargo clippy --workspace --all-targets -q -- -D warnings",
+            "cargo test -q -p valkey-chaos --lib layering",
             "(cd plugins && cargo fmt --all -- --check)",
             "(cd plugins && cargo build --release --target wasm32-wasip2 -q)",
             "cargo build -p valkey-chaos -q",

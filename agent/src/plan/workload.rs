@@ -172,6 +172,9 @@ pub struct DramatiqPlan {
     /// The chance that a fetch also runs maintenance (Dramatiq: `maintenance_chance` per
     /// million, default 1000, i.e. 0.1%).
     pub maintenance_chance: f64,
+    /// Ack before the work instead of after it (`ack = "before-work"`): a misconfigured worker,
+    /// there to show what the oracle catches when such a worker dies mid-work.
+    pub ack_before_work: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

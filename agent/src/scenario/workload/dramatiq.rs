@@ -110,6 +110,9 @@ pub fn read(
         .map(|d| d.value)
         .unwrap_or(Duration::from_secs(60))
         .max(Duration::from_millis(100));
+    let ack_before_work = k
+        .choice("ack", &["after-work", "before-work"])
+        .is_some_and(|a| a.value == "before-work");
     let maintenance_chance = k
         .fraction("maintenance_chance")
         .map(|v| v.value)
@@ -147,6 +150,7 @@ pub fn read(
             shared_queue,
             heartbeat_timeout,
             maintenance_chance,
+            ack_before_work,
         },
         load,
     ))

@@ -38,6 +38,8 @@ struct Delivery {
     /// The worker (broker id generation) that held it.
     worker: u64,
     ended: Option<(End, Instant)>,
+    /// The handler died after acking but before its work was done (an early-acking worker).
+    work_lost: bool,
 }
 
 #[derive(Default, Debug)]
@@ -118,6 +120,7 @@ impl Ledger {
             at,
             worker,
             ended: None,
+            work_lost: false,
         });
         before
     }
@@ -155,6 +158,21 @@ impl Ledger {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// An early-acking handler died before its work was done: the message was acked, its work
+    /// never happened.
+    pub fn work_lost(&self, mid: &str, retries: u32, worker: u64) {
+        let mut m = self.m.lock().expect("ledger lock");
+        if let Some(d) = m.get_mut(mid).and_then(|e| {
+            e.attempts
+                .get_mut(retries as usize)?
+                .iter_mut()
+                .rev()
+                .find(|d| d.worker == worker)
+        }) {
+            d.work_lost = true;
         }
     }
 
@@ -203,9 +221,6 @@ impl Ledger {
             let Some(enq) = e.enqueued else {
                 continue;
             };
-            if e.done.is_some() {
-                continue;
-            }
             let last = e
                 .attempts
                 .iter()
@@ -213,6 +228,19 @@ impl Ledger {
                 .map(|d| d.at)
                 .max()
                 .unwrap_or(enq);
+            if e.done.is_some() {
+                // Acked but its work died with an early-acking worker: never processed.
+                if e.attempts.iter().flatten().any(|d| d.work_lost) {
+                    r.unfinished.push(last);
+                } else if matches!(e.done, Some((Final::Acked, _)))
+                    && present.is_some_and(|p| p.contains(mid))
+                {
+                    // Acked, yet still in a queue or ack set after the drain: the ack never
+                    // landed.
+                    r.stuck.push(last);
+                }
+                continue;
+            }
             match (present, is_present, delivered) {
                 (Some(_), false, false) => r.lost.push(enq),
                 (Some(_), false, true) => r.unfinished.push(last),

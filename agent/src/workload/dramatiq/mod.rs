@@ -676,8 +676,39 @@ async fn handle(
         let _ = writeln!(t.lock().expect("trace lock"), "{mid} {retries}");
     }
     let mut rng = Rng::new(seed);
+    let work = d.work.sample(&mut rng);
+    if d.ack_before_work {
+        // A worker that acks first and works afterwards (a planted bug, for showing the oracle):
+        // if it dies mid-work the message is gone, acked, and never processed.
+        let mut c = pool
+            .lock()
+            .expect("pool lock")
+            .pop()
+            .unwrap_or_else(|| Client::new(ctx.route.clone()));
+        let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
+        pool.lock().expect("pool lock").push(c);
+        if r.is_ok()
+            && st.ledger.finished(
+                &mid,
+                retries,
+                worker.id,
+                Some(ledger::Final::Acked),
+                Instant::now(),
+            )
+        {
+            ctx.metrics.counters.add(C_ACKED, 1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(work) => {}
+            _ = st.crashed(worker.consumer) => {
+                st.ledger.work_lost(&mid, retries, worker.id);
+                return false;
+            }
+        }
+        return true;
+    }
     tokio::select! {
-        _ = tokio::time::sleep(d.work.sample(&mut rng)) => {}
+        _ = tokio::time::sleep(work) => {}
         _ = st.crashed(worker.consumer) => return false,
     }
     if st.crash.is_crashed(worker.consumer) {
