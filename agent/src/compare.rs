@@ -41,29 +41,7 @@ pub struct Options {
 /// One finished side.
 pub type SideRun = crate::run::Outcome;
 
-/// Find Debian's (or any) `redis-server`: explicit path, `REDIS_SERVER`, then `PATH`.
-pub fn locate_redis(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("--redis-server {} does not exist", p.display()))
-        };
-    }
-    if let Some(p) = std::env::var_os("REDIS_SERVER") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("REDIS_SERVER={} does not exist", p.display()))
-        };
-    }
-    crate::valkey::embedded::which("redis-server").ok_or_else(|| {
-        "no redis-server found for the embedded baseline (looked at --redis-server, REDIS_SERVER \
-         and PATH): install Debian's redis-server (`cargo xtask setup` does), or pass --baseline URL"
-            .into()
-    })
-}
+pub use crate::valkey::embedded::locate_redis;
 
 /// Resolve both sides: a URL, or the binary of an embedded topology.
 pub fn sides(opts: &Options) -> Result<(SideTarget, SideTarget), RunError> {

@@ -53,6 +53,8 @@ pub struct FaultEnv {
     pub events: Option<Events>,
     /// Where phase boundaries are cut, exactly at every injection and heal.
     pub timebase: Option<Arc<Timebase>>,
+    /// What a migration's switch did (read by the run for its migration report).
+    pub switch: std::sync::Mutex<Option<super::switch::SwitchOutcome>>,
 }
 
 /// Check every fault against the target (refusals name the fault and why) and start the proxies
@@ -69,6 +71,13 @@ pub async fn prepare(
     let (label, managed) = match &*t {
         Target::Embedded(_) => ("the embedded topology".to_string(), true),
         Target::External(u) => (u.to_string(), false),
+        // The destination replicates through the agent's proxy: its link is the agent's to break.
+        Target::Migration { .. } => (
+            "the migration's source and destination".to_string(),
+            plan.migration
+                .as_ref()
+                .is_some_and(|m| m.mode == crate::plan::migration::Mode::ReplicaOf),
+        ),
     };
     for f in &plan.faults {
         if f.kind.destructive() && destructive != DestructivePolicy::Allowed {
@@ -103,17 +112,25 @@ pub async fn prepare(
         }
     }
     let mut proxies = vec![];
+    if let Target::Migration {
+        source,
+        destination,
+    } = &*t
+    {
+        proxies.extend(migration_proxies(plan, source, destination, route).await?);
+    }
     let needs_proxy = plan
         .faults
         .iter()
-        .any(|f| f.kind.network() && !f.kind.on_replication_link(f.link));
+        .any(|f| f.kind.network() && !f.kind.on_replication_link(f.link))
+        && plan.migration.is_none();
     if needs_proxy {
         let nodes: Vec<(String, SocketAddr)> = match &*t {
             Target::Embedded(topo) => topo
                 .data_nodes()
                 .map(|n| (n.name.clone(), n.addr()))
                 .collect(),
-            Target::External(_) => {
+            Target::External(_) | Target::Migration { .. } => {
                 let a = route.primary_addr().await.map_err(|e| {
                     PrepareError::Runtime(format!(
                         "cannot resolve the target for the fault proxy: {}",
@@ -154,6 +171,7 @@ pub async fn prepare(
         controls,
         events: None,
         timebase: None,
+        switch: Default::default(),
     })
 }
 
@@ -214,5 +232,89 @@ async fn replication_proxies(
             link: Link::Replication,
         });
     }
+    Ok(out)
+}
+
+/// A migration's proxies: the **endpoint** the workloads use ("the hostname in REDIS_URL"),
+/// pointed at the source until the switch; and (mode `replicaof`) the destination's replication
+/// link, through which it replicates the source — started, synced (bounded) and checked here.
+async fn migration_proxies(
+    plan: &Plan,
+    source: &Target,
+    destination: &Target,
+    route: &mut Route,
+) -> Result<Vec<ProxyEntry>, PrepareError> {
+    let rt = |m: String| PrepareError::Runtime(m);
+    let src = source
+        .addr()
+        .ok_or_else(|| rt("cannot resolve the migration's source".into()))?;
+    let dst = destination
+        .addr()
+        .ok_or_else(|| rt("cannot resolve the migration's destination".into()))?;
+    let mut out = vec![];
+    let endpoint = Proxy::start(src)
+        .await
+        .map_err(|e| rt(format!("cannot start the migration endpoint: {e}")))?;
+    route.via.insert(src, endpoint.listen);
+    out.push(ProxyEntry {
+        node: "endpoint".into(),
+        real: src,
+        proxy: endpoint,
+        link: Link::Clients,
+    });
+    let Some(m) = &plan.migration else {
+        return Ok(out);
+    };
+    if m.mode != crate::plan::migration::Mode::ReplicaOf {
+        return Ok(out);
+    }
+    let link = Proxy::start(src)
+        .await
+        .map_err(|e| rt(format!("cannot start the replication proxy: {e}")))?;
+    let admin = ConnectOptions {
+        lib_info: None,
+        ..route.opts.clone()
+    };
+    let mut c = Conn::connect(dst, &admin)
+        .await
+        .map_err(|e| rt(format!("destination {dst} unreachable: {}", e.msg)))?;
+    c.request(
+        &Cmd::new("REPLICAOF")
+            .arg(link.listen.ip().to_string())
+            .arg(u64::from(link.listen.port())),
+    )
+    .await
+    .map_err(|e| {
+        rt(format!(
+            "the destination {dst} refused REPLICAOF {} (a managed destination needs mode = \"external\"): {}",
+            link.listen, e.msg
+        ))
+    })?;
+    // The initial copy: link up and the destination's offset at the source's.
+    let t0 = std::time::Instant::now();
+    loop {
+        let up = embedded::info_field(dst, "replication", "master_link_status").await;
+        let src_off = embedded::info_field(src, "replication", "master_repl_offset").await;
+        let dst_off = embedded::info_field(dst, "replication", "master_repl_offset").await;
+        if up.as_deref() == Some("up") && src_off.is_some() && src_off == dst_off {
+            break;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(rt(format!(
+                "the destination {dst} did not finish copying the source {src} within 60s \
+                 (link {}, offsets {} / {})",
+                up.unwrap_or_default(),
+                src_off.unwrap_or_default(),
+                dst_off.unwrap_or_default()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    out.push(ProxyEntry {
+        node: "destination".into(),
+        real: src,
+        proxy: link,
+        link: Link::Replication,
+    });
     Ok(out)
 }

@@ -82,7 +82,7 @@ pub(super) async fn run(env: &FaultEnv, mode: FailoverMode) -> Result<Done, Stri
     let (_, primary, pname) = resolve(env, &NodeSel::Primary).await?;
     let sentinels = match &*env.target.lock().await {
         Target::Embedded(topo) => topo.sentinels(),
-        Target::External(_) => vec![],
+        _ => vec![],
     };
     let mut detail = vec![];
     let mut paused = None;

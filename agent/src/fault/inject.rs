@@ -39,14 +39,14 @@ impl Guard {
                 let mut t = env.target.lock().await;
                 match &mut *t {
                     Target::Embedded(topo) => topo.restart_node(idx).await,
-                    Target::External(_) => Err("no managed process to restart".into()),
+                    _ => Err("no managed process to restart".into()),
                 }
             }
             Undo::Continue(idx) => {
                 let t = env.target.lock().await;
                 match &*t {
                     Target::Embedded(topo) => topo.signal_node(idx, libc::SIGCONT),
-                    Target::External(_) => Err("no managed process".into()),
+                    _ => Err("no managed process".into()),
                 }
             }
             Undo::Unpause(addr) => admin(env, addr, &[Cmd::new("CLIENT").arg("UNPAUSE")]).await,
@@ -212,6 +212,16 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             Ok(Guard {
                 target: format!("{name} timeout={seconds}s"),
                 undo: Undo::Config(addr, saved),
+            })
+        }
+        FaultKind::Switch { procedure } => {
+            let done = super::switch::run(env, *procedure).await?;
+            Ok(Guard {
+                target: done.target,
+                undo: match done.paused {
+                    Some(addr) => Undo::Unpause(addr),
+                    None => Undo::Nothing,
+                },
             })
         }
         FaultKind::ConsumerCrash {

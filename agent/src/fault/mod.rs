@@ -14,6 +14,7 @@ mod failover;
 pub mod inject;
 pub mod nodes;
 pub mod proxy;
+pub mod switch;
 pub mod timeline;
 
 pub use env::{prepare, DestructivePolicy, FaultEnv, PrepareError};

@@ -24,6 +24,21 @@ pub(super) async fn resolve(
                 .map_err(|e| e.msg)?;
             Ok((None, a, u.to_string()))
         }
+        Target::Migration {
+            source,
+            destination,
+        } => {
+            // Before the switch the clients use the source; a replica is the destination.
+            let (side, name) = match sel {
+                NodeSel::Replica => (destination, "destination"),
+                NodeSel::Named(n) if n == "destination" => (destination, "destination"),
+                _ => (source, "source"),
+            };
+            let a = side
+                .addr()
+                .ok_or_else(|| format!("cannot resolve the migration's {name}"))?;
+            Ok((None, a, name.to_string()))
+        }
         Target::Embedded(topo) => {
             let idx = match sel {
                 NodeSel::Named(n) => topo.node_index(n).ok_or_else(|| {

@@ -39,6 +39,8 @@ pub struct Toxics {
 
 struct Shared {
     toxics: RwLock<Toxics>,
+    /// Where new connections go (a cutover repoints it).
+    upstream: RwLock<SocketAddr>,
     /// Bumped to make every live connection reset itself.
     kill_tx: broadcast::Sender<()>,
     conns: AtomicU64,
@@ -48,7 +50,6 @@ struct Shared {
 /// A running proxy. Dropping it stops accepting; live connections end with their peers.
 pub struct Proxy {
     pub listen: SocketAddr,
-    pub upstream: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +69,7 @@ impl Proxy {
         let (kill_tx, _) = broadcast::channel(4);
         let shared = Arc::new(Shared {
             toxics: RwLock::new(Toxics::default()),
+            upstream: RwLock::new(upstream),
             kill_tx,
             conns: AtomicU64::new(0),
             seed: Mutex::new(0x5eed),
@@ -80,16 +82,27 @@ impl Proxy {
                 };
                 let s = s2.clone();
                 tokio::spawn(async move {
-                    let _ = handle(client, upstream, s).await;
+                    let _ = handle(client, s).await;
                 });
             }
         });
         Ok(Proxy {
             listen,
-            upstream,
             shared,
             task,
         })
+    }
+
+    /// Where new connections go.
+    pub fn upstream(&self) -> SocketAddr {
+        *self.shared.upstream.read().expect("upstream lock")
+    }
+
+    /// Send new connections to `to` and close every live one (clients reconnect and land
+    /// there): what repointing a service's hostname does to its clients.
+    pub fn repoint(&self, to: SocketAddr) {
+        *self.shared.upstream.write().expect("upstream lock") = to;
+        let _ = self.shared.kill_tx.send(());
     }
 
     pub fn toxics(&self) -> Toxics {
@@ -146,7 +159,8 @@ fn socket_linger_zero(s: &std::net::TcpStream) -> std::io::Result<()> {
     }
 }
 
-async fn handle(client: TcpStream, upstream: SocketAddr, s: Arc<Shared>) -> std::io::Result<()> {
+async fn handle(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
+    let upstream = *s.upstream.read().expect("upstream lock");
     s.conns.fetch_add(1, Ordering::Relaxed);
     {
         let t = s.toxics.read().expect("toxics lock");

@@ -200,6 +200,7 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
         heal_failures: t.heal_failures,
         interval_secs: frame.interval,
         series: series.into_values().collect(),
+        migration: inputs.iter().find_map(|i| i.summary.migration.clone()),
     };
     // The safety checkers again, on every agent's histories together.
     let histories = judge::recheck(&inputs, &mut summary);

@@ -159,6 +159,23 @@ pub enum FaultKind {
         consumer: u32,
         restart_after: Option<Duration>,
     },
+    /// The cutover (a `[migration]` run): the stable endpoint is repointed from the source to
+    /// the destination.
+    Switch {
+        procedure: SwitchProcedure,
+    },
+}
+
+/// How the cutover is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchProcedure {
+    /// `CLIENT PAUSE WRITE` on the source, wait (up to `max_pause`) until the destination has
+    /// everything, promote it (`REPLICAOF NO ONE`), repoint, resume: the documented "stop writes,
+    /// repoint clients, stop the migration".
+    PauseAndDrain { max_pause: Duration },
+    /// Repoint while replication still runs, then stop it: what a hurried operator does. What
+    /// the destination had not received is lost.
+    RepointOnly,
 }
 
 /// The type names, as written in `type = "…"`.
@@ -181,6 +198,7 @@ pub const TYPES: &[&str] = &[
     "replication-lag",
     "replication-partition",
     "consumer-crash",
+    "switch",
 ];
 
 /// How a fault acts, which decides where it may run and how it is healed.
@@ -217,14 +235,16 @@ impl FaultKind {
             FaultKind::ReplicationLag { .. } => "replication-lag",
             FaultKind::ReplicationPartition => "replication-partition",
             FaultKind::ConsumerCrash { .. } => "consumer-crash",
+            FaultKind::Switch { .. } => "switch",
         }
     }
 
     pub fn class(&self) -> Class {
         match self {
-            FaultKind::Failover { .. } | FaultKind::Kill { .. } | FaultKind::Pause => {
-                Class::Topology
-            }
+            FaultKind::Failover { .. }
+            | FaultKind::Kill { .. }
+            | FaultKind::Pause
+            | FaultKind::Switch { .. } => Class::Topology,
             FaultKind::ClientPause { .. }
             | FaultKind::ClientKill
             | FaultKind::DebugSleep
@@ -261,6 +281,7 @@ impl FaultKind {
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition => true,
             FaultKind::Failover { .. }
+            | FaultKind::Switch { .. }
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ClientPause { .. }
             | FaultKind::ClientKill
@@ -283,7 +304,8 @@ impl FaultKind {
             FaultKind::Failover { .. }
             | FaultKind::ClientKill
             | FaultKind::Kill { .. }
-            | FaultKind::ConsumerCrash { .. } => false,
+            | FaultKind::ConsumerCrash { .. }
+            | FaultKind::Switch { .. } => false,
             FaultKind::Pause
             | FaultKind::ClientPause { .. }
             | FaultKind::DebugSleep
@@ -331,7 +353,8 @@ impl FaultKind {
             | FaultKind::LimitData { .. }
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition
-            | FaultKind::ConsumerCrash { .. } => false,
+            | FaultKind::ConsumerCrash { .. }
+            | FaultKind::Switch { .. } => false,
         }
     }
 
@@ -395,6 +418,13 @@ impl FaultKind {
                 }
                 v
             }
+            FaultKind::Switch { procedure } => match procedure {
+                SwitchProcedure::PauseAndDrain { max_pause } => vec![
+                    ("procedure", Text("pause-and-drain".into())),
+                    ("max_pause_seconds", Secs(max_pause.as_secs_f64())),
+                ],
+                SwitchProcedure::RepointOnly => vec![("procedure", Text("repoint-only".into()))],
+            },
             FaultKind::Kill {
                 restart_after: None,
             }

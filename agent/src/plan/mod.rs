@@ -5,6 +5,7 @@
 
 pub mod counter;
 pub mod fault;
+pub mod migration;
 pub mod provider;
 pub mod shard;
 pub mod workload;
@@ -38,6 +39,8 @@ pub struct Plan {
     pub allow_destructive: bool,
     /// Which share of a sharded run this plan is (`None`: the whole run).
     pub shard: Option<Shard>,
+    /// A cutover rehearsal: source, destination, how the data moves.
+    pub migration: Option<migration::Migration>,
 }
 
 /// The embedded topology a plan needs.

@@ -870,6 +870,7 @@ pub(crate) mod tests {
             heal_failures: vec!["#1 kill: <oops>".into()],
             interval_secs: 1.0,
             series,
+            migration: None,
         }
     }
 

@@ -146,6 +146,65 @@ pub fn render(s: &RunSummary) -> String {
             }
         }
     }
+    if let Some(m) = &s.migration {
+        let _ = writeln!(o, "\nmigration ({}) {}", m.mode, m.from_to);
+        if m.seed_keys > 0 {
+            let _ = writeln!(o, "  seed          {} keys", fmt_count(m.seed_keys));
+        }
+        let lag = |v: Option<f64>| v.map(|x| format!("{x:.1}ms")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "  lag (canary)  p50 {}  p99 {}  max {}  ({} samples before the switch)",
+            lag(m.lag.p50_ms),
+            lag(m.lag.p99_ms),
+            lag(m.lag.max_ms),
+            m.lag.samples
+        );
+        if let Some(sw) = &m.switch {
+            let _ = writeln!(
+                o,
+                "  switch        {} at {:.1}s{}{}",
+                sw.procedure,
+                sw.at_secs,
+                sw.paused_ms
+                    .map(|p| format!(", writes paused {p:.0}ms"))
+                    .unwrap_or_default(),
+                sw.behind_bytes
+                    .map(|b| format!(", destination {b} bytes behind"))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(
+            o,
+            "  NOSCRIPT after the switch: {}",
+            m.noscript_after_switch
+        );
+        if let Some(v) = &m.verify {
+            match &v.error {
+                Some(e) => {
+                    let _ = writeln!(o, "  verify        could not run: {e}");
+                }
+                None => {
+                    let kinds: Vec<String> =
+                        v.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    let _ = writeln!(
+                        o,
+                        "  verify        {} keys, {} differences{}",
+                        fmt_count(v.keys_checked),
+                        v.differences,
+                        if kinds.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", kinds.join(", "))
+                        }
+                    );
+                    for d in &v.first {
+                        let _ = writeln!(o, "      {d}");
+                    }
+                }
+            }
+        }
+    }
     if !s.heal_failures.is_empty() {
         let _ = writeln!(o, "\nHEAL FAILURES (the target may still be degraded):");
         for h in &s.heal_failures {

@@ -4,6 +4,7 @@
 //! summary once (`summary::build`). Everything that was started is stopped on every exit path.
 
 pub mod load;
+pub mod migration;
 pub mod progress;
 pub mod target;
 
@@ -23,7 +24,6 @@ use crate::plan::Plan;
 use crate::summary::build::Recorded;
 use crate::summary::RunSummary;
 use crate::valkey::target::TlsChoice;
-use crate::valkey::Target;
 use crate::workload;
 
 /// Which server a run is pointed at.
@@ -95,6 +95,7 @@ pub async fn run(
         );
     }
     let resolved = target::resolve(plan, opts).await?;
+    let rehearsal = resolved.migration.clone();
     let target = Arc::new(tokio::sync::Mutex::new(resolved.target));
     let mut route = resolved.route;
     // Refusals first, before any load; then the proxies the faults need.
@@ -168,6 +169,18 @@ pub async fn run(
         ctxs.push(ctx);
     }
 
+    // A rehearsal watches replication lag until the switch.
+    let lag_stop = CancellationToken::new();
+    let lag = rehearsal.as_ref().map(|(src, dst, _, _, co)| {
+        tokio::spawn(migration::watch_lag(
+            *src,
+            *dst,
+            co.clone(),
+            start,
+            lag_stop.clone(),
+        ))
+    });
+
     // The fault timeline, which cuts phase boundaries at every injection and heal.
     fault_env.events = Some(events.clone());
     fault_env.timebase = Some(collector.timebase.clone());
@@ -195,6 +208,14 @@ pub async fn run(
         Ok((r, env)) => (r, Some(env)),
         Err(_) => (vec![], None),
     };
+    lag_stop.cancel();
+    let lag_series = match lag {
+        Some(h) => h.await.unwrap_or_default(),
+        None => vec![],
+    };
+    let switched = fault_env
+        .as_ref()
+        .and_then(|e| e.switch.lock().expect("switch lock").clone());
     let spans: Vec<FaultSpan> = fault_records
         .iter()
         .filter_map(|f| {
@@ -222,6 +243,46 @@ pub async fn run(
     collector.finish();
     // The fault proxies carried the drain too; only now do they go.
     drop(fault_env);
+    let migration = match (&plan.migration, &rehearsal) {
+        (Some(m), Some((_, _, src_url, dst_url, _))) => {
+            let verify = if m.verify {
+                migration::verify(src_url, dst_url, opts).await
+            } else {
+                None
+            };
+            Some(crate::summary::MigrationReport {
+                from_to: resolved.label.clone(),
+                mode: match m.mode {
+                    crate::plan::migration::Mode::ReplicaOf => "replicaof".into(),
+                    crate::plan::migration::Mode::External => "external".into(),
+                },
+                seed_keys: m.seed.map(|s| u64::from(s.keys)).unwrap_or(0),
+                switch: switched.as_ref().map(|s| crate::summary::SwitchReport {
+                    procedure: match s.procedure {
+                        crate::plan::fault::SwitchProcedure::PauseAndDrain { .. } => {
+                            "pause-and-drain".into()
+                        }
+                        crate::plan::fault::SwitchProcedure::RepointOnly => "repoint-only".into(),
+                    },
+                    at_secs: s.at.saturating_duration_since(start).as_secs_f64(),
+                    paused_ms: s.paused.map(|p| p.as_secs_f64() * 1000.0),
+                    behind_bytes: s.behind_bytes,
+                }),
+                lag: migration::lag_stats(&lag_series),
+                lag_series,
+                noscript_after_switch: switched
+                    .as_ref()
+                    .map(|s| {
+                        crate::valkey::client::NOSCRIPT_REPLIES
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                            .saturating_sub(s.noscript_before)
+                    })
+                    .unwrap_or(0),
+                verify,
+            })
+        }
+        _ => None,
+    };
 
     let summary = crate::summary::build::build(Recorded {
         plan,
@@ -233,14 +294,13 @@ pub async fn run(
         events: events.all(),
         faults: fault_records,
         interval,
+        migration,
     });
     if let Some(x) = exporter {
         x.finish(&summary, plan, &collector).await;
     }
     // Stop our servers (also done on drop if anything above panicked).
-    if let Target::Embedded(t) = &mut *target.lock().await {
-        t.stop();
-    }
+    target.lock().await.stop();
     let hlog = crate::metrics::hlog::render(
         &collector,
         &format!(

@@ -2,6 +2,8 @@
 //! started on free loopback ports), what may be done to it (the destructive policy), and whether
 //! it answers at all.
 
+use std::net::SocketAddr;
+
 use crate::fault::DestructivePolicy;
 use crate::plan::Plan;
 use crate::summary::ServerInfo;
@@ -21,6 +23,8 @@ pub struct Resolved {
     pub policy: DestructivePolicy,
     /// Host and port of the primary, for `server.address` in traces.
     pub server_addr: (String, u16),
+    /// A rehearsal's source and destination: addresses, URLs, the source's connect options.
+    pub migration: Option<(SocketAddr, SocketAddr, String, String, ConnectOptions)>,
 }
 
 /// The URL a run uses: `--target`, then the scenario's `[target].url`, then `REDIS_URL`; `None`
@@ -40,6 +44,31 @@ pub fn pick_url(plan: &Plan, choice: &TargetChoice) -> Option<String> {
 /// what faults may do to it.
 pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunError> {
     let timeout = plan.request_timeout;
+    if let Some(m) = &plan.migration {
+        let s = super::migration::sides(m, opts, timeout).await?;
+        let loopback = s.source.ip().is_loopback() && s.destination.ip().is_loopback();
+        let policy = if loopback || (plan.allow_destructive && opts.allow_destructive) {
+            DestructivePolicy::Allowed
+        } else if opts.skip_destructive {
+            DestructivePolicy::Skip
+        } else {
+            DestructivePolicy::Refuse
+        };
+        return Ok(Resolved {
+            route: Route::direct(s.source.to_string(), s.source_opts.clone()),
+            label: s.label.clone(),
+            server_addr: (s.source.ip().to_string(), s.source.port()),
+            policy,
+            migration: Some((
+                s.source,
+                s.destination,
+                s.source_url,
+                s.destination_url,
+                s.source_opts,
+            )),
+            target: s.target,
+        });
+    }
     match pick_url(plan, &opts.target) {
         Some(u) => {
             let mut t = TargetUrl::parse(&u).map_err(RunError::Refused)?;
@@ -62,6 +91,7 @@ pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunErro
                 server_addr: (t.host.clone(), t.port),
                 target: Target::External(t),
                 policy,
+                migration: None,
             })
         }
         None => {
@@ -103,6 +133,7 @@ pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunErro
                 server_addr: ("127.0.0.1".to_string(), topo.primary().port),
                 target: Target::Embedded(topo),
                 policy: DestructivePolicy::Allowed,
+                migration: None,
             })
         }
     }

@@ -133,6 +133,11 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         w.finish();
     }
 
+    let migration = root.table("migration").map(|t| {
+        let m = super::migration::read(&t);
+        t.finish();
+        m
+    });
     let mut faults: Vec<FaultPlan> = vec![];
     for f in root.tables("fault") {
         if let Some(fp) = super::fault::read(&f, faults.len()) {
@@ -154,11 +159,63 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
             }
         }
     }
+    // A switch needs a migration; a migration takes the faults that make sense around a cutover.
+    for f in &faults {
+        let ok = match (&migration, &f.kind) {
+            (None, FaultKind::Switch { .. }) => {
+                root.ctx.error(
+                    &f.span,
+                    format!(
+                        "fault {:?} is a switch, but the scenario has no [migration]",
+                        f.name
+                    ),
+                    Some("add [migration] (source, destination) to rehearse a cutover".into()),
+                );
+                continue;
+            }
+            (None, _) => true,
+            (Some(_), k) => {
+                matches!(
+                    k,
+                    FaultKind::Switch { .. } | FaultKind::ConsumerCrash { .. }
+                ) || k.network()
+            }
+        };
+        if !ok {
+            root.ctx.error(
+                &f.span,
+                format!(
+                    "fault {:?} ({}) does not apply to a migration rehearsal",
+                    f.name,
+                    f.kind.type_name()
+                ),
+                Some(
+                    "a [migration] scenario takes `switch`, network faults (latency, partition, …) \
+                     and replication faults on the destination's link"
+                        .into(),
+                ),
+            );
+        }
+    }
+    if let Some(m) = &migration {
+        if m.mode == crate::plan::migration::Mode::ReplicaOf
+            && faults
+                .iter()
+                .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
+                .count()
+                > 1
+        {
+            root.ctx
+                .error(&root.span, "a migration has one switch", None);
+        }
+    }
     // Faults that need replicas or sentinels grow the embedded topology.
-    let need = topology_needs(&faults);
-    topology.replicas = topology.replicas.max(need.replicas);
-    topology.sentinels = topology.sentinels.max(need.sentinels);
-    topology.replication_proxy = need.replication_proxy;
+    if migration.is_none() {
+        let need = topology_needs(&faults);
+        topology.replicas = topology.replicas.max(need.replicas);
+        topology.sentinels = topology.sentinels.max(need.sentinels);
+        topology.replication_proxy = need.replication_proxy;
+    }
 
     let mut thresholds = vec![];
     if let Some(t) = root.table("thresholds") {
@@ -205,6 +262,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         thresholds,
         allow_destructive,
         shard: None,
+        migration,
     })
 }
 

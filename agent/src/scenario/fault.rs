@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::plan::fault::{
-    Direction, FailoverMode, FaultKind, FaultPlan, Link, MemLimit, NodeSel, TYPES,
+    Direction, FailoverMode, FaultKind, FaultPlan, Link, MemLimit, NodeSel, SwitchProcedure, TYPES,
 };
 use crate::scenario::reader::Obj;
 use crate::units::parse_bytes;
@@ -203,6 +203,30 @@ fn read_kind(f: &Obj, ty: &str, restart_after: Option<Duration>) -> Option<Fault
         }
         "replication-partition" => FaultKind::ReplicationPartition,
         "consumer-crash" => read_consumer_crash(f, restart_after)?,
+        "switch" => {
+            let t = sub("switch");
+            let procedure = match &t {
+                Some(t)
+                    if t.choice("procedure", &["pause-and-drain", "repoint-only"])
+                        .is_some_and(|p| p.value == "repoint-only") =>
+                {
+                    SwitchProcedure::RepointOnly
+                }
+                Some(t) => SwitchProcedure::PauseAndDrain {
+                    max_pause: t
+                        .duration("max_pause")
+                        .map(|d| d.value)
+                        .unwrap_or(Duration::from_secs(5)),
+                },
+                None => SwitchProcedure::PauseAndDrain {
+                    max_pause: Duration::from_secs(5),
+                },
+            };
+            if let Some(t) = t {
+                t.finish();
+            }
+            FaultKind::Switch { procedure }
+        }
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod diag;
 pub mod fault;
 pub mod load;
+pub mod migration;
 pub mod reader;
 pub mod shard;
 pub mod threshold;

@@ -24,6 +24,8 @@ pub struct Recorded<'a> {
     pub faults: Vec<FaultRecord>,
     /// The interval length of the series and the `.hlog`.
     pub interval: Duration,
+    /// A cutover rehearsal's report.
+    pub migration: Option<MigrationReport>,
 }
 
 /// Build the summary of a run, judged.
@@ -38,6 +40,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         events,
         mut faults,
         interval,
+        migration,
     } = r;
     let secs = ran.as_secs_f64().max(1e-3);
     let mut ops = vec![];
@@ -161,12 +164,40 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         heal_failures,
         interval_secs: interval.as_secs_f64(),
         series,
+        migration,
     };
     s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
     let implicit = implicit_checks(&s.checks, &s.counters);
     s.checks.extend(implicit);
+    s.checks.extend(migration_checks(s.migration.as_ref()));
     s.verdict = verdict(&s);
     s
+}
+
+/// A cutover rehearsal's copy must be whole: every difference the verify found fails the run,
+/// and a verify that could not run is inconclusive.
+pub fn migration_checks(m: Option<&MigrationReport>) -> Vec<CheckResult> {
+    let Some(v) = m.and_then(|m| m.verify.as_ref()) else {
+        return vec![];
+    };
+    vec![match &v.error {
+        None => CheckResult {
+            metric: "migration.verify.differences".into(),
+            condition: "== 0".into(),
+            value: Some(v.differences as f64),
+            passed: v.differences == 0,
+            shown: format!("{} of {} keys", v.differences, v.keys_checked),
+            origin: CheckOrigin::Safety,
+        },
+        Some(e) => CheckResult {
+            metric: "migration.verify".into(),
+            condition: "ran".into(),
+            value: None,
+            passed: false,
+            shown: format!("could not verify: {e}"),
+            origin: CheckOrigin::Coverage,
+        },
+    }]
 }
 
 /// The checks every run gets without asking: each safety counter without a whole-run threshold

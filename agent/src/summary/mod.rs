@@ -66,6 +66,62 @@ pub struct RunSummary {
     /// Interval length used for the `.hlog` and the per-interval series.
     pub interval_secs: f64,
     pub series: Vec<SeriesPoint>,
+    /// A cutover rehearsal's report (`[migration]` scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationReport>,
+}
+
+/// A cutover rehearsal (`[migration]`): what the switch cost and whether the copy is whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// The source and the destination, as `<server> <version> at <address>`.
+    pub from_to: String,
+    /// `replicaof` or `external`.
+    pub mode: String,
+    pub seed_keys: u64,
+    pub switch: Option<SwitchReport>,
+    /// Replication lag by canary before the switch (source → destination).
+    pub lag: LagStats,
+    /// `(seconds from the start, lag ms)` samples.
+    pub lag_series: Vec<(f64, f64)>,
+    /// `NOSCRIPT` replies after the switch (the script cache is not replicated).
+    pub noscript_after_switch: u64,
+    /// The copy verified key by key at the end.
+    pub verify: Option<MigrationVerify>,
+}
+
+/// What the switch did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwitchReport {
+    /// `pause-and-drain` or `repoint-only`.
+    pub procedure: String,
+    /// When the endpoint was repointed (seconds from the start).
+    pub at_secs: f64,
+    /// How long writes were paused (pause-and-drain).
+    pub paused_ms: Option<f64>,
+    /// Replication bytes the destination had not received when it was promoted.
+    pub behind_bytes: Option<i64>,
+}
+
+/// Canary lag statistics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LagStats {
+    pub samples: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// The copy, verified.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrationVerify {
+    pub keys_checked: u64,
+    pub differences: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    /// The first differences, `key (kind): detail`.
+    pub first: Vec<String>,
+    /// Why the verify could not run.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

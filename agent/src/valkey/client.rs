@@ -248,6 +248,7 @@ impl Client {
         full.extend_from_slice(args);
         match self.request_args(&full).await {
             Err(e) if e.kind == ErrorKind::NoScript => {
+                NOSCRIPT_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.request(&Cmd::new("SCRIPT").arg("LOAD").arg(script.body.as_str()))
                     .await?;
                 self.request_args(&full).await
@@ -256,6 +257,11 @@ impl Client {
         }
     }
 }
+
+/// `NOSCRIPT` replies this process got (and recovered from by loading the script). A server
+/// that came up without the scripts — a failover, a cutover: the script cache is not
+/// replicated — answers the first `EVALSHA` of each script this way.
+pub static NOSCRIPT_REPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A Lua script and its SHA1 (what EVALSHA sends).
 #[derive(Clone, Debug)]

@@ -47,6 +47,30 @@ pub fn locate_valkey(explicit: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// Find a program on `PATH`.
+/// Find Debian's (or any) `redis-server`: explicit path, `REDIS_SERVER`, then `PATH`.
+pub fn locate_redis(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("--redis-server {} does not exist", p.display()))
+        };
+    }
+    if let Some(p) = std::env::var_os("REDIS_SERVER") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("REDIS_SERVER={} does not exist", p.display()))
+        };
+    }
+    which("redis-server").ok_or_else(|| {
+        "no redis-server found (looked at --redis-server, REDIS_SERVER \
+         and PATH): install Debian's redis-server (`cargo xtask setup` does), or give a URL"
+            .into()
+    })
+}
+
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))

@@ -10,10 +10,45 @@ use super::conn::{ConnectOptions, TlsSettings};
 
 pub use super::url::TargetUrl;
 
-/// What a run is pointed at: a topology the agent started, or a server it was given.
+/// What a run is pointed at: a topology the agent started, a server it was given, or a cutover
+/// rehearsal's two sides.
 pub enum Target {
     Embedded(super::embedded::Topology),
     External(TargetUrl),
+    /// The clients use the source until the switch, the destination after it.
+    Migration {
+        source: Box<Target>,
+        destination: Box<Target>,
+    },
+}
+
+impl Target {
+    /// The address of a side's (primary) server.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Target::Embedded(t) => Some(t.primary().addr()),
+            Target::External(u) => {
+                use std::net::ToSocketAddrs;
+                u.host_port().to_socket_addrs().ok()?.next()
+            }
+            Target::Migration { source, .. } => source.addr(),
+        }
+    }
+
+    /// Stop every server the agent started.
+    pub fn stop(&mut self) {
+        match self {
+            Target::Embedded(t) => t.stop(),
+            Target::External(_) => {}
+            Target::Migration {
+                source,
+                destination,
+            } => {
+                source.stop();
+                destination.stop();
+            }
+        }
+    }
 }
 
 impl TargetUrl {

@@ -1,0 +1,198 @@
+//! The cutover rehearsed against real servers: Debian's Redis 7.0 as the source, Valkey 9.x and
+//! 8.1 (what managed Valkey runs today) as destinations replicating it; the documented switch
+//! loses nothing, a hurried one with a lagging link loses acknowledged writes and says how many.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+
+const T: Duration = Duration::from_secs(180);
+
+fn rehearsal(procedure: &str, lag: bool) -> String {
+    let lag_fault = if lag {
+        r#"
+[[fault]]
+name = "congested-link"
+type = "replication-lag"
+at = "1s"
+duration = "6s"
+[fault.replication-lag]
+delay = "10s"
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+name = "rehearsal"
+duration = "8s"
+[target]
+timeout = "2s"
+[migration]
+source = "embedded"
+destination = "embedded"
+[migration.seed]
+keys = 3000
+
+[[workload]]
+id = "tasks"
+type = "dramatiq"
+[workload.dramatiq]
+queue = "rehearsal"
+producers = 1
+rate_per_sec = 40
+consumers = 1
+threads = 4
+drain_timeout = "20s"
+
+[[workload]]
+id = "coord"
+type = "lock"
+[workload.lock]
+names = 2
+clients = 4
+ttl = "30s"
+hold = "5ms"
+retry_interval = "20ms"
+fencing = true
+
+[[workload]]
+id = "writes"
+type = "set"
+clients = 4
+rate_per_sec = 150
+{lag_fault}
+[[fault]]
+name = "cutover"
+type = "switch"
+at = "4s"
+[fault.switch]
+procedure = "{procedure}"
+
+[thresholds]
+"tasks.redelivered" = "< 100"
+"tasks.resurrected" = "< 100"
+"#
+    )
+}
+
+fn run(dir: &Path, text: &str, valkey: &Path) -> (serde_json::Value, i32) {
+    let sc = scenario(dir, "rehearsal", text);
+    let out = dir.join("out");
+    let o = agent(
+        &[
+            "run",
+            sc.to_str().unwrap(),
+            "-q",
+            "--out",
+            out.to_str().unwrap(),
+            "--valkey-server",
+            valkey.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", show(&o));
+    (summary(&out), o.status.code().unwrap())
+}
+
+fn pause_and_drain_loses_nothing(valkey: &Path, want: &str) {
+    let dir = scratch(&format!("rehearse-ok-{}", want.replace('.', "")));
+    let (s, code) = run(&dir, &rehearsal("pause-and-drain", false), valkey);
+    let m = &s["migration"];
+    let from_to = m["from_to"].as_str().unwrap();
+    assert!(from_to.starts_with("redis 7.0"), "{from_to}");
+    assert!(from_to.contains(&format!("valkey {want}")), "{from_to}");
+    assert_eq!(code, 0, "{:#}", s["checks"]);
+    assert_eq!(counter(&s, "writes", "lost"), 0.0);
+    assert_eq!(counter(&s, "tasks", "lost"), 0.0);
+    assert_eq!(counter(&s, "coord", "violations"), 0.0);
+    let sw = &m["switch"];
+    assert_eq!(sw["procedure"], "pause-and-drain");
+    assert_eq!(sw["behind_bytes"], 0, "{sw}");
+    assert!(sw["paused_ms"].as_f64().unwrap() < 5000.0);
+    assert!(m["lag"]["samples"].as_u64().unwrap() >= 3, "{m}");
+    // The copy is whole: every seed key identical on both sides.
+    let v = &m["verify"];
+    assert!(v["keys_checked"].as_u64().unwrap() >= 1000, "{v}");
+    assert_eq!(v["differences"], 0, "{v}");
+    // The switch's window is measured: the workloads' unavailability, in the impact window.
+    let f = s["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "switch")
+        .unwrap();
+    assert!(f["impact"]["window_ms"].as_f64().is_some(), "{f}");
+    for w in f["impact"]["workloads"].as_array().unwrap() {
+        if let Some(ms) = w["unavailable_ms"].as_f64() {
+            assert!(ms < 5000.0, "{w}");
+        }
+    }
+    // Dramatiq and the lock live on EVALSHA: the destination's script cache starts empty.
+    assert!(m["noscript_after_switch"].as_u64().unwrap() >= 1, "{m}");
+}
+
+fn repoint_only_with_lag_loses_writes(valkey: &Path, want: &str) {
+    let dir = scratch(&format!("rehearse-lossy-{}", want.replace('.', "")));
+    let (s, code) = run(&dir, &rehearsal("repoint-only", true), valkey);
+    assert_eq!(code, 1);
+    let lost = counter(&s, "writes", "lost");
+    assert!(lost >= 100.0, "lost {lost}");
+    let sw = &s["migration"]["switch"];
+    assert_eq!(sw["procedure"], "repoint-only");
+    assert!(sw["behind_bytes"].as_i64().unwrap() > 0, "{sw}");
+    let lost_check = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "writes.lost")
+        .unwrap();
+    assert_eq!(lost_check["passed"], false);
+    assert_eq!(lost_check["value"].as_f64().unwrap(), lost);
+}
+
+#[test]
+fn redis7_to_valkey9_pause_and_drain_loses_nothing() {
+    pause_and_drain_loses_nothing(&valkey_bin(), "9.");
+}
+
+#[test]
+fn redis7_to_valkey81_pause_and_drain_loses_nothing() {
+    pause_and_drain_loses_nothing(&valkey8_bin(), "8.1.");
+}
+
+#[test]
+fn redis7_to_valkey9_repoint_only_with_lag_loses_acknowledged_writes() {
+    repoint_only_with_lag_loses_writes(&valkey_bin(), "9.");
+}
+
+#[test]
+fn redis7_to_valkey81_repoint_only_with_lag_loses_acknowledged_writes() {
+    repoint_only_with_lag_loses_writes(&valkey8_bin(), "8.1.");
+}
+
+#[test]
+fn a_switch_without_a_migration_is_a_scenario_error() {
+    let dir = scratch("switch-alone");
+    let sc = scenario(
+        &dir,
+        "alone",
+        r#"
+duration = "2s"
+[[workload]]
+id = "w"
+type = "commands"
+[[fault]]
+type = "switch"
+at = "1s"
+"#,
+    );
+    let o = agent(&["validate", sc.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("alone.toml:6:1") && e.contains("no [migration]"),
+        "{e}"
+    );
+}
