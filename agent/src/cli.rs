@@ -115,8 +115,11 @@ pub struct TargetArgs {
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// valkey-server binary for the embedded topology.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "valkey_version")]
     pub valkey_server: Option<PathBuf>,
+    /// Valkey for the embedded topology by version: 9 (default) or 8.1 (what managed Valkey runs).
+    #[arg(long, value_name = "8.1|9")]
+    pub valkey_version: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -146,6 +149,14 @@ pub struct RunArgs {
     /// Against a non-local target, skip destructive faults instead of refusing the run.
     #[arg(long)]
     pub skip_destructive: bool,
+    /// The managed service the target is: digitalocean, elasticache, aiven or self-hosted
+    /// (default: detected from the host name). Decides which faults cannot run there.
+    #[arg(long, value_name = "NAME", value_parser = parse_provider)]
+    pub provider: Option<crate::plan::provider::Provider>,
+    /// Skip the faults whose commands the target refuses (CONFIG, DEBUG, …) instead of refusing
+    /// the run before the load.
+    #[arg(long)]
+    pub skip_forbidden: bool,
     /// Export traces and metrics to this OTLP endpoint (e.g. http://localhost:4317).
     #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp: Option<String>,
@@ -311,6 +322,8 @@ fn run_options(a: &RunArgs) -> RunOptions {
         },
         allow_destructive: a.allow_destructive,
         skip_destructive: a.skip_destructive,
+        provider: a.provider,
+        skip_forbidden: a.skip_forbidden,
         interval: None,
         password: env_password(),
         otlp: a
@@ -353,7 +366,20 @@ async fn run(a: RunArgs) -> i32 {
         thresholds: a.thresholds.clone(),
         shard,
     };
-    let opts = run_options(&a);
+    let mut opts = run_options(&a);
+    if let Some(v) = &a.target.valkey_version {
+        match crate::valkey::embedded::locate_valkey_version(v) {
+            Ok(p) => opts.valkey_server = Some(p),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return if e.starts_with("unknown") {
+                    EXIT_USAGE
+                } else {
+                    EXIT_RUNTIME
+                };
+            }
+        }
+    }
     // Compile everything first: a scenario error stops the run before any load starts.
     let mut plans = vec![];
     let mut bad = false;
@@ -597,8 +623,11 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATH")]
     pub redis_server: Option<PathBuf>,
     /// valkey-server binary for the embedded candidate.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "valkey_version")]
     pub valkey_server: Option<PathBuf>,
+    /// The embedded candidate by version: 9 (default) or 8.1.
+    #[arg(long, value_name = "8.1|9")]
+    pub valkey_version: Option<String>,
     /// No live progress.
     #[arg(long, short)]
     pub quiet: bool,
@@ -666,11 +695,21 @@ async fn compare(a: CompareArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    let valkey_server = match &a.valkey_version {
+        Some(v) => match crate::valkey::embedded::locate_valkey_version(v) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+        None => a.valkey_server.clone(),
+    };
     let opts = crate::compare::Options {
         baseline: a.baseline.clone(),
         candidate: a.candidate.clone(),
         redis_server: a.redis_server.clone(),
-        valkey_server: a.valkey_server.clone(),
+        valkey_server,
         run: RunOptions {
             quiet: a.quiet,
             tls: TlsChoice {

@@ -9,6 +9,7 @@ mod faults;
 mod foundation;
 mod interop;
 mod locks;
+mod managed;
 mod migration;
 mod oracles;
 mod otlp;

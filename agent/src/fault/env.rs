@@ -11,6 +11,7 @@ use crate::control::Controls;
 use crate::events::Events;
 use crate::metrics::Timebase;
 use crate::plan::fault::Link;
+use crate::plan::provider::Provider;
 use crate::plan::Plan;
 use crate::valkey::embedded::{self, NodeRole, Topology};
 use crate::valkey::{Cmd, Conn, ConnectOptions, Route, Target};
@@ -65,6 +66,8 @@ pub async fn prepare(
     route: &mut Route,
     destructive: DestructivePolicy,
     controls: Controls,
+    provider: Option<Provider>,
+    skip_forbidden: bool,
 ) -> Result<FaultEnv, PrepareError> {
     let mut skipped = vec![];
     let t = target.lock().await;
@@ -110,6 +113,10 @@ pub async fn prepare(
                 f.kind.type_name()
             )));
         }
+    }
+    // Faults whose commands the target refuses: said before any load, with the way out.
+    if let Target::External(u) = &*t {
+        refused_commands(plan, u, route, &mut skipped, skip_forbidden, provider).await?;
     }
     let mut proxies = vec![];
     if let Target::Migration {
@@ -317,4 +324,90 @@ async fn migration_proxies(
         link: Link::Replication,
     });
     Ok(out)
+}
+
+/// Whether the target accepts a command, asked without side effects: `CONFIG GET`, `DEBUG
+/// HELP`, `CLIENT INFO`; `None` when it cannot be asked that way (the provider's list decides).
+async fn accepts(c: &mut Conn, command: &str) -> Option<Result<(), String>> {
+    let probe = match command {
+        "CONFIG" => Cmd::new("CONFIG").arg("GET").arg("maxmemory-policy"),
+        "DEBUG" => Cmd::new("DEBUG").arg("HELP"),
+        "CLIENT" => Cmd::new("CLIENT").arg("INFO"),
+        _ => return None,
+    };
+    Some(match c.request(&probe).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_ambiguous() => Ok(()),
+        Err(e) => {
+            let m = e.msg.to_ascii_lowercase();
+            if m.contains("unknown command")
+                || m.contains("noperm")
+                || m.contains("not allowed")
+                || m.contains("disabled")
+                || m.contains("unknown subcommand")
+            {
+                Err(e.msg)
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Refuse (or, with `--skip-forbidden`, skip) every fault a managed target will not let run:
+/// its commands are refused by the server (asked without side effects) or on the provider's list.
+async fn refused_commands(
+    plan: &Plan,
+    u: &crate::valkey::target::TargetUrl,
+    route: &Route,
+    skipped: &mut Vec<(usize, String)>,
+    skip: bool,
+    provider: Option<Provider>,
+) -> Result<(), PrepareError> {
+    let provider = provider.or_else(|| Provider::detect(&u.host));
+    let mut conn = None;
+    for f in &plan.faults {
+        if skipped.iter().any(|s| s.0 == f.index) {
+            continue;
+        }
+        for cmd in f.kind.commands() {
+            let mut why = None;
+            if let Some(p) = provider.filter(|p| p.forbids(cmd)) {
+                why = Some(format!("{} refuses {cmd}", p.name()));
+            } else {
+                if conn.is_none() {
+                    conn = route.connect().await.ok();
+                }
+                if let Some(c) = conn.as_mut() {
+                    if let Some(Err(e)) = accepts(c, cmd).await {
+                        why = Some(format!("the target refuses {cmd} ({e})"));
+                    }
+                }
+            }
+            let Some(why) = why else {
+                continue;
+            };
+            let way_out = provider
+                .and_then(|p| p.way_out(cmd))
+                .map(|w| format!("{w}; "))
+                .unwrap_or_default();
+            let msg = format!(
+                "fault #{} {:?} (type {}) needs {cmd}, but {why}: {way_out}remove the fault, or pass \
+                 --skip-forbidden to run the rest",
+                f.index,
+                f.name,
+                f.kind.type_name()
+            );
+            if skip {
+                eprintln!("skipping: {msg}");
+                skipped.push((
+                    f.index,
+                    format!("{why}: {way_out}skipped (--skip-forbidden)"),
+                ));
+                break;
+            }
+            return Err(PrepareError::Refused(msg));
+        }
+    }
+    Ok(())
 }

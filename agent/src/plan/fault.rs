@@ -438,6 +438,30 @@ impl FaultKind {
         }
     }
 
+    /// The commands this fault sends to the server (what a managed target may refuse).
+    pub fn commands(&self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Failover { .. } => &["SENTINEL", "FAILOVER", "CLIENT", "REPLICAOF"],
+            FaultKind::ClientPause { .. } => &["CLIENT"],
+            FaultKind::ClientKill => &["CLIENT"],
+            FaultKind::DebugSleep => &["DEBUG"],
+            FaultKind::Memory { .. } | FaultKind::IdleTimeout { .. } => &["CONFIG"],
+            FaultKind::Switch { .. } => &["CLIENT", "REPLICAOF"],
+            FaultKind::Kill { .. }
+            | FaultKind::Pause
+            | FaultKind::Latency { .. }
+            | FaultKind::Bandwidth { .. }
+            | FaultKind::Reset
+            | FaultKind::Blackhole
+            | FaultKind::SlowClose { .. }
+            | FaultKind::LimitData { .. }
+            | FaultKind::Partition
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition
+            | FaultKind::ConsumerCrash { .. } => &[],
+        }
+    }
+
     /// Acts on a replica's replication link (the replica replicates through the agent's proxy).
     pub fn on_replication_link(&self, link: Link) -> bool {
         matches!(

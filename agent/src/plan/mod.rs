@@ -161,7 +161,10 @@ pub enum Phase {
     Before,
     /// During fault number `index` (0-based in `[[fault]]` order).
     During(usize),
+    /// After the last fault ended.
     After,
+    /// After fault number `index` ended (other faults may still be in progress).
+    AfterFault(usize),
 }
 
 /// What a threshold reads.

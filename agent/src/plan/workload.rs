@@ -136,6 +136,8 @@ counters! {
         Resurrected = ("resurrected", Safety, "a message delivered again after it was acked (its ack was lost in a fault)"),
         Ambiguous = ("ambiguous", Total, "enqueues that failed in a way that may have landed them"),
         AmbiguousLanded = ("ambiguous_landed", Total, "of those, how many landed (delivered or still present)"),
+        AckFailed = ("ack_failed", Safety, "processed, but the ack failed and the message is still held in its worker's ack set: Dramatiq redelivers it when that worker's heartbeat expires (at-least-once)"),
+        AckUnconfirmed = ("ack_unconfirmed", Total, "processed, the ack's reply lost (timeout, broken connection) and the message gone: the ack landed"),
         Checked = ("checked", Checked, "acknowledged enqueues the accounting covered", covers = "enqueued"),
     }
 }

@@ -54,6 +54,10 @@ pub struct RunOptions {
     pub password: Option<String>,
     /// OTLP export; none when unset.
     pub otlp: Option<OtlpOptions>,
+    /// The managed service the target is (`--provider`; else detected from its host name).
+    pub provider: Option<crate::plan::provider::Provider>,
+    /// Skip the faults the target refuses instead of refusing the run (`--skip-forbidden`).
+    pub skip_forbidden: bool,
 }
 
 /// Why a run could not produce a verdict.
@@ -106,6 +110,8 @@ pub async fn run(
         &mut route,
         resolved.policy,
         controls.clone(),
+        opts.provider,
+        opts.skip_forbidden,
     )
     .await
     .map_err(|e| match e {

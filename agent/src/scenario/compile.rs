@@ -198,6 +198,23 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         }
     }
     if let Some(m) = &migration {
+        if m.mode == crate::plan::migration::Mode::External {
+            for f in faults
+                .iter()
+                .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
+            {
+                root.ctx.error(
+                    &f.span,
+                    "mode = \"external\": the provider's migration is switched by the provider",
+                    Some(
+                        "remove the switch: stop writes, wait for `valkey-chaos lag` to show the \
+                         last canary, switch in the provider, repoint REDIS_URL (README: Migration \
+                         runbook)"
+                            .into(),
+                    ),
+                );
+            }
+        }
         if m.mode == crate::plan::migration::Mode::ReplicaOf
             && faults
                 .iter()
@@ -470,6 +487,37 @@ pipeline = 1
         assert!(e.iter().any(|m| m.contains("missing `workload`")), "{e:#?}");
         let e = errs("duration = \"1s\n");
         assert!(e.iter().any(|m| m.contains("TOML syntax")), "{e:#?}");
+    }
+
+    #[test]
+    fn migration_faults_are_checked_against_the_mode() {
+        let switch = "[[fault]]\ntype = \"switch\"\nat = \"2s\"\n";
+        let mig = |mode: &str| {
+            format!(
+                "{GOOD}[migration]\nsource = \"redis://10.0.0.1:6379\"\n\
+                 destination = \"redis://10.0.0.2:6379\"\nmode = \"{mode}\"\n"
+            )
+        };
+        let e = errs(&format!("{}{switch}", mig("external")));
+        assert!(
+            e.iter().any(|m| m.contains("switched by the provider")),
+            "{e:#?}"
+        );
+        assert_eq!(
+            errs(&format!("{}{switch}", mig("replicaof"))),
+            Vec::<String>::new()
+        );
+        let e = errs(&format!("{}{switch}{switch}", mig("replicaof")));
+        assert!(e.iter().any(|m| m.contains("one switch")), "{e:#?}");
+        let e = errs(&format!(
+            "{}[[fault]]\ntype = \"kill\"\nat = \"2s\"\n",
+            mig("replicaof")
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("does not apply to a migration")),
+            "{e:#?}"
+        );
     }
 
     #[test]

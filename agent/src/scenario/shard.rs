@@ -185,7 +185,7 @@ pub fn apply(plan: &mut Plan, s: Shard) -> Vec<String> {
         plan.thresholds.retain(|t| {
             let depends = match &t.phase {
                 None => false,
-                Some(Phase::During(i)) => removed.contains(i),
+                Some(Phase::During(i) | Phase::AfterFault(i)) => removed.contains(i),
                 Some(Phase::Before | Phase::After) => true,
             };
             if depends {

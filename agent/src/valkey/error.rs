@@ -66,6 +66,10 @@ pub struct Error {
 }
 
 impl Error {
+    /// Whether the command may have run although it failed (its reply was lost).
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout | ErrorKind::Connection)
+    }
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Error {
         Error {
             kind,

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::Ctx;
 use crate::plan::{SetCounter as C, SetPlan, WorkloadPlan};
 use crate::rng::Rng;
-use crate::valkey::{Client, Cmd, ErrorKind, Value};
+use crate::valkey::{Client, Cmd, Value};
 use crate::workload::pacing::Pacer;
 
 const OP_ADD: usize = 0;
@@ -97,7 +97,7 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             }
             Err(e) => {
                 rec.record(OP_ADD, start, sent, end, Err(e.kind));
-                if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Connection) {
+                if e.is_ambiguous() {
                     b.unknown.insert(value);
                     ctx.metrics.counters.add(C::Indeterminate.i(), 1);
                 } else {

@@ -40,6 +40,9 @@ struct Delivery {
     ended: Option<(End, Instant)>,
     /// The handler died after acking but before its work was done (an early-acking worker).
     work_lost: bool,
+    /// The handler finished but its ack (or nack) failed: whether the failure may have landed it
+    /// (timeout, broken connection), and when.
+    ack_failed: Option<(bool, Instant)>,
 }
 
 #[derive(Default, Debug)]
@@ -51,6 +54,17 @@ struct Entry {
     /// Deliveries per attempt (index = `retries`).
     attempts: Vec<Vec<Delivery>>,
     done: Option<(Final, Instant)>,
+}
+
+impl Entry {
+    /// The latest delivery's failed ack, if it failed: whether it may have landed.
+    fn ack_failed(&self) -> Option<bool> {
+        self.attempts
+            .iter()
+            .flatten()
+            .max_by_key(|d| d.at)
+            .and_then(|d| d.ack_failed.map(|(ambiguous, _)| ambiguous))
+    }
 }
 
 /// How second deliveries were explained, with when they happened (for impact windows).
@@ -75,6 +89,24 @@ pub struct Reconciled {
     pub ambiguous_not_landed: u64,
     /// Acknowledged enqueues the accounting covered (the oracle's "checked").
     pub checked: u64,
+    /// Processed, the ack failed, still held in the worker's ack set (redelivered when its
+    /// heartbeat expires).
+    pub ack_failed: Vec<Instant>,
+    /// Processed, the ack failed ambiguously, and the message is gone: the ack landed.
+    pub ack_unconfirmed: u64,
+    /// A few message ids per failure kind ("lost", "stuck", …), for the report to name.
+    pub examples: Vec<(&'static str, String)>,
+}
+
+/// How many messages of each failure kind the report names.
+const EXAMPLES: usize = 3;
+
+impl Reconciled {
+    fn example(&mut self, kind: &'static str, mid: &str) {
+        if self.examples.iter().filter(|(k, _)| *k == kind).count() < EXAMPLES {
+            self.examples.push((kind, mid.to_string()));
+        }
+    }
 }
 
 /// How long after a fault's end a repeated delivery is still its doing (requeues after a lost
@@ -121,6 +153,7 @@ impl Ledger {
             worker,
             ended: None,
             work_lost: false,
+            ack_failed: None,
         });
         before
     }
@@ -161,6 +194,21 @@ impl Ledger {
         }
     }
 
+    /// The handler of attempt `retries` in `worker` finished, but its ack (or nack) failed;
+    /// `ambiguous`: the failure may have landed it (timeout, broken connection).
+    pub fn ack_failed(&self, mid: &str, retries: u32, worker: u64, ambiguous: bool, at: Instant) {
+        let mut m = self.m.lock().expect("ledger lock");
+        if let Some(d) = m.get_mut(mid).and_then(|e| {
+            e.attempts
+                .get_mut(retries as usize)?
+                .iter_mut()
+                .rev()
+                .find(|d| d.worker == worker && d.ended.is_none())
+        }) {
+            d.ack_failed = Some((ambiguous, at));
+        }
+    }
+
     /// An early-acking handler died before its work was done: the message was acked, its work
     /// never happened.
     pub fn work_lost(&self, mid: &str, retries: u32, worker: u64) {
@@ -182,7 +230,7 @@ impl Ledger {
             .lock()
             .expect("ledger lock")
             .values()
-            .filter(|e| e.enqueued.is_some() && e.done.is_none())
+            .filter(|e| e.enqueued.is_some() && e.done.is_none() && e.ack_failed().is_none())
             .count()
     }
 
@@ -192,7 +240,10 @@ impl Ledger {
     pub fn reconcile(&self, present: Option<&HashSet<String>>, faults: &[FaultSpan]) -> Reconciled {
         let m = self.m.lock().expect("ledger lock");
         let mut r = Reconciled::default();
-        for (mid, e) in m.iter() {
+        let mut ids: Vec<&String> = m.keys().collect();
+        ids.sort();
+        for mid in ids {
+            let e = &m[mid];
             let is_present = present.is_none_or(|p| p.contains(mid));
             let delivered = e.attempts.iter().any(|a| !a.is_empty());
             if e.enqueued.is_none() {
@@ -212,7 +263,10 @@ impl Ledger {
                     let prev = &attempt[k - 1];
                     let cause = explain(prev.at, d.at, faults);
                     match (prev.ended, cause) {
-                        (_, None) => r.repeats.duplicated.push(d.at),
+                        (_, None) => {
+                            r.repeats.duplicated.push(d.at);
+                            r.example("duplicated", mid);
+                        }
                         (Some((End::Done, _)), Some(f)) => r.repeats.resurrected.push((d.at, f)),
                         (_, Some(f)) => r.repeats.redelivered.push((d.at, f)),
                     }
@@ -232,22 +286,93 @@ impl Ledger {
                 // Acked but its work died with an early-acking worker: never processed.
                 if e.attempts.iter().flatten().any(|d| d.work_lost) {
                     r.unfinished.push(last);
+                    r.example("unfinished", mid);
                 } else if matches!(e.done, Some((Final::Acked, _)))
                     && present.is_some_and(|p| p.contains(mid))
                 {
                     // Acked, yet still in a queue or ack set after the drain: the ack never
                     // landed.
                     r.stuck.push(last);
+                    r.example("stuck", mid);
                 }
                 continue;
             }
-            match (present, is_present, delivered) {
-                (Some(_), false, false) => r.lost.push(enq),
-                (Some(_), false, true) => r.unfinished.push(last),
-                _ => r.stuck.push(last),
-            }
+            let kind = match (present, is_present, delivered, e.ack_failed()) {
+                (Some(_), false, false, _) => {
+                    r.lost.push(enq);
+                    "lost"
+                }
+                // The ack's reply was lost, the message is gone: the ack landed.
+                (Some(_), false, true, Some(true)) => {
+                    r.ack_unconfirmed += 1;
+                    continue;
+                }
+                (Some(_), false, true, _) => {
+                    r.unfinished.push(last);
+                    "unfinished"
+                }
+                // Processed, the ack failed, and it is still there (in its worker's ack set):
+                // Dramatiq redelivers it once that worker's heartbeat expires.
+                (Some(_), true, true, Some(_)) => {
+                    r.ack_failed.push(last);
+                    r.example("ack_failed", mid);
+                    continue;
+                }
+                _ => {
+                    r.stuck.push(last);
+                    "stuck"
+                }
+            };
+            r.example(kind, mid);
         }
         r
+    }
+
+    /// One message's story, times in seconds from `start`: for naming it in the report.
+    pub fn describe(&self, mid: &str, start: Instant) -> String {
+        let m = self.m.lock().expect("ledger lock");
+        let Some(e) = m.get(mid) else {
+            return format!("message {mid}: never seen");
+        };
+        let t = |at: Instant| format!("{:.3}s", at.saturating_duration_since(start).as_secs_f64());
+        let mut parts = vec![];
+        match (e.enqueued, e.ambiguous) {
+            (Some(at), _) => parts.push(format!("enqueued {}", t(at))),
+            (None, Some(at)) => parts.push(format!("enqueue failed ambiguously {}", t(at))),
+            (None, None) => {}
+        }
+        for (retries, attempt) in e.attempts.iter().enumerate() {
+            for d in attempt {
+                let mut s = format!(
+                    "attempt {retries} delivered {} to worker {}.{}",
+                    t(d.at),
+                    d.worker >> 32,
+                    d.worker & 0xffff_ffff
+                );
+                match d.ended {
+                    Some((End::Done, at)) => s += &format!(", done {}", t(at)),
+                    Some((End::Retried, at)) => s += &format!(", retried {}", t(at)),
+                    None => s += ", never finished",
+                }
+                if d.work_lost {
+                    s += ", its work lost";
+                }
+                if let Some((ambiguous, at)) = d.ack_failed {
+                    s += &format!(
+                        ", its ack failed {}{}",
+                        t(at),
+                        if ambiguous { " (may have landed)" } else { "" }
+                    );
+                }
+                parts.push(s);
+            }
+        }
+        match e.done {
+            Some((Final::Acked, at)) => parts.push(format!("ack acknowledged {}", t(at))),
+            Some((Final::DeadLettered, at)) => parts.push(format!("dead-lettered {}", t(at))),
+            None => {}
+        }
+        format!("message {mid}: {}", parts.join("; "))
     }
 
     /// Every message id delivered at least once.
@@ -350,5 +475,40 @@ mod tests {
         // Without the fault, all three are duplicates.
         let r = l.reconcile(Some(&HashSet::new()), &[]);
         assert_eq!(r.repeats.duplicated.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_ack_is_told_apart_from_a_stuck_or_unfinished_message() {
+        let l = Ledger::default();
+        let t = Instant::now();
+        for mid in ["held", "landed", "refused-gone", "hung"] {
+            l.enqueued(mid, t);
+            l.delivered(mid, 0, 1, ms(t, 10));
+        }
+        // Processed, the ack timed out, still in the ack set: waits for its redelivery.
+        l.ack_failed("held", 0, 1, true, ms(t, 20));
+        // Processed, the ack's reply lost, gone: the ack landed.
+        l.ack_failed("landed", 0, 1, true, ms(t, 20));
+        // Processed, the ack refused (not ambiguous), yet gone: unfinished.
+        l.ack_failed("refused-gone", 0, 1, false, ms(t, 20));
+        // "hung" never finished and is still there: stuck.
+        assert_eq!(l.pending(), 1, "failed acks do not hold up the drain");
+        let present: HashSet<String> = ["held".to_string(), "hung".to_string()].into();
+        let r = l.reconcile(Some(&present), &[]);
+        assert_eq!(r.ack_failed, vec![ms(t, 10)]);
+        assert_eq!(r.ack_unconfirmed, 1);
+        assert_eq!(r.unfinished.len(), 1);
+        assert_eq!(r.stuck.len(), 1);
+        assert!(r.examples.contains(&("stuck", "hung".to_string())));
+        let story = l.describe("held", t);
+        assert!(
+            story.contains("its ack failed 0.020s (may have landed)"),
+            "{story}"
+        );
+        // A later delivery that is acked supersedes the failed ack.
+        l.delivered("held", 0, 2, ms(t, 5000));
+        l.finished("held", 0, 2, Some(Final::Acked), ms(t, 5001));
+        let r = l.reconcile(Some(&HashSet::new()), &[]);
+        assert!(r.ack_failed.is_empty());
     }
 }

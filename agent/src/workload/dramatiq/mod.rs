@@ -281,10 +281,7 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             // or a broken connection may still have landed it: tracked, not dropped.
             Err(e) => {
                 rec.record(OP_ENQ, start, sent, end, Err(e.kind));
-                if matches!(
-                    e.kind,
-                    crate::valkey::ErrorKind::Timeout | crate::valkey::ErrorKind::Connection
-                ) {
+                if e.is_ambiguous() {
                     st.ledger.ambiguous(&mid, end);
                     ctx.metrics.counters.add(C::Ambiguous.i(), 1);
                 }
@@ -687,6 +684,10 @@ async fn handle(
             .unwrap_or_else(|| Client::new(ctx.route.clone()));
         let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
         pool.lock().expect("pool lock").push(c);
+        if let Err(e) = &r {
+            st.ledger
+                .ack_failed(&mid, retries, worker.id, e.is_ambiguous(), Instant::now());
+        }
         if r.is_ok()
             && st.ledger.finished(
                 &mid,
@@ -723,6 +724,12 @@ async fn handle(
         .expect("pool lock")
         .pop()
         .unwrap_or_else(|| Client::new(ctx.route.clone()));
+    let failed = |r: &Result<Value, Error>| {
+        if let Err(e) = r {
+            st.ledger
+                .ack_failed(&mid, retries, worker.id, e.is_ambiguous(), Instant::now());
+        }
+    };
     let ended = |how: Option<ledger::Final>| {
         if st
             .ledger
@@ -737,6 +744,7 @@ async fn handle(
     };
     if !fails {
         let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
+        failed(&r);
         if r.is_ok() {
             ended(Some(ledger::Final::Acked));
         }
@@ -745,6 +753,7 @@ async fn handle(
         let next = retries + 1;
         if retries >= d.max_retries {
             let r = post_process(&mut c, st, broker, "nack", &rid, rec, OP_NACK).await;
+            failed(&r);
             if r.is_ok() {
                 ended(Some(ledger::Final::DeadLettered));
             }
@@ -779,6 +788,7 @@ async fn handle(
                 ctx.metrics.counters.add(C_RETRIED, 1);
             }
             let r = post_process(&mut c, st, broker, "ack", &rid, rec, OP_ACK).await;
+            failed(&r);
             if r.is_ok() {
                 ended(None);
             }
@@ -970,6 +980,20 @@ impl State {
             }
         }
         cs.set(C::AmbiguousLanded.i(), r.ambiguous_landed);
+        put(C::AckFailed.i(), &r.ack_failed);
+        cs.set(C::AckUnconfirmed.i(), r.ack_unconfirmed);
+        if !r.ack_failed.is_empty() {
+            ctx.events.push(
+                crate::events::EventKind::Note,
+                format!(
+                    "{}: {} processed messages whose ack failed are still in their worker's ack \
+                     set: Dramatiq redelivers them when that worker's heartbeat expires (checked: \
+                     still present; not observed: the redelivery)",
+                    ctx.metrics.id,
+                    r.ack_failed.len()
+                ),
+            );
+        }
         cs.set(C::Checked.i(), r.checked);
         // Say which fault each repeated delivery is put down to.
         let mut by_fault: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
@@ -986,6 +1010,20 @@ impl State {
                     "{}: {re} redelivered and {res} resurrected after fault #{f} (at-least-once: \
                      the fault lost a fetch, an ack or a worker)",
                     ctx.metrics.id
+                ),
+            );
+        }
+        for (kind, mid) in &r.examples {
+            // Produce-only: what is left is queued; a shared queue: others took what we missed.
+            if (d.consumers == 0 && *kind == "stuck") || (d.shared_queue && *kind == "lost") {
+                continue;
+            }
+            ctx.events.push(
+                crate::events::EventKind::Note,
+                format!(
+                    "{}: {kind}: {}",
+                    ctx.metrics.id,
+                    self.ledger.describe(mid, ctx.start)
                 ),
             );
         }
