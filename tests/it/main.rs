@@ -2,6 +2,7 @@
 
 mod support;
 
+mod barrier;
 mod chart;
 mod compat;
 mod dramatiq;
@@ -9,6 +10,7 @@ mod faults;
 mod foundation;
 mod interop;
 mod locks;
+mod netns;
 mod otlp;
 mod plugins;
 mod readme;

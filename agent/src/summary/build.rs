@@ -24,6 +24,9 @@ pub struct Recorded<'a> {
     pub faults: Vec<FaultRecord>,
     /// The interval length of the series and the `.hlog`.
     pub interval: Duration,
+    /// How time zero was agreed with the other shards, and the run key they share.
+    pub start_sync: Option<StartSync>,
+    pub run_key: Option<String>,
 }
 
 /// Build the summary of a run, judged.
@@ -38,6 +41,8 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         events,
         mut faults,
         interval,
+        start_sync,
+        run_key,
     } = r;
     let secs = ran.as_secs_f64().max(1e-3);
     let mut ops = vec![];
@@ -129,6 +134,19 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
             });
         }
     }
+    let mut slot_errors = vec![];
+    for iv in &c.intervals {
+        for o in iv.ops.iter().filter(|o| o.errors.iter().any(|e| *e > 0)) {
+            let m = &c.workloads[o.workload];
+            slot_errors.push(SlotErrors {
+                workload: m.id.clone(),
+                op: m.op_names().get(o.op).cloned().unwrap_or_default(),
+                from_secs: micros(iv.start),
+                to_secs: micros(iv.end),
+                errors: o.errors.iter().sum(),
+            });
+        }
+    }
     let heal_failures = faults
         .iter()
         .filter_map(|f| {
@@ -149,7 +167,12 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         interrupted,
         run_id: run_id(plan.seed, started),
         shard: plan.shard.map(|s| s.to_string()),
-        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        shard_index: plan.shard.map(|s| s.index),
+        shard_count: plan.shard.map(|s| s.count),
+        run_key,
+        started_at: humantime::format_rfc3339_micros(started).to_string(),
+        start_sync,
+        start_skew: None,
         target,
         server,
         workloads,
@@ -161,6 +184,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         heal_failures,
         interval_secs: interval.as_secs_f64(),
         series,
+        slot_errors,
     };
     s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
     let implicit = implicit_checks(&s.checks, &s.counters);
@@ -229,6 +253,11 @@ pub fn verdict(s: &RunSummary) -> Verdict {
     } else {
         Verdict::Pass
     }
+}
+
+/// Seconds, rounded to the microsecond.
+fn micros(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
 }
 
 fn empty_op(w: &str, op: &str) -> OpSummary {
