@@ -54,7 +54,8 @@ pub enum Command {
         cmd: PluginCmd,
     },
     /// Combine several agents' outputs (directories with summary.json and latency.hlog) into one
-    /// summary with exact percentiles, and judge the thresholds again.
+    /// summary with exact percentiles, and judge the thresholds again (phase ones on the merged
+    /// slots); a missing or interrupted shard fails the verdict by name (exit 1).
     Merge(MergeArgs),
     /// Phase 1 of the migration: probe what the ECHO stack's clients rely on, on the candidate
     /// (and a baseline), as a table of named checks; exit 1 if a check that matters fails.
@@ -98,7 +99,8 @@ pub struct MergeArgs {
     /// Write the merged summary.json, latency.hlog, report.html and junit.xml here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Extra whole-run threshold, e.g. --threshold 'cache.get.p99 < 5ms' (repeatable).
+    /// Extra threshold, judged on the merged run, e.g. --threshold 'cache.get.p99 < 5ms' or
+    /// 'cache.get.p99{during:failover} < 50ms' (repeatable).
     #[arg(long = "threshold", value_name = "'METRIC COND'")]
     pub thresholds: Vec<String>,
 }
@@ -174,10 +176,30 @@ pub struct RunArgs {
     /// Shard count when the index comes from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
     #[arg(long, value_name = "COUNT", env = "VALKEY_CHAOS_SHARDS")]
     pub shard_count: Option<u32>,
+    /// What the agents of one sharded run share (with the scenario name and the shard count) to
+    /// meet at the start barrier on the target: e.g. the release or job name.
+    #[arg(long, value_name = "KEY", env = "VALKEY_CHAOS_RUN_KEY")]
+    pub run_key: Option<String>,
+    /// How long a shard waits at the start barrier for the others before it gives up (exit 3,
+    /// naming the shards that never arrived).
+    #[arg(long, value_name = "DURATION", value_parser = parse_dur, default_value = "60s")]
+    pub barrier_timeout: Duration,
+    /// Start the load at this instant on the target's clock (RFC 3339, e.g.
+    /// 2025-06-01T12:00:00Z) instead of meeting the other shards first (first scenario only).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub start_at: Option<std::time::SystemTime>,
+    /// Run a shard without the start barrier: its time zero is its own.
+    #[arg(long)]
+    pub no_barrier: bool,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
     crate::units::parse_duration(s)
+}
+
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.trim())
+        .map_err(|e| format!("{e}: write an RFC 3339 UTC time, e.g. 2025-06-01T12:00:00Z"))
 }
 
 /// Parse arguments, run, and return the process exit code.
@@ -337,6 +359,12 @@ fn run_options(a: &RunArgs) -> RunOptions {
                     .unwrap_or_default(),
                 trace_sample: a.trace_sample,
             }),
+        start: crate::run::barrier::StartOptions {
+            run_key: a.run_key.clone(),
+            timeout: a.barrier_timeout,
+            start_at: a.start_at,
+            no_barrier: a.no_barrier,
+        },
     }
 }
 
@@ -387,7 +415,8 @@ async fn run(a: RunArgs) -> i32 {
         match crate::scenario::load(p, &overrides) {
             Ok(c) => {
                 if let Some(s) = shard {
-                    if crate::run::target::pick_url(&c.plan, &opts.target).is_none() {
+                    if a.no_barrier && crate::run::target::pick_url(&c.plan, &opts.target).is_none()
+                    {
                         eprintln!(
                             "warning: shard {s} of {} runs against its own embedded Valkey: \
                              shards share keys only on a common --target",
@@ -416,7 +445,10 @@ async fn run(a: RunArgs) -> i32 {
         if shutdown.is_cancelled() {
             break;
         }
-        match crate::run::run(plan, &opts, shutdown.clone()).await {
+        let ran = crate::run::run(plan, &opts, shutdown.clone()).await;
+        // --start-at fixes the first scenario's start; the next ones meet (or start) as usual.
+        opts.start.start_at = None;
+        match ran {
             Ok(out) => {
                 print!("{}", crate::report::text::render(&out.summary));
                 if let Some(dir) = &a.out {

@@ -17,7 +17,8 @@
 //! - [`plan`] is plain data, valid by construction: workload and fault kinds, the load model,
 //!   thresholds, the topology a run needs, and every workload's counters declared with their
 //!   [`plan::CounterKind`].
-//! - [`run`] orchestrates in steps: `run::target` (target, destructive policy, preflight), the
+//! - [`run`] orchestrates in steps: `run::target` (target, destructive policy, preflight),
+//!   `run::barrier` (the shards of one run meet on the target and share one time zero), the
 //!   workloads and the fault timeline, `run::load` (interval cuts, progress, Ctrl-C), stop, heal,
 //!   drain; then the summary is built once.
 //! - [`valkey`] talks to servers: RESP, one lean connection per worker, reconnecting clients that
@@ -36,7 +37,8 @@
 //! - [`report`] renders a summary (terminal, HTML, JUnit) and writes the outputs; [`export`]
 //!   sends a run to OTLP while and after it happens.
 //! - [`merge`] combines several agents' outputs into one summary with exact percentiles and
-//!   re-judges them.
+//!   re-judges them: whole-run thresholds on the sums, phase thresholds on the merged slots of the
+//!   phase (shared time zero), histories together; a missing or interrupted shard fails by name.
 //! - [`compat`] probes what the clients rely on, candidate against baseline; [`compare`] runs one
 //!   scenario against both; [`verify`] diffs a source and a destination keyspace read-only after
 //!   a migration (and `lag` times its replication by canary); [`bench`] measures the agent
@@ -68,6 +70,8 @@
 //! - Every injected fault is healed: at its end, at the end of the run, on error, on Ctrl-C and
 //!   SIGTERM; heal failures are reported and fail the verdict.
 //! - Every process the agent starts dies with it (kill on drop, `PR_SET_PDEATHSIG`).
+//! - A sharded run's agents meet only through their common target (`run::barrier`), and the
+//!   keys they meet under expire and are deleted when the run ends.
 //! - Destructive faults never run against a non-local target without the double opt-in.
 //! - `compat` writes only keys under `vc:compat:<nonce>:`, deletes them, and never flushes; the
 //!   one setting it changes (`busy-reply-threshold`, for its busy-script probe) it restores.

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod barrier;
 mod chart;
 mod compat;
 mod dramatiq;
@@ -11,6 +12,7 @@ mod interop;
 mod locks;
 mod managed;
 mod migration;
+mod netns;
 mod oracles;
 mod otlp;
 mod plugins;

@@ -30,7 +30,7 @@ use crate::support::*;
 
 /// Everything a receiver got.
 #[derive(Clone, Default)]
-struct Sink {
+pub(crate) struct Sink {
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
 }
@@ -58,7 +58,7 @@ impl MetricsService for Sink {
 }
 
 /// A gRPC OTLP receiver on a free port; stops when the token is cancelled.
-async fn grpc_receiver(stop: CancellationToken) -> (Sink, String) {
+pub(crate) async fn grpc_receiver(stop: CancellationToken) -> (Sink, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sink = Sink::default();
@@ -144,21 +144,21 @@ fn http_conn(conn: std::net::TcpStream, sink: Sink) {
     }
 }
 
-fn attr<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+pub(crate) fn attr<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     kvs.iter()
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
 }
 
-fn attr_str<'a>(kvs: &'a [KeyValue], key: &str) -> &'a str {
+pub(crate) fn attr_str<'a>(kvs: &'a [KeyValue], key: &str) -> &'a str {
     match attr(kvs, key) {
         Some(any_value::Value::StringValue(s)) => s,
         other => panic!("attribute {key}: {other:?} in {kvs:?}"),
     }
 }
 
-fn attr_int(kvs: &[KeyValue], key: &str) -> i64 {
+pub(crate) fn attr_int(kvs: &[KeyValue], key: &str) -> i64 {
     match attr(kvs, key) {
         Some(any_value::Value::IntValue(i)) => *i,
         other => panic!("attribute {key}: {other:?} in {kvs:?}"),
@@ -166,7 +166,7 @@ fn attr_int(kvs: &[KeyValue], key: &str) -> i64 {
 }
 
 /// Resource attribute lists and spans of every request.
-fn spans(sink: &Sink) -> (Vec<Vec<KeyValue>>, Vec<Span>) {
+pub(crate) fn spans(sink: &Sink) -> (Vec<Vec<KeyValue>>, Vec<Span>) {
     let mut res = vec![];
     let mut spans = vec![];
     for r in sink.traces.lock().unwrap().iter() {
@@ -180,7 +180,7 @@ fn spans(sink: &Sink) -> (Vec<Vec<KeyValue>>, Vec<Span>) {
     (res, spans)
 }
 
-fn metrics(sink: &Sink) -> (Vec<Vec<KeyValue>>, Vec<Metric>) {
+pub(crate) fn metrics(sink: &Sink) -> (Vec<Vec<KeyValue>>, Vec<Metric>) {
     let mut res = vec![];
     let mut out = vec![];
     for r in sink.metrics.lock().unwrap().iter() {

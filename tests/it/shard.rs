@@ -107,11 +107,12 @@ fn apply_splits_shipped_scenarios_exactly() {
 }
 
 /// Spawn the agent with a clean sharding environment plus `env`.
-fn spawn_agent(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+pub(crate) fn spawn_agent(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     let mut c = Command::new(support::agent_bin());
     c.args(args)
         .env_remove("JOB_COMPLETION_INDEX")
         .env_remove("VALKEY_CHAOS_SHARDS")
+        .env_remove("VALKEY_CHAOS_RUN_KEY")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -122,7 +123,8 @@ fn spawn_agent(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     c.spawn().expect("spawn agent")
 }
 
-fn finish(child: std::process::Child, timeout: Duration) -> Output {
+/// Wait for an agent (bounded), killing it when it overruns.
+pub(crate) fn finish(child: std::process::Child, timeout: Duration) -> Output {
     let deadline = Instant::now() + timeout;
     let mut child = child;
     while child.try_wait().expect("wait agent").is_none() {
@@ -208,16 +210,50 @@ async fn two_shards_merge_into_one_verdict() {
     let (s0, s1) = (support::summary(&out0), support::summary(&out1));
     assert_eq!(s0["shard"], "0/2");
     assert_eq!(s1["shard"], "1/2");
+    // They met at the start barrier: one time zero.
+    assert_eq!(s0["started_at"], s1["started_at"]);
+    assert_eq!(s0["start_sync"]["mode"], "barrier");
+    assert_eq!(s1["run_key"], "sharded:2");
     assert_ne!(s0["seed"], s1["seed"], "shards draw different streams");
     assert_eq!(s0["workloads"][0]["clients"], 2);
 
-    // Only one shard: merge refuses and names the missing one.
-    let m = support::agent(&["merge", &o0], Duration::from_secs(30));
-    assert_eq!(m.status.code(), Some(2), "{}", support::show(&m));
+    // Only one shard: the merged verdict fails and names the missing one (the other is merged).
+    let lone = dir.join("lone");
+    let m = support::agent(
+        &["merge", "--out", &s(&lone), &o0, &s(&dir.join("never"))],
+        Duration::from_secs(30),
+    );
+    assert_eq!(m.status.code(), Some(1), "{}", support::show(&m));
     assert!(
         String::from_utf8_lossy(&m.stderr).contains("shard 1/2 is missing"),
         "{}",
         support::show(&m)
+    );
+    let ls = support::summary(&lone);
+    let gap = ls["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "shard 1/2")
+        .expect("a check names the missing shard");
+    assert_eq!(gap["passed"], false, "{gap}");
+    assert_eq!(gap["origin"], "shard");
+    assert!(
+        gap["shown"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing: no output of this shard"),
+        "{gap}"
+    );
+    assert_eq!(
+        support::op(&ls, "cache", "get")["count"],
+        support::op(&s0, "cache", "get")["count"],
+        "shard 0 is merged"
+    );
+    let junit = std::fs::read_to_string(lone.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("name=\"shard 1/2 present\"") && junit.contains("type=\"shard\""),
+        "{junit}"
     );
 
     // Both: one verdict on the whole load.
@@ -314,6 +350,8 @@ fn chart_templates_have_the_indexed_job_shape() {
         "--out \"${out}\"",
         "--skip-destructive",
         "--allow-destructive",
+        "--barrier-timeout {{ .Values.barrierTimeout | squote }}",
+        "name: VALKEY_CHAOS_RUN_KEY",
         "secretKeyRef:",
         "name: REDIS_URL",
         "name: VALKEY_PASSWORD",
@@ -334,6 +372,38 @@ fn chart_templates_have_the_indexed_job_shape() {
 }
 
 #[test]
+fn chart_barrier_timeout_reaches_the_agents_and_is_checked() {
+    let chart = deploy().join("helm/valkey-chaos");
+    let template = |value: &str| {
+        Command::new(crate::chart::helm())
+            .args(["template", "chaos"])
+            .arg(&chart)
+            .args([
+                "--set",
+                "target.url=redis://valkey.staging.svc:6379",
+                "--set",
+                &format!("barrierTimeout={value}"),
+            ])
+            .output()
+            .expect("helm template")
+    };
+    let o = template("90s");
+    assert_eq!(o.status.code(), Some(0), "{}", support::show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("--barrier-timeout '90s'"),
+        "{}",
+        support::show(&o)
+    );
+    let o = template("soon");
+    assert_ne!(o.status.code(), Some(0), "{}", support::show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("barrierTimeout"),
+        "{}",
+        support::show(&o)
+    );
+}
+
+#[test]
 fn rendered_chart_has_the_right_shape() {
     let text = read(&deploy().join("helm/rendered/default.yaml"));
     let docs = documents(&text);
@@ -347,6 +417,8 @@ fn rendered_chart_has_the_right_shape() {
         "out=\"/results/example/${i}\"",
         "--skip-destructive",
         "--target \"${REDIS_URL}\"",
+        "--barrier-timeout '5m'",
+        "name: VALKEY_CHAOS_RUN_KEY\n              value: \"chaos-valkey-chaos-example\"",
         "restartPolicy: Never",
         "persistentVolumeClaim:",
     ] {
@@ -460,6 +532,7 @@ async fn chart_scripts_run_shards_and_merge() {
             .env("PATH", &path)
             .env("REDIS_URL", &url)
             .env("VALKEY_CHAOS_SHARDS", "4")
+            .env("VALKEY_CHAOS_RUN_KEY", "chaos-valkey-chaos-example")
             .env_remove("JOB_COMPLETION_INDEX")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
@@ -490,12 +563,25 @@ async fn chart_scripts_run_shards_and_merge() {
     assert_eq!(ms["verdict"], "pass");
     assert_eq!(ms["workloads"][0]["clients"], 4);
 
-    // A shard that never finished: the merge names it and fails with 2.
+    // The four shards met at one barrier (run key from the environment, as the pods get it).
+    let zeros: std::collections::BTreeSet<String> = (0..4)
+        .map(|i| {
+            support::summary(&results.join(format!("example/{i}")))["started_at"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(zeros.len(), 1, "one time zero: {zeros:?}");
+
+    // A shard that never finished: the merged verdict fails (exit 1), naming it.
     std::fs::remove_dir_all(results.join("example/2")).unwrap();
     let quick = merge.replace("deadline=$(( $(date +%s) + 3600 ))", "deadline=0");
     let o = finish(sh(&quick, None), Duration::from_secs(60));
     let log = support::show(&o);
-    assert_eq!(o.status.code(), Some(2), "{log}");
+    assert_eq!(o.status.code(), Some(1), "{log}");
     assert!(log.contains("agent 2: exit none"), "{log}");
+    assert!(log.contains("shard 2/4 is missing"), "{log}");
+    assert!(log.contains("distributed verdict: exit 1"), "{log}");
     eprintln!("chart scripts, 4 shards and merges: {:.1?}", t0.elapsed());
 }

@@ -301,6 +301,7 @@ impl Exporter {
         collector: &Collector,
         server: Server,
         start: Instant,
+        run_key: Option<&str>,
     ) -> Option<Exporter> {
         let endpoint = Some(opts.endpoint.trim()).filter(|s| !s.is_empty())?;
         if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
@@ -321,7 +322,7 @@ impl Exporter {
             failures: AtomicU64::new(0),
         });
         let run_id = crate::summary::build::run_id(plan.seed, collector.started_wall);
-        let resource = resource(plan, &run_id);
+        let resource = resource(plan, &run_id, run_key);
         let (tracer_provider, meter_provider) =
             match providers(endpoint, protocol, resource, &health) {
                 Ok(p) => p,
@@ -331,9 +332,11 @@ impl Exporter {
                 }
             };
         let tracer = tracer_provider.tracer("valkey-chaos");
+        // Spans are placed on time zero's clock: behind a start barrier, the instant every shard
+        // shares (the target's clock), so all agents' phases and faults line up in a trace view.
         let clock = Clock {
-            at: Instant::now(),
-            wall: SystemTime::now(),
+            at: collector.started,
+            wall: collector.started_wall,
             start,
         };
         let root_span = tracer
@@ -651,9 +654,10 @@ impl Drop for Exporter {
     }
 }
 
-/// `service.name` (unless the environment names one), the scenario, run id and seed, and
-/// whatever `OTEL_RESOURCE_ATTRIBUTES` adds.
-fn resource(plan: &Plan, run_id: &str) -> Resource {
+/// `service.name` (unless the environment names one), `service.instance.id` (the run id: one per
+/// agent and run), the scenario, run id, seed, the shard (`valkey_chaos.shard.index` and
+/// `.count`) and the run key its shards share, and whatever `OTEL_RESOURCE_ATTRIBUTES` adds.
+fn resource(plan: &Plan, run_id: &str, run_key: Option<&str>) -> Resource {
     let detected = Resource::builder().build();
     let unnamed = detected
         .get(&Key::from_static_str("service.name"))
@@ -663,13 +667,32 @@ fn resource(plan: &Plan, run_id: &str) -> Resource {
     if unnamed {
         b = b.with_service_name("valkey-chaos");
     }
-    b.with_attributes([
-        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+    let mut attrs = vec![KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))];
+    if detected
+        .get(&Key::from_static_str("service.instance.id"))
+        .is_none()
+    {
+        attrs.push(KeyValue::new("service.instance.id", run_id.to_string()));
+    }
+    attrs.extend([
         KeyValue::new("valkey_chaos.scenario", plan.name.clone()),
         KeyValue::new("valkey_chaos.run_id", run_id.to_string()),
         KeyValue::new("valkey_chaos.seed", plan.seed.to_string()),
-    ])
-    .build()
+    ]);
+    if let Some(s) = plan.shard {
+        attrs.push(KeyValue::new(
+            "valkey_chaos.shard.index",
+            i64::from(s.index),
+        ));
+        attrs.push(KeyValue::new(
+            "valkey_chaos.shard.count",
+            i64::from(s.count),
+        ));
+    }
+    if let Some(k) = run_key {
+        attrs.push(KeyValue::new("valkey_chaos.run_key", k.to_string()));
+    }
+    b.with_attributes(attrs).build()
 }
 
 fn providers(

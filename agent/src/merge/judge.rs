@@ -1,10 +1,22 @@
-//! Judging a merged run: every input's checks again (whole-run metrics re-evaluated on the
-//! merged figures), plus `--threshold`s, read by the one threshold parser against what the
-//! merged summary contains.
+//! Judging a merged run: every input's checks again (whole-run metrics on the merged figures,
+//! phase metrics on the merged slots of the phase, see `merge::phase`), plus `--threshold`s,
+//! read by the one threshold parser against what the merged summary contains; and a sharded
+//! run's completeness: every shard there, none interrupted.
 
 use super::{Input, MergeError};
+use crate::plan::{Phase, Threshold};
 use crate::scenario::threshold::{self, Catalog, CatalogWorkload};
+use crate::summary::check::PhaseFigures;
 use crate::summary::{CheckOrigin, CheckResult, RunSummary};
+
+/// What the merged summary's metrics are (for reading thresholds against it); `faults` are the
+/// fault names by index, for phase metrics.
+pub fn catalog_with(s: &RunSummary, faults: Vec<String>) -> Catalog {
+    Catalog {
+        faults,
+        ..catalog(s)
+    }
+}
 
 /// What the merged summary's metrics are (for reading thresholds against it).
 pub fn catalog(s: &RunSummary) -> Catalog {
@@ -33,14 +45,15 @@ pub fn catalog(s: &RunSummary) -> Catalog {
     }
 }
 
-/// The inputs' checks (once each), then the extra ones.
+/// The inputs' checks (once each), then the extra ones; `phase` gives a phase's merged figures.
 pub fn checks(
     inputs: &[Input],
     thresholds: &[String],
     summary: &RunSummary,
+    cat: &Catalog,
+    phase: &dyn Fn(&Threshold, &Phase) -> Option<PhaseFigures>,
 ) -> Result<Vec<CheckResult>, MergeError> {
-    let cat = catalog(summary);
-    let mut wanted: Vec<(String, String, Vec<bool>)> = vec![];
+    let mut wanted: Vec<(String, String)> = vec![];
     for i in inputs {
         for c in i
             .summary
@@ -48,34 +61,15 @@ pub fn checks(
             .iter()
             .filter(|c| c.origin == CheckOrigin::Threshold)
         {
-            match wanted
-                .iter_mut()
-                .find(|w| w.0 == c.metric && w.1 == c.condition)
-            {
-                Some(w) => w.2.push(c.passed),
-                None => wanted.push((c.metric.clone(), c.condition.clone(), vec![c.passed])),
+            if !wanted.iter().any(|w| w.0 == c.metric && w.1 == c.condition) {
+                wanted.push((c.metric.clone(), c.condition.clone()));
             }
         }
     }
     let mut checks = vec![];
-    for (metric, condition, passes) in wanted {
-        if metric.contains('{') {
-            let k = passes.iter().filter(|p| **p).count();
-            checks.push(CheckResult {
-                metric,
-                condition,
-                value: None,
-                passed: k == passes.len(),
-                shown: format!(
-                    "not re-evaluated by merge ({k} of {} runs passed)",
-                    passes.len()
-                ),
-                origin: CheckOrigin::Threshold,
-            });
-            continue;
-        }
-        checks.push(match threshold::parse(&metric, &condition, &cat) {
-            Ok(t) => crate::summary::check::evaluate(&[t], summary, None).remove(0),
+    for (metric, condition) in wanted {
+        checks.push(match threshold::parse(&metric, &condition, cat) {
+            Ok(t) => crate::summary::check::evaluate_with(&[t], summary, phase).remove(0),
             Err(e) => CheckResult {
                 metric,
                 condition,
@@ -87,20 +81,69 @@ pub fn checks(
         });
     }
     for text in thresholds {
-        let (metric, _) = threshold::split(text).map_err(MergeError::Usage)?;
-        if metric.contains('{') {
-            return Err(MergeError::Usage(format!(
-                "--threshold {text:?}: phase metrics ({{…}}) need each run's fault timeline and \
-                 are not re-evaluated by merge; use a whole-run metric"
-            )));
-        }
-        let t = threshold::parse_flag(text, &cat).map_err(MergeError::Usage)?;
-        checks.extend(crate::summary::check::evaluate(&[t], summary, None));
+        let t = threshold::parse_flag(text, cat).map_err(MergeError::Usage)?;
+        checks.extend(crate::summary::check::evaluate_with(&[t], summary, phase));
     }
     // The default rules, on the merged counters.
     let implicit = crate::summary::build::implicit_checks(&checks, &summary.counters);
     checks.extend(implicit);
     Ok(checks)
+}
+
+/// A sharded run is judged whole: a shard missing (its agent failed, or its host was lost) or
+/// interrupted fails the merged verdict, by name.
+pub fn completeness(
+    inputs: &[Input],
+    count: u32,
+    missing: &[u32],
+    absent: &[String],
+) -> Vec<CheckResult> {
+    let mut out = vec![];
+    for i in 0..count {
+        let name = format!("shard {i}/{count}");
+        if missing.contains(&i) {
+            out.push(CheckResult {
+                metric: name,
+                condition: "present".into(),
+                value: None,
+                passed: false,
+                shown: format!(
+                    "missing: no output of this shard among the inputs (its agent failed, or \
+                     its host was lost){}",
+                    if absent.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; not there: {}", absent.join("; "))
+                    }
+                ),
+                origin: CheckOrigin::Shard,
+            });
+            continue;
+        }
+        let Some(input) = inputs
+            .iter()
+            .find(|x| x.summary.shard_of() == Some((i, count)))
+        else {
+            continue;
+        };
+        let s = &input.summary;
+        out.push(CheckResult {
+            metric: name,
+            condition: "complete".into(),
+            value: Some(s.duration_secs),
+            passed: !s.interrupted,
+            shown: if s.interrupted {
+                format!(
+                    "interrupted after {:.1}s of {:.1}s ({})",
+                    s.duration_secs, s.planned_duration_secs, input.label
+                )
+            } else {
+                format!("ran {:.1}s ({})", s.duration_secs, input.label)
+            },
+            origin: CheckOrigin::Shard,
+        });
+    }
+    out
 }
 
 /// Run the history checkers over every agent's histories of each safety workload together and

@@ -10,17 +10,22 @@
 //! - the series is summed per interval, aligned on each run's own start, with p50/p99/max from the
 //!   merged interval histograms;
 //! - faults, events and heal failures are kept per input, labelled with the input's directory;
-//! - thresholds: the union of the inputs' checks plus `--threshold`s, re-evaluated on whole-run
-//!   metrics. A phase metric (`…{during:0}`) needs each run's own fault timeline and is not
-//!   re-evaluated: it passes only if it passed in every input that had it;
-//! - a sharded run (summaries with a `shard`, from `run --shard`) merges whole: shards `0..n` of
-//!   one `n`, each exactly once, else a usage error (exit 2) that names the missing or duplicate
-//!   shard.
+//! - thresholds: the union of the inputs' checks plus `--threshold`s, re-evaluated: whole-run
+//!   metrics on the merged figures, phase metrics (`…{during:failover}`, `{before}`, `{after}`)
+//!   on the merged slots of the phase, with every input's windows on the shared time zero
+//!   ([`phase`]);
+//! - a sharded run (summaries with a `shard`, from `run --shard`) is judged whole: a shard whose
+//!   output is missing (its agent failed or lost its host) or that was interrupted fails the
+//!   verdict by name (exit 1), with the other shards merged; inputs that are not one run (other
+//!   scenarios, other shard counts, a shard twice, shards with non-shards) are a usage error
+//!   (exit 2);
+//! - the start: the spread of the shards' time zeros and actual starts (`start_skew`).
 //!
 //! The merged output has its own `latency.hlog`, so merges can be merged again.
 
 mod combine;
 mod judge;
+mod phase;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +37,10 @@ pub enum MergeError {
     /// A problem with one input file.
     #[error("{}: {msg}", path.display())]
     Input { path: PathBuf, msg: String },
+    /// An input that is not there (no directory, no `summary.json`): a missing shard when the
+    /// others are shards of one run, else a usage error.
+    #[error("{}: {msg}", path.display())]
+    Absent { path: PathBuf, msg: String },
     /// A problem with the arguments.
     #[error("{0}")]
     Usage(String),
@@ -72,18 +81,23 @@ pub fn load(path: &Path) -> Result<Input, MergeError> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     } else {
-        return Err(bad(
-            path,
-            "no such directory or file (expected an agent's --out directory)",
-        ));
+        return Err(MergeError::Absent {
+            path: path.to_path_buf(),
+            msg: "no such directory or file (expected an agent's --out directory)".into(),
+        });
     };
     let summary_path = dir.join("summary.json");
     let hlog_path = dir.join("latency.hlog");
     let text = std::fs::read(&summary_path).map_err(|e| {
-        bad(
-            &summary_path,
-            format!("cannot read it ({e}): is this an agent's --out directory?"),
-        )
+        let msg = format!("cannot read it ({e}): is this an agent's --out directory?");
+        if e.kind() == std::io::ErrorKind::NotFound {
+            MergeError::Absent {
+                path: summary_path.clone(),
+                msg,
+            }
+        } else {
+            bad(&summary_path, msg)
+        }
     })?;
     let summary: RunSummary = serde_json::from_slice(&text)
         .map_err(|e| bad(&summary_path, format!("not a valkey-chaos summary: {e}")))?;
@@ -133,18 +147,29 @@ fn load_histories(dir: &Path) -> Result<Vec<(String, Vec<crate::history::Entry>)
     Ok(out)
 }
 
-/// Load every input and merge them.
+/// Load every input and merge them. An input that is not there is kept as absent: a shard that
+/// went missing, if the others are shards.
 pub fn merge_paths(paths: &[PathBuf], thresholds: &[String]) -> Result<Merged, MergeError> {
-    let inputs = paths
-        .iter()
-        .map(|p| load(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    merge(inputs, thresholds)
+    let mut inputs = vec![];
+    let mut absent = vec![];
+    for p in paths {
+        match load(p) {
+            Ok(i) => inputs.push(i),
+            Err(e @ MergeError::Absent { .. }) => absent.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    merge(inputs, absent, thresholds)
 }
 
-/// Merge several agents' outputs of one scenario.
-pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, MergeError> {
-    check_inputs(&mut inputs)?;
+/// Merge several agents' outputs of one scenario; `absent` are inputs that were not there.
+pub fn merge(
+    mut inputs: Vec<Input>,
+    absent: Vec<MergeError>,
+    thresholds: &[String],
+) -> Result<Merged, MergeError> {
+    let sharded = check_inputs(&mut inputs, absent.first())?;
+    let absent: Vec<String> = absent.iter().map(ToString::to_string).collect();
     let scenario = inputs[0].summary.scenario.clone();
     let frame = combine::Frame::of(&inputs);
     let mut ops = combine::ops(&inputs);
@@ -160,6 +185,7 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
         }
     }
     let s0 = &inputs[0].summary;
+    let skew = start_skew(&inputs);
     let mut summary = RunSummary {
         scenario,
         seed: s0.seed,
@@ -179,11 +205,17 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
                 .join("+")
         ),
         shard: None,
+        shard_index: None,
+        shard_count: sharded.as_ref().map(|s| s.0),
+        run_key: inputs.iter().find_map(|i| i.summary.run_key.clone()),
         started_at: inputs
             .iter()
-            .map(|i| i.summary.started_at.clone())
+            .filter_map(|i| i.summary.started())
             .min()
-            .unwrap_or_default(),
+            .map(|t| humantime::format_rfc3339_micros(t).to_string())
+            .unwrap_or_else(|| s0.started_at.clone()),
+        start_sync: None,
+        start_skew: skew,
         target: targets.join(", "),
         server: inputs
             .iter()
@@ -201,10 +233,58 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
         interval_secs: frame.interval,
         series: series.into_values().collect(),
         migration: inputs.iter().find_map(|i| i.summary.migration.clone()),
+        slot_errors: inputs
+            .iter()
+            .flat_map(|i| i.summary.slot_errors.iter().cloned())
+            .collect(),
     };
+    if let Some(k) = &summary.start_skew {
+        summary.events.insert(
+            1,
+            crate::summary::Event {
+                at_secs: 0.0,
+                kind: crate::summary::EventKind::Note,
+                detail: format!(
+                    "start skew over {} runs: time zeros {:.3} ms apart, actual starts {:.3} ms \
+                     apart (± {:.3} ms)",
+                    k.shards.len(),
+                    k.started_at_spread_ms,
+                    k.actual_spread_ms,
+                    k.uncertainty_ms
+                ),
+            },
+        );
+    }
     // The safety checkers again, on every agent's histories together.
     let histories = judge::recheck(&inputs, &mut summary);
-    summary.checks = judge::checks(&inputs, thresholds, &summary)?;
+    // Thresholds again, phase ones on the merged slots of their phase.
+    let slots = phase::read(&inputs)?;
+    let cat = judge::catalog_with(&summary, phase::fault_names(&inputs));
+    let ops_of = |w: &str| -> Vec<String> {
+        summary
+            .ops
+            .iter()
+            .filter(|o| o.workload == w)
+            .map(|o| o.op.clone())
+            .collect()
+    };
+    let timelines = phase::timelines(&inputs, sharded.is_some());
+    let figures = |t: &crate::plan::Threshold, p: &crate::plan::Phase| {
+        phase::figures(&inputs, &slots, &timelines, &ops_of(&t.workload), t, p)
+    };
+    let mut checks = judge::checks(&inputs, thresholds, &summary, &cat, &figures)?;
+    if let Some((count, missing)) = &sharded {
+        let mut whole = judge::completeness(&inputs, *count, missing, &absent);
+        whole.append(&mut checks);
+        checks = whole;
+        if !missing.is_empty() {
+            eprintln!(
+                "merge: {}: the merged verdict fails (the other shards are merged)",
+                crate::plan::shard::missing_text(missing, *count)
+            );
+        }
+    }
+    summary.checks = checks;
     summary.verdict = crate::summary::build::verdict(&summary);
     Ok(Merged {
         summary,
@@ -213,10 +293,67 @@ pub fn merge(mut inputs: Vec<Input>, thresholds: &[String]) -> Result<Merged, Me
     })
 }
 
-/// One scenario, each run once, a sharded run whole; labels made unique.
-fn check_inputs(inputs: &mut [Input]) -> Result<(), MergeError> {
+/// How far apart the inputs started: their time zeros, and their actual starts (time zero plus
+/// how late each agent began, as it recorded).
+fn start_skew(inputs: &[Input]) -> Option<crate::summary::StartSkew> {
+    if inputs.len() < 2 {
+        return None;
+    }
+    let zero = inputs.iter().filter_map(|i| i.summary.started()).min()?;
+    let ms = |i: &Input| {
+        i.summary
+            .started()
+            .and_then(|t| t.duration_since(zero).ok())
+            .map(|d| d.as_secs_f64() * 1000.0)
+    };
+    let spread = |v: &[f64]| {
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - v.iter().copied().fold(f64::INFINITY, f64::min)
+    };
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let zeros: Vec<f64> = inputs.iter().filter_map(ms).collect();
+    let actual: Vec<f64> = inputs
+        .iter()
+        .filter_map(|i| {
+            let late = i.summary.start_sync.as_ref().map_or(0.0, |s| s.late_ms);
+            ms(i).map(|z| z + late)
+        })
+        .collect();
+    Some(crate::summary::StartSkew {
+        started_at_spread_ms: round(spread(&zeros)),
+        actual_spread_ms: round(spread(&actual)),
+        uncertainty_ms: inputs
+            .iter()
+            .filter_map(|i| i.summary.start_sync.as_ref().map(|s| s.uncertainty_ms))
+            .fold(0.0, f64::max),
+        shards: inputs
+            .iter()
+            .map(|i| crate::summary::ShardStart {
+                input: i.label.clone(),
+                shard: i.summary.shard.clone(),
+                started_at: i.summary.started_at.clone(),
+                late_ms: i.summary.start_sync.as_ref().map(|s| s.late_ms),
+                uncertainty_ms: i.summary.start_sync.as_ref().map(|s| s.uncertainty_ms),
+            })
+            .collect(),
+    })
+}
+
+/// One scenario, each run once, a sharded run's shards each at most once; labels made unique.
+/// Returns the shard count and the missing shards of a sharded run. An absent input is a missing
+/// shard when the others are shards of one run with a shard missing; otherwise it is an error.
+fn check_inputs(
+    inputs: &mut [Input],
+    absent: Option<&MergeError>,
+) -> Result<Option<(u32, Vec<u32>)>, MergeError> {
     let Some(first) = inputs.first() else {
-        return Err(MergeError::Usage("nothing to merge".into()));
+        return Err(match absent {
+            Some(MergeError::Absent { path, msg }) => MergeError::Usage(format!(
+                "{}: {msg} (and no other input to merge)",
+                path.display()
+            )),
+            _ => MergeError::Usage("nothing to merge".into()),
+        });
     };
     let scenario = first.summary.scenario.clone();
     let first_path = first.summary_path.clone();
@@ -254,7 +391,15 @@ fn check_inputs(inputs: &mut [Input]) -> Result<(), MergeError> {
             )
         })
         .collect();
-    crate::plan::shard::check_complete(&shards).map_err(MergeError::Usage)?;
+    let sharded = crate::plan::shard::check_complete(&shards).map_err(MergeError::Usage)?;
+    if let Some(MergeError::Absent { path, msg }) = absent {
+        if sharded
+            .as_ref()
+            .is_none_or(|(_, missing)| missing.is_empty())
+        {
+            return Err(bad(path, msg.clone()));
+        }
+    }
     // Labels: directory names, or whole paths when two directories share a name.
     let mut seen = std::collections::HashSet::new();
     if !inputs.iter().all(|i| seen.insert(i.label.clone())) {
@@ -267,7 +412,7 @@ fn check_inputs(inputs: &mut [Input]) -> Result<(), MergeError> {
                 .to_string();
         }
     }
-    Ok(())
+    Ok(sharded)
 }
 
 /// Standard base64 (the `.hlog` encoding); None on a bad character.

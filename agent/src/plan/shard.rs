@@ -75,10 +75,13 @@ pub fn resolve(
     Shard::new(i, n).map(Some)
 }
 
-/// Check that runs about to be merged are a whole sharded run: either none of them is a shard,
-/// or they are shards `0..n` of one `n`, each exactly once. `runs` holds each run's name (for
-/// messages) and its summary's `shard`. Returns `n` for a sharded run.
-pub fn check_complete(runs: &[(String, Option<String>)]) -> Result<Option<u32>, String> {
+/// Check that runs about to be merged are one run: either none of them is a shard, or they are
+/// shards of one `n`, each at most once. `runs` holds each run's name (for messages) and its
+/// summary's `shard`. Returns `n` and the shards missing (a run whose agent failed or lost its
+/// host: the merged verdict fails naming them); an error for inputs that are not one run.
+pub fn check_complete(
+    runs: &[(String, Option<String>)],
+) -> Result<Option<(u32, Vec<u32>)>, String> {
     let Some((first, first_shard)) = runs.iter().find_map(|(n, s)| s.as_ref().map(|s| (n, s)))
     else {
         return Ok(None);
@@ -107,25 +110,20 @@ pub fn check_complete(runs: &[(String, Option<String>)]) -> Result<Option<u32>, 
             ));
         }
     }
-    let missing: Vec<String> = seen
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_none())
-        .map(|(i, _)| format!("{i}/{}", first.count))
+    let missing = (0..first.count)
+        .filter(|i| seen[*i as usize].is_none())
         .collect();
-    if !missing.is_empty() {
-        let (s, are) = if missing.len() > 1 {
-            ("s", "are")
-        } else {
-            ("", "is")
-        };
-        return Err(format!(
-            "shard{s} {} {are} missing: the merged verdict needs all {} shards (did an agent fail?)",
-            missing.join(", "),
-            first.count
-        ));
+    Ok(Some((first.count, missing)))
+}
+
+/// `shard 1/3 is missing` / `shards 1/4, 3/4 are missing`.
+pub fn missing_text(missing: &[u32], count: u32) -> String {
+    let names: Vec<String> = missing.iter().map(|i| format!("{i}/{count}")).collect();
+    if names.len() > 1 {
+        format!("shards {} are missing", names.join(", "))
+    } else {
+        format!("shard {} is missing", names.join(""))
     }
-    Ok(Some(first.count))
 }
 
 /// `total` dealt out over `count` shards: shard `index` gets `total / count`, plus one if
@@ -180,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_needs_every_shard_once() {
+    fn merge_needs_one_run_and_names_missing_shards() {
         let runs = |v: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
             v.iter()
                 .map(|(n, s)| (n.to_string(), s.map(str::to_string)))
@@ -189,12 +187,21 @@ mod tests {
         assert_eq!(check_complete(&runs(&[("a", None), ("b", None)])), Ok(None));
         assert_eq!(
             check_complete(&runs(&[("b", Some("1/2")), ("a", Some("0/2"))])),
-            Ok(Some(2))
+            Ok(Some((2, vec![])))
         );
-        let e = check_complete(&runs(&[("a", Some("0/3")), ("c", Some("2/3"))])).unwrap_err();
-        assert!(e.contains("shard 1/3 is missing"), "{e}");
-        let e = check_complete(&runs(&[("a", Some("0/4"))])).unwrap_err();
-        assert!(e.contains("shards 1/4, 2/4, 3/4 are missing"), "{e}");
+        assert_eq!(
+            check_complete(&runs(&[("a", Some("0/3")), ("c", Some("2/3"))])),
+            Ok(Some((3, vec![1])))
+        );
+        assert_eq!(missing_text(&[1], 3), "shard 1/3 is missing");
+        assert_eq!(
+            check_complete(&runs(&[("a", Some("0/4"))])),
+            Ok(Some((4, vec![1, 2, 3])))
+        );
+        assert_eq!(
+            missing_text(&[1, 2, 3], 4),
+            "shards 1/4, 2/4, 3/4 are missing"
+        );
         let e = check_complete(&runs(&[("a", Some("1/2")), ("b", Some("1/2"))])).unwrap_err();
         assert!(e.contains("shard 1/2 appears twice (a and b)"), "{e}");
         let e = check_complete(&runs(&[("a", Some("0/2")), ("b", Some("1/3"))])).unwrap_err();

@@ -773,7 +773,12 @@ pub(crate) mod tests {
             interrupted: false,
             run_id: "abc".into(),
             shard: None,
+            shard_index: None,
+            shard_count: None,
+            run_key: None,
             started_at: "2025-01-01T00:00:00Z".into(),
+            start_sync: None,
+            start_skew: None,
             target: "rediss://staging.invalid:25061".into(),
             server: ServerInfo {
                 server_name: "valkey".into(),
@@ -871,6 +876,7 @@ pub(crate) mod tests {
             interval_secs: 1.0,
             series,
             migration: None,
+            slot_errors: vec![],
         }
     }
 

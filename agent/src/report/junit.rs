@@ -23,6 +23,7 @@ fn cases(s: &RunSummary) -> Vec<Case> {
             CheckOrigin::Threshold => ("checks", "threshold"),
             CheckOrigin::Safety => ("safety", "safety"),
             CheckOrigin::Coverage => ("coverage", "inconclusive"),
+            CheckOrigin::Shard => ("shards", "shard"),
         };
         out.push(Case {
             class: format!("{}.{class}", s.scenario),
@@ -79,15 +80,7 @@ pub fn render(s: &RunSummary) -> String {
         esc(s.started_at.trim_end_matches('Z'))
     );
     o.push_str("    <properties>\n");
-    let server = format!("{} {}", s.server.server_name, s.server.version);
-    for (k, v) in [
-        ("seed", s.seed.to_string()),
-        ("target", s.target.clone()),
-        ("server", server.trim().to_string()),
-        ("run_id", s.run_id.clone()),
-        ("verdict", s.verdict.to_string()),
-        ("interrupted", s.interrupted.to_string()),
-    ] {
+    for (k, v) in properties(s) {
         let _ = writeln!(o, "      <property name=\"{k}\" value=\"{}\"/>", esc(&v));
     }
     o.push_str("    </properties>\n");
@@ -112,6 +105,42 @@ pub fn render(s: &RunSummary) -> String {
     }
     o.push_str("  </testsuite>\n</testsuites>\n");
     o
+}
+
+/// The testsuite's properties: the run, and which shard of which run it was.
+fn properties(s: &RunSummary) -> Vec<(&'static str, String)> {
+    let server = format!("{} {}", s.server.server_name, s.server.version);
+    let mut p = vec![
+        ("seed", s.seed.to_string()),
+        ("target", s.target.clone()),
+        ("server", server.trim().to_string()),
+        ("run_id", s.run_id.clone()),
+        ("started_at", s.started_at.clone()),
+        ("verdict", s.verdict.to_string()),
+        ("interrupted", s.interrupted.to_string()),
+    ];
+    if let Some(k) = &s.run_key {
+        p.push(("run_key", k.clone()));
+    }
+    if let Some(x) = &s.shard {
+        p.push(("shard", x.clone()));
+    }
+    if let Some(i) = s.shard_index {
+        p.push(("shard_index", i.to_string()));
+    }
+    if let Some(n) = s.shard_count {
+        p.push(("shard_count", n.to_string()));
+    }
+    if let Some(x) = &s.start_sync {
+        p.push(("start_sync", x.mode.clone()));
+        p.push(("start_late_ms", x.late_ms.to_string()));
+        p.push(("start_uncertainty_ms", x.uncertainty_ms.to_string()));
+    }
+    if let Some(k) = &s.start_skew {
+        p.push(("start_skew_ms", k.actual_spread_ms.to_string()));
+        p.push(("started_at_spread_ms", k.started_at_spread_ms.to_string()));
+    }
+    p
 }
 
 /// Text escaped for XML content and attributes; characters XML 1.0 cannot carry are dropped.
@@ -159,6 +188,20 @@ mod tests {
             "{x}"
         );
         assert!(!x.contains('\u{1}'));
+        assert!(!x.contains("name=\"shard\""), "{x}");
+        s.shard = Some("1/4".into());
+        s.shard_index = Some(1);
+        s.shard_count = Some(4);
+        s.run_key = Some("k:demo:4".into());
+        let x = render(&s);
+        for p in [
+            "<property name=\"shard\" value=\"1/4\"/>",
+            "<property name=\"shard_index\" value=\"1\"/>",
+            "<property name=\"shard_count\" value=\"4\"/>",
+            "<property name=\"run_key\" value=\"k:demo:4\"/>",
+        ] {
+            assert!(x.contains(p), "{p} in {x}");
+        }
         assert_eq!(
             x.matches("<failure ").count(),
             x.matches("</failure>").count()

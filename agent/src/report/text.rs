@@ -18,6 +18,33 @@ pub fn render(s: &RunSummary) -> String {
         s.planned_duration_secs,
         if s.interrupted { "  (interrupted)" } else { "" }
     );
+    if let Some(x) = &s.shard {
+        let _ = writeln!(
+            o,
+            "shard {x}{}",
+            s.run_key
+                .as_ref()
+                .map(|k| format!(" of run {k}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(x) = &s.start_sync {
+        let _ = writeln!(
+            o,
+            "time zero {} ({}, target's clock; began {:.3} ms after it, ± {:.3} ms; waited {:.1}s)",
+            s.started_at, x.mode, x.late_ms, x.uncertainty_ms, x.waited_secs
+        );
+    }
+    if let Some(k) = &s.start_skew {
+        let _ = writeln!(
+            o,
+            "start skew over {} runs: time zeros {:.3} ms apart, actual starts {:.3} ms apart (± {:.3} ms)",
+            k.shards.len(),
+            k.started_at_spread_ms,
+            k.actual_spread_ms,
+            k.uncertainty_ms
+        );
+    }
     if !s.server.version.is_empty() {
         let _ = writeln!(
             o,

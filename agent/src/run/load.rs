@@ -19,6 +19,8 @@ pub struct Clock {
 
 /// How the load phase ended.
 pub struct Ended {
+    /// When the load really began (time zero, or later when this agent woke up late).
+    pub began: Instant,
     /// When the load stopped.
     pub at: Instant,
     /// Ctrl-C or SIGTERM stopped it early.
@@ -39,6 +41,7 @@ pub async fn run(
         interval,
     } = clock;
     tokio::time::sleep_until(start.into()).await;
+    let began = Instant::now();
     let mut slots = tokio::time::interval_at((start + SLOT).into(), SLOT);
     slots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut report = tokio::time::interval_at((start + interval).into(), interval);
@@ -68,6 +71,7 @@ pub async fn run(
     collector.drain(Instant::now());
     progress.finish();
     Ended {
+        began,
         at: Instant::now(),
         interrupted,
     }

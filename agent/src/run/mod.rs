@@ -1,8 +1,11 @@
 //! Orchestration, in small steps: resolve the target and the destructive policy ([`target`]),
-//! check faults and start their proxies, start the workloads and the fault timeline, cut metric
-//! intervals until the end or Ctrl-C ([`load`]), stop and heal, drain the oracles, then build the
-//! summary once (`summary::build`). Everything that was started is stopped on every exit path.
+//! check faults and start their proxies, meet the other shards at the start barrier
+//! ([`barrier`]: one time zero for every agent of a sharded run), start the workloads and the
+//! fault timeline, cut metric intervals until the end or Ctrl-C ([`load`]), stop and heal, drain
+//! the oracles, then build the summary once (`summary::build`). Everything that was started is
+//! stopped on every exit path.
 
+pub mod barrier;
 pub mod load;
 pub mod migration;
 pub mod progress;
@@ -10,7 +13,7 @@ pub mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +61,9 @@ pub struct RunOptions {
     pub provider: Option<crate::plan::provider::Provider>,
     /// Skip the faults the target refuses instead of refusing the run (`--skip-forbidden`).
     pub skip_forbidden: bool,
+    /// How a sharded run's agents agree on time zero (`--run-key`, `--barrier-timeout`,
+    /// `--start-at`, `--no-barrier`).
+    pub start: barrier::StartOptions,
 }
 
 /// Why a run could not produce a verdict.
@@ -98,10 +104,22 @@ pub async fn run(
                 .map_err(|e| RunError::Refused(format!("workload {:?}: {e}", w.id)))?,
         );
     }
+    let needs_barrier = barrier::mode(plan, &opts.start) == Some(barrier::Mode::Barrier);
+    if needs_barrier && target::pick_url(plan, &opts.target).is_none() {
+        return Err(RunError::Refused(format!(
+            "shard {} of {}: the agents of a sharded run meet at a start barrier on their common \
+             target, and an embedded Valkey is this agent's own: pass --target URL (the server \
+             every shard loads), or --no-barrier to run this shard on its own",
+            plan.shard.map(|s| s.to_string()).unwrap_or_default(),
+            plan.name
+        )));
+    }
     let resolved = target::resolve(plan, opts).await?;
     let rehearsal = resolved.migration.clone();
     let target = Arc::new(tokio::sync::Mutex::new(resolved.target));
     let mut route = resolved.route;
+    // The barrier talks to the server itself, never through a fault proxy.
+    let direct = route.clone();
     // Refusals first, before any load; then the proxies the faults need.
     let controls = Controls::default();
     let mut fault_env = fault::prepare(
@@ -128,7 +146,20 @@ pub async fn run(
         plan.seed
     );
 
-    let start = Instant::now() + Duration::from_millis(50);
+    // Time zero: the instant the shards agreed on, else just after now.
+    let met = barrier::meet(&direct, plan, &opts.start, &shutdown).await?;
+    let (start, started_wall) = match &met {
+        Some(m) => (m.start, m.wall),
+        None => {
+            let ahead = Duration::from_millis(50);
+            (Instant::now() + ahead, SystemTime::now() + ahead)
+        }
+    };
+    let run_key = met.as_ref().map(|m| m.run_key.clone()).or_else(|| {
+        plan.shard
+            .filter(|s| s.count > 1)
+            .map(|_| barrier::run_key(plan, opts.start.run_key.as_deref()))
+    });
     let end = start + plan.duration;
     let events = Events::new(start);
     let load_cancel = shutdown.child_token();
@@ -139,11 +170,19 @@ pub async fn run(
         .map(|w| WorkloadMetrics::new(&w.id, w.kind.ops(), w.kind.counters()))
         .collect();
     let mut collector = Collector::new(metrics.clone(), start);
+    collector.started_wall = started_wall;
     // The agent's id in histories: the run id the summary will carry.
     let agent = crate::summary::build::run_id(plan.seed, collector.started_wall);
     let (host, port) = resolved.server_addr;
     let mut exporter = opts.otlp.as_ref().and_then(|o| {
-        otlp::Exporter::start(o, plan, &collector, otlp::Server { host, port }, start)
+        otlp::Exporter::start(
+            o,
+            plan,
+            &collector,
+            otlp::Server { host, port },
+            start,
+            run_key.as_deref(),
+        )
     });
 
     // The workloads' clients.
@@ -169,6 +208,9 @@ pub async fn run(
                 // A workload that cannot start (a broken plugin) is a scenario problem: exit 2.
                 load_cancel.cancel();
                 tasks.shutdown().await;
+                if let Some(m) = &met {
+                    m.leave().await;
+                }
                 return Err(RunError::Refused(format!("workload {:?}: {e}", w.id)));
             }
         }
@@ -301,7 +343,16 @@ pub async fn run(
         faults: fault_records,
         interval,
         migration,
+        start_sync: met.as_ref().map(|m| crate::summary::StartSync {
+            late_ms: (ended.began.saturating_duration_since(start).as_secs_f64() * 1e6).round()
+                / 1000.0,
+            ..m.sync.clone()
+        }),
+        run_key,
     });
+    if let Some(m) = &met {
+        m.leave().await;
+    }
     if let Some(x) = exporter {
         x.finish(&summary, plan, &collector).await;
     }

@@ -26,6 +26,9 @@ pub struct Recorded<'a> {
     pub interval: Duration,
     /// A cutover rehearsal's report.
     pub migration: Option<MigrationReport>,
+    /// How time zero was agreed with the other shards, and the run key they share.
+    pub start_sync: Option<StartSync>,
+    pub run_key: Option<String>,
 }
 
 /// Build the summary of a run, judged.
@@ -41,6 +44,8 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         mut faults,
         interval,
         migration,
+        start_sync,
+        run_key,
     } = r;
     let secs = ran.as_secs_f64().max(1e-3);
     let mut ops = vec![];
@@ -132,6 +137,19 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
             });
         }
     }
+    let mut slot_errors = vec![];
+    for iv in &c.intervals {
+        for o in iv.ops.iter().filter(|o| o.errors.iter().any(|e| *e > 0)) {
+            let m = &c.workloads[o.workload];
+            slot_errors.push(SlotErrors {
+                workload: m.id.clone(),
+                op: m.op_names().get(o.op).cloned().unwrap_or_default(),
+                from_secs: micros(iv.start),
+                to_secs: micros(iv.end),
+                errors: o.errors.iter().sum(),
+            });
+        }
+    }
     let heal_failures = faults
         .iter()
         .filter_map(|f| {
@@ -152,7 +170,12 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         interrupted,
         run_id: run_id(plan.seed, started),
         shard: plan.shard.map(|s| s.to_string()),
-        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        shard_index: plan.shard.map(|s| s.index),
+        shard_count: plan.shard.map(|s| s.count),
+        run_key,
+        started_at: humantime::format_rfc3339_micros(started).to_string(),
+        start_sync,
+        start_skew: None,
         target,
         server,
         workloads,
@@ -165,6 +188,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         interval_secs: interval.as_secs_f64(),
         series,
         migration,
+        slot_errors,
     };
     s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
     let implicit = implicit_checks(&s.checks, &s.counters);
@@ -260,6 +284,11 @@ pub fn verdict(s: &RunSummary) -> Verdict {
     } else {
         Verdict::Pass
     }
+}
+
+/// Seconds, rounded to the microsecond.
+fn micros(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
 }
 
 fn empty_op(w: &str, op: &str) -> OpSummary {

@@ -3,28 +3,58 @@
 
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
+
 use super::phase;
 use super::{CheckResult, RunSummary};
 use crate::metrics::{Collector, LatencyStats, OpAcc};
 use crate::plan::{MetricPath, Phase, Stat, Threshold};
 
-/// Evaluate every threshold.
+/// A phase's figures for one workload, however they were gathered (a run's collector, or the
+/// interval logs of merged shards): per operation, its successes' latencies and its errors; and
+/// how long the phase lasted.
+pub struct PhaseFigures {
+    pub ops: Vec<PhaseOp>,
+    pub secs: f64,
+}
+
+pub struct PhaseOp {
+    pub op: String,
+    /// Latency from the intended start of the successful operations (µs).
+    pub latency: Histogram<u64>,
+    pub errors: u64,
+}
+
+/// Evaluate every threshold; phase thresholds from the run's collector.
 pub fn evaluate(
     thresholds: &[Threshold],
     s: &RunSummary,
     collector: Option<&Collector>,
 ) -> Vec<CheckResult> {
+    evaluate_with(thresholds, s, &|t, p| {
+        collector.and_then(|c| collector_phase(t, p, s, c))
+    })
+}
+
+/// Evaluate every threshold; `phase` gives a phase threshold's figures (none: no data).
+pub fn evaluate_with(
+    thresholds: &[Threshold],
+    s: &RunSummary,
+    phase: &dyn Fn(&Threshold, &Phase) -> Option<PhaseFigures>,
+) -> Vec<CheckResult> {
     thresholds
         .iter()
-        .map(|t| evaluate_one(t, s, collector))
+        .map(|t| {
+            let value = match &t.phase {
+                None => whole_run_value(t, s),
+                Some(p) => phase(t, p).and_then(|f| phase_value(t, &f)),
+            };
+            judged(t, value)
+        })
         .collect()
 }
 
-fn evaluate_one(t: &Threshold, s: &RunSummary, collector: Option<&Collector>) -> CheckResult {
-    let value = match &t.phase {
-        None => whole_run_value(t, s),
-        Some(p) => collector.and_then(|c| phase_value(t, p, s, c)),
-    };
+fn judged(t: &Threshold, value: Option<f64>) -> CheckResult {
     let passed = value.is_some_and(|v| t.op.holds(v, t.value));
     CheckResult {
         metric: t.metric.clone(),
@@ -88,7 +118,13 @@ fn whole_run_value(t: &Threshold, s: &RunSummary) -> Option<f64> {
     }
 }
 
-fn phase_value(t: &Threshold, p: &Phase, s: &RunSummary, c: &Collector) -> Option<f64> {
+/// A phase's figures from the run's own slots.
+fn collector_phase(
+    t: &Threshold,
+    p: &Phase,
+    s: &RunSummary,
+    c: &Collector,
+) -> Option<PhaseFigures> {
     let end = Duration::from_secs_f64(s.duration_secs);
     let windows: Vec<(Duration, Duration)> = phase::windows(p, &s.faults, s.duration_secs)
         .into_iter()
@@ -112,32 +148,43 @@ fn phase_value(t: &Threshold, p: &Phase, s: &RunSummary, c: &Collector) -> Optio
             if acc.len() <= i {
                 acc.push(o);
             } else {
-                let _ = acc[i].corrected.add(&o.corrected);
-                let _ = acc[i].service.add(&o.service);
-                for (a, b) in acc[i].errors.iter_mut().zip(o.errors.iter()) {
-                    *a += b;
-                }
+                acc[i].add(&o);
             }
         }
     }
     let names = c.workloads[w].op_names();
+    Some(PhaseFigures {
+        ops: acc
+            .into_iter()
+            .zip(names)
+            .map(|(a, op)| PhaseOp {
+                op,
+                errors: a.error_count(),
+                latency: a.corrected,
+            })
+            .collect(),
+        secs,
+    })
+}
+
+/// A phase threshold's value from its phase's figures.
+fn phase_value(t: &Threshold, f: &PhaseFigures) -> Option<f64> {
     match &t.path {
         MetricPath::Op { op, stat } => {
-            let i = names.iter().position(|n| n == op)?;
-            let o = acc.get(i)?;
-            let (ok, errors) = (o.ok(), o.error_count());
+            let o = f.ops.iter().find(|o| &o.op == op)?;
+            let (ok, errors) = (o.latency.len(), o.errors);
             stat_of(
                 *stat,
                 ok + errors,
                 ok,
                 errors,
-                secs,
-                &LatencyStats::of(&o.corrected),
+                f.secs,
+                &LatencyStats::of(&o.latency),
             )
         }
         MetricPath::Counter(cn) if cn == "errors" || cn == "error_rate" => {
-            let (count, errors) = acc.iter().fold((0, 0), |a, o| {
-                (a.0 + o.ok() + o.error_count(), a.1 + o.error_count())
+            let (count, errors) = f.ops.iter().fold((0, 0), |a, o| {
+                (a.0 + o.latency.len() + o.errors, a.1 + o.errors)
             });
             Some(if cn == "errors" {
                 errors as f64

@@ -52,7 +52,24 @@ pub struct RunSummary {
     /// `"INDEX/COUNT"` when this run was one shard of a sharded run (`run --shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// The shard's index and the shard count, as numbers (with `shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_count: Option<u32>,
+    /// What the agents of one sharded run share: `[<--run-key>:]<scenario>:<shard count>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_key: Option<String>,
+    /// Time zero, RFC 3339 with microseconds: the instant every slot, fault and phase offset is
+    /// counted from. Behind a start barrier (or `--start-at`) it is the instant all shards share,
+    /// on the target's clock.
     pub started_at: String,
+    /// How this agent's time zero was agreed with the other shards (none: it started alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_sync: Option<StartSync>,
+    /// On a merged sharded run: how far apart the shards' time zeros and actual starts were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_skew: Option<StartSkew>,
     /// The target as `redis://host:port` (no password), or "embedded …".
     pub target: String,
     pub server: ServerInfo,
@@ -69,6 +86,10 @@ pub struct RunSummary {
     /// A cutover rehearsal's report (`[migration]` scenarios).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationReport>,
+    /// Failed operations per slot (by intended start) where there were any: the `.hlog` holds
+    /// successes only, and `merge` judges phase thresholds on errors from these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slot_errors: Vec<SlotErrors>,
 }
 
 /// A cutover rehearsal (`[migration]`): what the switch cost and whether the copy is whole.
@@ -122,6 +143,63 @@ pub struct MigrationVerify {
     pub first: Vec<String>,
     /// Why the verify could not run.
     pub error: Option<String>,
+}
+
+/// How an agent's time zero was fixed with the other agents of its run (`run::barrier`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSync {
+    /// `barrier` (the shards met through the target) or `start-at` (`--start-at`).
+    pub mode: String,
+    /// The barrier's key on the target.
+    pub key: String,
+    /// Seconds this agent waited from its arrival until the common start.
+    pub waited_secs: f64,
+    /// The shards registered when this agent started (every one, behind a barrier).
+    pub arrived: Vec<u32>,
+    /// How well this agent knew the target's clock: half the round trip of the `TIME` sample the
+    /// common start was mapped onto its own monotonic clock with (ms).
+    pub uncertainty_ms: f64,
+    /// How long after the common start this agent's load actually began, on its own clock (ms).
+    pub late_ms: f64,
+    /// This host's wall clock minus the target's, in ms (informative: time zero does not depend
+    /// on it).
+    pub clock_offset_ms: f64,
+}
+
+/// A merged sharded run's start: the spread of the shards' time zeros (`started_at`) and of their
+/// actual starts (`started_at` + `late_ms`, known to ± `uncertainty_ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSkew {
+    pub started_at_spread_ms: f64,
+    pub actual_spread_ms: f64,
+    /// The largest uncertainty of a shard's actual start (ms); 0 where a shard did not record it.
+    pub uncertainty_ms: f64,
+    pub shards: Vec<ShardStart>,
+}
+
+/// One input of a merge: when it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStart {
+    /// The input's label (its directory) and its shard (`i/n`) if it was one.
+    pub input: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    pub started_at: String,
+    /// From the shard's `start_sync`; none for an agent that started alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_ms: Option<f64>,
+}
+
+/// The failed operations of one op in one slot: `[from_secs, to_secs)` from time zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotErrors {
+    pub workload: String,
+    pub op: String,
+    pub from_secs: f64,
+    pub to_secs: f64,
+    pub errors: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -201,6 +279,8 @@ pub enum CheckOrigin {
     Safety,
     /// An oracle that could check nothing of what happened: inconclusive fails.
     Coverage,
+    /// A merged sharded run: every shard must be there and complete.
+    Shard,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,5 +379,20 @@ impl RunSummary {
         self.ops
             .iter()
             .find(|o| o.workload == workload && o.op == op)
+    }
+    /// `(index, count)` of a shard's summary.
+    pub fn shard_of(&self) -> Option<(u32, u32)> {
+        match (self.shard_index, self.shard_count) {
+            (Some(i), Some(n)) => Some((i, n)),
+            _ => self
+                .shard
+                .as_deref()
+                .and_then(|s| crate::plan::shard::Shard::parse(s).ok())
+                .map(|s| (s.index, s.count)),
+        }
+    }
+    /// Time zero as a wall-clock instant (`started_at`, to the microsecond).
+    pub fn started(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339_weak(&self.started_at).ok()
     }
 }
