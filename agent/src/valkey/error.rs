@@ -74,22 +74,28 @@ impl Error {
     }
     /// Classify a server error reply by its prefix.
     pub fn server(msg: String) -> Error {
-        let prefix = msg.split(' ').next().unwrap_or("");
-        let kind = match prefix {
-            "READONLY" => ErrorKind::ReadOnly,
-            "LOADING" => ErrorKind::Loading,
-            "MASTERDOWN" => ErrorKind::MasterDown,
-            "NOSCRIPT" => ErrorKind::NoScript,
-            "BUSY" => ErrorKind::Busy,
-            "OOM" => ErrorKind::Oom,
-            // A script whose inner call failed wraps the inner error.
-            _ if msg.contains("READONLY") || msg.contains("read only replica") => {
-                ErrorKind::ReadOnly
-            }
-            _ if msg.contains("OOM command not allowed") => ErrorKind::Oom,
-            _ => ErrorKind::Other,
-        };
-        Error { kind, msg }
+        Error {
+            kind: classify(msg.as_bytes()),
+            msg,
+        }
+    }
+}
+
+/// The kind of a server error reply (its text without the `-`), by its prefix.
+pub fn classify(msg: &[u8]) -> ErrorKind {
+    let prefix = msg.split(|b| *b == b' ').next().unwrap_or(b"");
+    let contains = |needle: &[u8]| msg.windows(needle.len()).any(|w| w == needle);
+    match prefix {
+        b"READONLY" => ErrorKind::ReadOnly,
+        b"LOADING" => ErrorKind::Loading,
+        b"MASTERDOWN" => ErrorKind::MasterDown,
+        b"NOSCRIPT" => ErrorKind::NoScript,
+        b"BUSY" => ErrorKind::Busy,
+        b"OOM" => ErrorKind::Oom,
+        // A script whose inner call failed wraps the inner error.
+        _ if contains(b"READONLY") || contains(b"read only replica") => ErrorKind::ReadOnly,
+        _ if contains(b"OOM command not allowed") => ErrorKind::Oom,
+        _ => ErrorKind::Other,
     }
 }
 
