@@ -47,6 +47,10 @@ pub enum Command {
         /// Also write bench.json here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only these groups (comma-separated): pacing, commands, dramatiq, lock, plugin,
+        /// memory, proxy.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// WASM plugins: `plugin check FILE.wasm` loads, validates and measures a plugin.
     Plugin {
@@ -268,7 +272,12 @@ async fn dispatch(cli: Cli) -> i32 {
     match cli.cmd {
         Command::Validate { scenarios } => validate(&scenarios),
         Command::Run(a) => run(a).await,
-        Command::Bench { secs, plugins, out } => bench(secs, &plugins, out.as_deref()).await,
+        Command::Bench {
+            secs,
+            plugins,
+            out,
+            only,
+        } => bench(secs, &plugins, out.as_deref(), &only).await,
         Command::Merge(a) => merge(&a),
         Command::Compat(a) => compat(a).await,
         Command::Compare(a) => compare(a).await,
@@ -486,8 +495,23 @@ async fn run(a: RunArgs) -> i32 {
     code
 }
 
-async fn bench(secs: u64, plugins: &std::path::Path, out: Option<&std::path::Path>) -> i32 {
-    match crate::bench::run(secs.max(1), Some(plugins)).await {
+async fn bench(
+    secs: u64,
+    plugins: &std::path::Path,
+    out: Option<&std::path::Path>,
+    only: &[String],
+) -> i32 {
+    if let Some(bad) = only
+        .iter()
+        .find(|g| !crate::bench::GROUPS.contains(&g.as_str()))
+    {
+        eprintln!(
+            "error: bench --only: unknown group {bad:?} (groups: {})",
+            crate::bench::GROUPS.join(", ")
+        );
+        return EXIT_USAGE;
+    }
+    match crate::bench::run(secs.max(1), Some(plugins), only).await {
         Ok(rows) => {
             print!("{}", crate::bench::render(&rows));
             if let Some(dir) = out {

@@ -81,20 +81,28 @@ impl Rng {
 
     /// A random (version 4) UUID string, lowercase and hyphenated, like Python's `str(uuid4())`.
     pub fn uuid4(&mut self) -> String {
+        let mut b = [0u8; 36];
+        self.uuid4_into(&mut b).to_string()
+    }
+
+    /// [`Rng::uuid4`] written into `out` (no allocation; the same draws).
+    pub fn uuid4_into<'a>(&mut self, out: &'a mut [u8; 36]) -> &'a str {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut b = [0u8; 16];
         self.fill(&mut b);
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let mut out = String::with_capacity(36);
+        let mut j = 0;
         for (i, x) in b.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                out.push('-');
+                out[j] = b'-';
+                j += 1;
             }
-            out.push(HEX[(x >> 4) as usize] as char);
-            out.push(HEX[(x & 15) as usize] as char);
+            out[j] = HEX[(x >> 4) as usize];
+            out[j + 1] = HEX[(x & 15) as usize];
+            j += 2;
         }
-        out
+        std::str::from_utf8(out).expect("hex digits and hyphens")
     }
 }
 

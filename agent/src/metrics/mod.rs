@@ -292,11 +292,47 @@ struct PulseMark {
     ok: bool,
 }
 
+/// Open-model starts of some clients: how late each was released, in nanoseconds.
+struct StartStripe {
+    /// Every start: release − intended start.
+    lag: Histogram<u64>,
+    /// Starts whose client was idle, waiting for them: the generator's own lateness.
+    waited: Histogram<u64>,
+    /// Starts whose client was still busy with earlier operations when they came due.
+    behind: u64,
+}
+
+impl StartStripe {
+    fn new() -> StartStripe {
+        let h = || Histogram::new(2).expect("valid histogram precision");
+        StartStripe {
+            lag: h(),
+            waited: h(),
+            behind: 0,
+        }
+    }
+}
+
+/// The send lag of a workload's open-model starts (release − intended start), in µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SendLagStats {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// Open-model starts (batches: a pipeline is one start).
+    pub starts: u64,
+    /// Starts whose client was still busy with earlier operations when they came due.
+    pub behind: u64,
+    /// p99 of the starts the client was idle for: the generator's own timing (CPU, timers).
+    pub waited_p99: f64,
+}
+
 /// The metrics of one workload: op names (growable for plugins), stripes, counters.
 pub struct WorkloadMetrics {
     pub id: String,
     ops: RwLock<Vec<String>>,
     stripes: Vec<Mutex<Stripe>>,
+    starts: Vec<Mutex<StartStripe>>,
     timebase: OnceLock<Arc<Timebase>>,
     pub counters: Arc<Counters>,
     /// Open-model starts that began later than 2 ms after their intended time.
@@ -321,6 +357,9 @@ impl WorkloadMetrics {
             stripes: (0..STRIPES)
                 .map(|_| Mutex::new(Stripe::default()))
                 .collect(),
+            starts: (0..STRIPES)
+                .map(|_| Mutex::new(StartStripe::new()))
+                .collect(),
             timebase: OnceLock::new(),
             counters: Counters::new(counters),
             late_starts: AtomicU64::new(0),
@@ -340,6 +379,50 @@ impl WorkloadMetrics {
         self.timebase
             .get()
             .expect("workload metrics are attached to a collector before recording")
+    }
+
+    /// One open-model start of client `client`: released `lag` after its intended start;
+    /// `behind` when the client was still busy when it came due.
+    pub fn record_start(&self, client: usize, lag: Duration, behind: bool) {
+        let ns = (lag.as_nanos().min(u64::MAX as u128) as u64).min(MAX_US * 1000);
+        let mut g = self.starts[client % STRIPES]
+            .lock()
+            .expect("start stripe lock");
+        let _ = g.lag.record(ns);
+        if behind {
+            g.behind += 1;
+        } else {
+            let _ = g.waited.record(ns);
+        }
+    }
+
+    /// The send lag of the open-model starts so far; `None` when there were none (closed model).
+    pub fn send_lag(&self) -> Option<SendLagStats> {
+        let mut lag = Histogram::<u64>::new(2).expect("valid histogram precision");
+        let mut waited = lag.clone();
+        let mut behind = 0;
+        for s in &self.starts {
+            let g = s.lock().expect("start stripe lock");
+            let _ = lag.add(&g.lag);
+            let _ = waited.add(&g.waited);
+            behind += g.behind;
+        }
+        if lag.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| (ns as f64 / 100.0).round() / 10.0;
+        Some(SendLagStats {
+            p50: us(lag.value_at_quantile(0.5)),
+            p99: us(lag.value_at_quantile(0.99)),
+            max: us(lag.max()),
+            starts: lag.len(),
+            behind,
+            waited_p99: if waited.is_empty() {
+                0.0
+            } else {
+                us(waited.value_at_quantile(0.99))
+            },
+        })
     }
 
     /// Hand a fraction of this workload's operations to a trace exporter (first call wins).
@@ -852,10 +935,11 @@ impl Collector {
 
     /// Sum of the closed slots within `[from, to)` (by slot start), per (workload, op).
     pub fn window(&self, from: Duration, to: Duration) -> Vec<Vec<OpAcc>> {
+        // Growing histograms: a full-range one is ~370 KiB to allocate and zero per op.
         let mut out: Vec<Vec<OpAcc>> = self
             .workloads
             .iter()
-            .map(|m| (0..m.op_names().len()).map(|_| OpAcc::new()).collect())
+            .map(|m| (0..m.op_names().len()).map(|_| OpAcc::small()).collect())
             .collect();
         let mut de = Deserializer::new();
         for iv in self.intervals.iter().filter(|iv| {
@@ -866,7 +950,7 @@ impl Collector {
             for o in &iv.ops {
                 let dst = &mut out[o.workload];
                 while dst.len() <= o.op {
-                    dst.push(OpAcc::new());
+                    dst.push(OpAcc::small());
                 }
                 dst[o.op].add(&o.decode(&mut de));
             }

@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::valkey_chaos::plugin::{clock, log, metrics, random, types, valkey};
 use crate::metrics::Recorder;
 use crate::rng::Rng;
-use crate::valkey::{Client, ErrorKind, Value};
+use crate::valkey::{Client, Cmd, ErrorKind, Value};
 
 /// Commands a plugin may not send: they would change or stop the server under test.
 pub const DENIED: &[&str] = &[
@@ -76,6 +76,9 @@ pub struct VuState {
     pub limits: VuLimits,
     pub ticks_left: u64,
     pub budget_exceeded: bool,
+    /// When wasm last (re)started running: the start of an export call or the return of an
+    /// async host call.
+    pub wasm_since: Instant,
     rng: Rng,
     client: Option<Client>,
     rec: Option<Recorder>,
@@ -116,6 +119,7 @@ impl VuState {
             },
             ticks_left: 1000,
             budget_exceeded: false,
+            wasm_since: Instant::now(),
             rng: Rng::derive(seed, plugin, vu as u64),
             client: Some(client),
             rec: Some(rec),
@@ -138,6 +142,7 @@ impl VuState {
             },
             ticks_left: 1000,
             budget_exceeded: false,
+            wasm_since: Instant::now(),
             rng: Rng::new(vu as u64),
             client: None,
             rec: None,
@@ -186,14 +191,67 @@ impl VuState {
         let t0 = Instant::now();
         let r = client.request_args(&args).await;
         let t1 = Instant::now();
+        self.wasm_since = t1;
         if let (Some(rec), Some(op)) = (&self.rec, op) {
             rec.record(op, t0, t0, t1, r.as_ref().map(|_| ()).map_err(|e| e.kind));
         }
-        r.map_err(|e| match e.kind {
-            ErrorKind::Timeout => types::CommandError::Timeout,
-            ErrorKind::Connection => types::CommandError::Connection(e.msg),
-            _ => types::CommandError::Server(e.msg),
-        })
+        r.map_err(command_error)
+    }
+
+    /// Several commands in one write and one round trip; refused ones are answered without
+    /// being sent. Every sent command is timed with the pipeline's round trip.
+    async fn run_pipeline(
+        &mut self,
+        commands: Vec<Vec<Vec<u8>>>,
+    ) -> Vec<Result<types::Reply, types::CommandError>> {
+        let n = commands.len();
+        let mut out: Vec<Option<Result<types::Reply, types::CommandError>>> =
+            (0..n).map(|_| None).collect();
+        let mut sent: Vec<(usize, Option<usize>)> = Vec::with_capacity(n);
+        let mut cmds = Vec::with_capacity(n);
+        for (i, c) in commands.into_iter().enumerate() {
+            match self.classify(c.first().map(|a| a.as_slice()).unwrap_or(&[])) {
+                Err(why) => out[i] = Some(Err(types::CommandError::Rejected(why))),
+                Ok(op) => {
+                    sent.push((i, op));
+                    cmds.push(Cmd::from_args(c));
+                }
+            }
+        }
+        if !cmds.is_empty() {
+            match self.client.as_mut() {
+                None => {
+                    for (i, _) in &sent {
+                        out[*i] = Some(Err(types::CommandError::Rejected(
+                            "no Valkey connection in this context".into(),
+                        )));
+                    }
+                }
+                Some(client) => {
+                    let t0 = Instant::now();
+                    let replies = client.pipeline(&cmds).await;
+                    let t1 = Instant::now();
+                    self.wasm_since = t1;
+                    for ((i, op), r) in sent.into_iter().zip(replies) {
+                        if let (Some(rec), Some(op)) = (&self.rec, op) {
+                            rec.record(op, t0, t0, t1, r.as_ref().map(|_| ()).map_err(|e| e.kind));
+                        }
+                        out[i] = Some(r.map(to_reply).map_err(command_error));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(types::CommandError::Connection("no reply".into()))))
+            .collect()
+    }
+}
+
+fn command_error(e: crate::valkey::Error) -> types::CommandError {
+    match e.kind {
+        ErrorKind::Timeout => types::CommandError::Timeout,
+        ErrorKind::Connection => types::CommandError::Connection(e.msg),
+        _ => types::CommandError::Server(e.msg),
     }
 }
 
@@ -262,11 +320,7 @@ impl valkey::Host for VuState {
         &mut self,
         commands: Vec<Vec<Vec<u8>>>,
     ) -> Vec<Result<types::Reply, types::CommandError>> {
-        let mut out = Vec::with_capacity(commands.len());
-        for c in commands {
-            out.push(self.run(c).await.map(to_reply));
-        }
-        out
+        self.run_pipeline(commands).await
     }
 }
 
@@ -307,6 +361,7 @@ impl clock::Host for VuState {
 
     async fn sleep(&mut self, nanos: u64) {
         tokio::time::sleep(Duration::from_nanos(nanos.min(3_600_000_000_000))).await;
+        self.wasm_since = Instant::now();
     }
 }
 

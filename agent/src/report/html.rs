@@ -792,6 +792,8 @@ pub(crate) mod tests {
                 model: "closed loop".into(),
                 late_starts: 0,
                 dropped_starts: 0,
+                send_lag_us: None,
+                generator_bound: None,
                 errors: 30,
                 error_rate: 0.03,
             }],

@@ -90,12 +90,28 @@ pub fn render(s: &RunSummary) -> String {
                 let _ = writeln!(o, "  {:<14} errors: {}", "", kinds.join(", "));
             }
         }
+        if let Some(l) = &w.send_lag_us {
+            let _ = writeln!(
+                o,
+                "  generator lag p50 {} p99 {} max {} (release − intended start, {} starts)",
+                fmt_us(l.p50),
+                fmt_us(l.p99),
+                fmt_us(l.max),
+                fmt_count(l.starts)
+            );
+        }
         if w.late_starts > 0 || w.dropped_starts > 0 {
             let _ = writeln!(
                 o,
-                "  pacing: {} late starts, {} dropped starts (the agent could not keep the rate)",
+                "  pacing: {} late starts, {} dropped starts",
                 fmt_count(w.late_starts),
                 fmt_count(w.dropped_starts)
+            );
+        }
+        if let Some(why) = &w.generator_bound {
+            let _ = writeln!(
+                o,
+                "  GENERATOR-BOUND: the agent, not the server, set the pace: {why}"
             );
         }
         let cs: Vec<String> = s

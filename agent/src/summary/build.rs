@@ -118,6 +118,10 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
             dropped_starts: m.dropped_starts.load(std::sync::atomic::Ordering::Relaxed),
             errors: werr,
             error_rate: werr as f64 / wcount.max(1) as f64,
+            send_lag_us: m.send_lag(),
+            generator_bound: m
+                .send_lag()
+                .and_then(|l| super::generator::bound(&l, w.clients)),
         });
     }
     let mut series = vec![];

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod check;
+pub mod generator;
 pub mod impact;
 pub mod phase;
 
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::events::{Event, EventKind};
-use crate::metrics::LatencyStats;
+use crate::metrics::{LatencyStats, SendLagStats};
 use crate::plan::counter::CounterKind;
 
 /// Pass or fail: exit 0 or 1.
@@ -220,6 +221,12 @@ pub struct WorkloadSummary {
     pub dropped_starts: u64,
     pub errors: u64,
     pub error_rate: f64,
+    /// Open model: how late the generator released its starts (release − intended start, µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_us: Option<SendLagStats>,
+    /// Set when the generator, not the server, set the pace: why, and what to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_bound: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -183,11 +183,17 @@ impl Client {
 
     fn after(&mut self, r: &Result<Value, Error>) {
         if let Err(e) = r {
-            if e.kind.drops_connection() {
-                self.conn = None;
-                if e.kind != ErrorKind::ReadOnly {
-                    self.failures = self.failures.max(1);
-                }
+            self.failed(e.kind);
+        }
+    }
+
+    /// An operation on [`Client::conn`]'s connection failed with `kind`: drop the connection
+    /// when that kind calls for it (as `request` does).
+    pub fn failed(&mut self, kind: ErrorKind) {
+        if kind.drops_connection() {
+            self.conn = None;
+            if kind != ErrorKind::ReadOnly {
+                self.failures = self.failures.max(1);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! A lean client on purpose: one socket per worker, no multiplexer, so a pipeline is one write
 //! and the measured time is the server's plus the network's, not a shared queue's.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -115,6 +116,10 @@ pub struct Conn {
     timeout: Duration,
     broken: bool,
     addr: SocketAddr,
+    /// The request deadline's timer, kept across requests: registering a tokio timer per
+    /// request costs more than the request's own work at high rates, so the timer is only
+    /// moved when it fires before the current request's deadline (about once per `timeout`).
+    watchdog: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Conn {
@@ -165,12 +170,15 @@ impl Conn {
         };
         let mut conn = Conn {
             stream,
-            rbuf: Vec::with_capacity(16 * 1024),
+            // Small to start (thousands of connections for plugin VUs): both grow with what
+            // goes through them and keep their size.
+            rbuf: Vec::with_capacity(READ_MIN),
             rpos: 0,
-            wbuf: Vec::with_capacity(16 * 1024),
+            wbuf: Vec::with_capacity(256),
             timeout: opts.timeout,
             broken: false,
             addr,
+            watchdog: None,
         };
         if let Some(pass) = &opts.password {
             let mut c = Cmd::new("AUTH");
@@ -272,6 +280,20 @@ impl Conn {
         self.exchange(n).await
     }
 
+    /// Write pre-encoded bytes (`n` commands) and read `n` replies keeping only their outcome:
+    /// `Ok` or the kind of the error reply. Nothing is allocated per reply (the load path).
+    /// The outer error is a connection-level failure.
+    pub async fn pipeline_status(
+        &mut self,
+        encoded: &[u8],
+        n: usize,
+        out: &mut Vec<Result<(), ErrorKind>>,
+    ) -> Result<(), Error> {
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(encoded);
+        self.exchange_with(n, Replies::Status(out)).await
+    }
+
     /// Read one more value without sending anything (pub/sub, MONITOR).
     pub async fn read_value(&mut self) -> Result<Value, Error> {
         self.wbuf.clear();
@@ -280,6 +302,13 @@ impl Conn {
     }
 
     async fn exchange(&mut self, n: usize) -> Result<Vec<Value>, Error> {
+        let mut out = Vec::with_capacity(n);
+        self.exchange_with(n, Replies::Values(&mut out)).await?;
+        Ok(out)
+    }
+
+    /// Write `wbuf`, read `n` replies into `out`, within the deadline.
+    async fn exchange_with(&mut self, n: usize, mut out: Replies<'_>) -> Result<(), Error> {
         if self.broken {
             return Err(Error::new(
                 ErrorKind::Connection,
@@ -287,13 +316,53 @@ impl Conn {
             ));
         }
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange_inner(n)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut dog = match self.watchdog.take() {
+            Some(mut d) => {
+                if d.deadline() > deadline {
+                    d.as_mut().reset(deadline);
+                }
+                d
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let r = {
+            let mut io = std::pin::pin!(exchange_io(
+                &mut self.stream,
+                &mut self.rbuf,
+                &mut self.rpos,
+                &self.wbuf,
+                self.addr,
+                n,
+                &mut out,
+            ));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = io.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                // The timer may be set for an earlier request's deadline: move it on (at most
+                // once per poll) until this request's own deadline has passed.
+                for _ in 0..2 {
+                    if dog.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Poll::Ready(None);
+                    }
+                    dog.as_mut().reset(deadline);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        self.watchdog = Some(dog);
+        match r {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
                 self.broken = true;
                 Err(e)
             }
-            Err(_) => {
+            None => {
                 self.broken = true;
                 Err(Error::new(
                     ErrorKind::Timeout,
@@ -302,61 +371,90 @@ impl Conn {
             }
         }
     }
+}
 
-    async fn exchange_inner(&mut self, n: usize) -> Result<Vec<Value>, Error> {
-        let addr = self.addr;
-        let io_err = move |e: io::Error| Error::new(ErrorKind::Connection, format!("{addr}: {e}"));
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await.map_err(io_err)?;
-            self.stream.flush().await.map_err(io_err)?;
-        }
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            match resp::parse(&self.rbuf[self.rpos..]) {
-                Ok(Some((v, used))) => {
-                    self.rpos += used;
-                    out.push(v);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Error::new(
-                        ErrorKind::Other,
-                        format!("protocol error from {addr}: {}", e.0),
-                    ))
-                }
-            }
-            if self.rpos > 0 {
-                self.rbuf.drain(..self.rpos);
-                self.rpos = 0;
-            }
-            let len = self.rbuf.len();
-            if self.rbuf.capacity() - len < 4096 {
-                self.rbuf.reserve(self.rbuf.capacity().max(16 * 1024));
-            }
-            self.rbuf.resize(self.rbuf.capacity(), 0);
-            let r = self.stream.read(&mut self.rbuf[len..]).await;
-            match r {
-                Ok(0) => {
-                    self.rbuf.truncate(len);
-                    return Err(Error::new(
-                        ErrorKind::Connection,
-                        format!("connection closed by {addr}"),
-                    ));
-                }
-                Ok(k) => self.rbuf.truncate(len + k),
-                Err(e) => {
-                    self.rbuf.truncate(len);
-                    return Err(io_err(e));
-                }
-            }
-        }
-        if self.rpos == self.rbuf.len() {
-            self.rbuf.clear();
-            self.rpos = 0;
-        }
-        Ok(out)
+/// The least a read asks the socket for (and a new connection's read buffer).
+const READ_MIN: usize = 1024;
+
+/// Where replies go: whole values, or only their outcome (no allocation per reply).
+enum Replies<'a> {
+    Values(&'a mut Vec<Value>),
+    Status(&'a mut Vec<Result<(), ErrorKind>>),
+}
+
+/// Write the request, then read and parse until `n` replies are in `out`. Reads go into the
+/// buffer's spare capacity (never zero-filled).
+async fn exchange_io(
+    stream: &mut Stream,
+    rbuf: &mut Vec<u8>,
+    rpos: &mut usize,
+    wbuf: &[u8],
+    addr: SocketAddr,
+    n: usize,
+    out: &mut Replies<'_>,
+) -> Result<(), Error> {
+    let io_err = move |e: io::Error| Error::new(ErrorKind::Connection, format!("{addr}: {e}"));
+    if !wbuf.is_empty() {
+        stream.write_all(wbuf).await.map_err(io_err)?;
+        stream.flush().await.map_err(io_err)?;
     }
+    let mut got = 0;
+    while got < n {
+        let parsed = match out {
+            Replies::Values(v) => resp::parse(&rbuf[*rpos..]).map(|r| {
+                r.map(|(x, used)| {
+                    v.push(x);
+                    used
+                })
+            }),
+            Replies::Status(v) => resp::scan(&rbuf[*rpos..]).map(|r| {
+                r.map(|(used, err)| {
+                    v.push(match err {
+                        None => Ok(()),
+                        Some(text) => Err(super::error::classify(text)),
+                    });
+                    used
+                })
+            }),
+        };
+        match parsed {
+            Ok(Some(used)) => {
+                *rpos += used;
+                got += 1;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Other,
+                    format!("protocol error from {addr}: {}", e.0),
+                ))
+            }
+        }
+        if *rpos > 0 {
+            rbuf.drain(..*rpos);
+            *rpos = 0;
+        }
+        if rbuf.capacity() - rbuf.len() < READ_MIN / 2 {
+            // Doubles: a large reply takes a logarithmic number of reads to fit.
+            rbuf.reserve(rbuf.capacity().max(READ_MIN));
+        }
+        match stream.read_buf(rbuf).await {
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorKind::Connection,
+                    format!("connection closed by {addr}"),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    if *rpos == rbuf.len() {
+        rbuf.clear();
+        *rpos = 0;
+    }
+    Ok(())
 }
 
 /// What to do about a certificate the handshake rejected (empty for other failures).

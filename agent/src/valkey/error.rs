@@ -21,6 +21,10 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Whether a command that failed this way may have run all the same (its reply was lost).
+    pub fn is_ambiguous(self) -> bool {
+        matches!(self, ErrorKind::Timeout | ErrorKind::Connection)
+    }
     pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Timeout,
         ErrorKind::Connection,
@@ -68,7 +72,7 @@ pub struct Error {
 impl Error {
     /// Whether the command may have run although it failed (its reply was lost).
     pub fn is_ambiguous(&self) -> bool {
-        matches!(self.kind, ErrorKind::Timeout | ErrorKind::Connection)
+        self.kind.is_ambiguous()
     }
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Error {
         Error {
@@ -78,22 +82,28 @@ impl Error {
     }
     /// Classify a server error reply by its prefix.
     pub fn server(msg: String) -> Error {
-        let prefix = msg.split(' ').next().unwrap_or("");
-        let kind = match prefix {
-            "READONLY" => ErrorKind::ReadOnly,
-            "LOADING" => ErrorKind::Loading,
-            "MASTERDOWN" => ErrorKind::MasterDown,
-            "NOSCRIPT" => ErrorKind::NoScript,
-            "BUSY" => ErrorKind::Busy,
-            "OOM" => ErrorKind::Oom,
-            // A script whose inner call failed wraps the inner error.
-            _ if msg.contains("READONLY") || msg.contains("read only replica") => {
-                ErrorKind::ReadOnly
-            }
-            _ if msg.contains("OOM command not allowed") => ErrorKind::Oom,
-            _ => ErrorKind::Other,
-        };
-        Error { kind, msg }
+        Error {
+            kind: classify(msg.as_bytes()),
+            msg,
+        }
+    }
+}
+
+/// The kind of a server error reply (its text without the `-`), by its prefix.
+pub fn classify(msg: &[u8]) -> ErrorKind {
+    let prefix = msg.split(|b| *b == b' ').next().unwrap_or(b"");
+    let contains = |needle: &[u8]| msg.windows(needle.len()).any(|w| w == needle);
+    match prefix {
+        b"READONLY" => ErrorKind::ReadOnly,
+        b"LOADING" => ErrorKind::Loading,
+        b"MASTERDOWN" => ErrorKind::MasterDown,
+        b"NOSCRIPT" => ErrorKind::NoScript,
+        b"BUSY" => ErrorKind::Busy,
+        b"OOM" => ErrorKind::Oom,
+        // A script whose inner call failed wraps the inner error.
+        _ if contains(b"READONLY") || contains(b"read only replica") => ErrorKind::ReadOnly,
+        _ if contains(b"OOM command not allowed") => ErrorKind::Oom,
+        _ => ErrorKind::Other,
     }
 }
 

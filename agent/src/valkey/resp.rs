@@ -142,8 +142,14 @@ pub fn encode_args<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
     }
 }
 
-fn push_uint(out: &mut Vec<u8>, mut n: u64) {
+/// Append `n` in decimal.
+pub fn push_uint(out: &mut Vec<u8>, n: u64) {
     let mut buf = [0u8; 20];
+    out.extend_from_slice(uint_digits(&mut buf, n));
+}
+
+/// `n` in decimal, written into `buf` (no allocation).
+pub fn uint_digits(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -153,7 +159,7 @@ fn push_uint(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
 }
 
 /// Something that can be a command argument.
@@ -212,9 +218,110 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Value, usize)>, ProtocolError> {
 fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let start = *pos;
     let rest = &buf[start..];
-    let nl = rest.windows(2).position(|w| w == b"\r\n")?;
-    *pos = start + nl + 2;
-    Some(&rest[..nl])
+    let mut from = 0;
+    // Bounded by the buffer: every iteration moves past one `\r`.
+    while let Some(i) = rest[from..].iter().position(|b| *b == b'\r') {
+        let cr = from + i;
+        match rest.get(cr + 1) {
+            Some(b'\n') => {
+                *pos = start + cr + 2;
+                return Some(&rest[..cr]);
+            }
+            Some(_) => from = cr + 1,
+            None => return None,
+        }
+    }
+    None
+}
+
+/// A decimal length or count, as RESP writes them (`-1` for nil).
+fn len_of(l: &[u8]) -> Result<i64, ProtocolError> {
+    let (neg, digits) = match l.split_first() {
+        Some((b'-', d)) => (true, d),
+        _ => (false, l),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return int_of(l);
+    }
+    let mut n: i64 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return int_of(l);
+        }
+        n = n * 10 + (d - b'0') as i64;
+    }
+    Ok(if neg { -n } else { n })
+}
+
+/// One value stepped over by [`scan`]: the bytes it used and, for an error reply, its text.
+pub type Scanned<'a> = (usize, Option<&'a [u8]>);
+
+/// Step over one complete value in `buf` without building it: the bytes it uses and, when it
+/// is an error reply, the error's text. `Ok(None)` means more bytes are needed.
+pub fn scan(buf: &[u8]) -> Result<Option<Scanned<'_>>, ProtocolError> {
+    let mut pos = 0;
+    match scan_at(buf, &mut pos, 0)? {
+        Some(err) => Ok(Some((pos, err))),
+        None => Ok(None),
+    }
+}
+
+/// `Some(None)`: a value was stepped over; `Some(Some(text))`: it was an error reply.
+#[allow(clippy::type_complexity)]
+fn scan_at<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<Option<Option<&'a [u8]>>, ProtocolError> {
+    if depth > 64 {
+        return Err(ProtocolError("reply nested deeper than 64 levels".into()));
+    }
+    let Some(&kind) = buf.get(*pos) else {
+        return Ok(None);
+    };
+    *pos += 1;
+    let Some(l) = line(buf, pos) else {
+        return Ok(None);
+    };
+    match kind {
+        b'-' => Ok(Some(Some(l))),
+        b'+' | b':' | b'_' | b'#' | b',' | b'(' => Ok(Some(None)),
+        b'$' | b'=' | b'!' => {
+            let n = len_of(l)?;
+            if n < 0 {
+                return Ok(Some(None));
+            }
+            let n = n as usize;
+            if buf.len() < *pos + n + 2 {
+                return Ok(None);
+            }
+            let data = &buf[*pos..*pos + n];
+            *pos += n + 2;
+            Ok(Some(if kind == b'!' { Some(data) } else { None }))
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = len_of(l)?;
+            let items = if matches!(kind, b'%' | b'|') {
+                n.max(0) * 2
+            } else {
+                n.max(0)
+            };
+            for _ in 0..items {
+                if scan_at(buf, pos, depth + 1)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            if kind == b'|' {
+                // Attributes precede the real reply.
+                return scan_at(buf, pos, depth + 1);
+            }
+            Ok(Some(None))
+        }
+        other => Err(ProtocolError(format!(
+            "unexpected reply type byte {:?}",
+            other as char
+        ))),
+    }
 }
 
 fn int_of(l: &[u8]) -> Result<i64, ProtocolError> {
@@ -255,7 +362,7 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Value>, 
         ),
         b'(' => Value::BigNumber(text()),
         b'$' | b'=' | b'!' => {
-            let n = int_of(l)?;
+            let n = len_of(l)?;
             if n < 0 {
                 return Ok(Some(Value::Nil));
             }
@@ -274,7 +381,7 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Value>, 
             }
         }
         b'*' | b'~' | b'>' => {
-            let n = int_of(l)?;
+            let n = len_of(l)?;
             if n < 0 {
                 return Ok(Some(Value::Nil));
             }
@@ -360,6 +467,31 @@ mod tests {
         assert_eq!(parse(b",1.5\r\n").unwrap().unwrap().0, Value::Double(1.5));
         assert_eq!(parse(b"#t\r\n").unwrap().unwrap().0, Value::Bool(true));
         assert_eq!(parse(b"_\r\n").unwrap().unwrap().0, Value::Nil);
+    }
+
+    #[test]
+    fn scans_what_parse_parses() {
+        let replies: &[&[u8]] = &[
+            b"+OK\r\n",
+            b"-ERR wrong\r\n",
+            b"$3\r\nfoo\r\n",
+            b"$-1\r\n",
+            b"*2\r\n:1\r\n*1\r\n$0\r\n\r\n",
+            b"%1\r\n+k\r\n,1.5\r\n",
+            b"!5\r\nOOM x\r\n",
+            b"|1\r\n+a\r\n+b\r\n:7\r\n",
+        ];
+        for r in replies {
+            for cut in 0..r.len() {
+                assert_eq!(scan(&r[..cut]).unwrap(), None, "{r:?} cut at {cut}");
+            }
+            let (used, err) = scan(r).unwrap().unwrap();
+            let (v, parsed) = parse(r).unwrap().unwrap();
+            assert_eq!(used, parsed, "{r:?}");
+            assert_eq!(err.is_some(), matches!(v, Value::Error(_)), "{r:?}");
+        }
+        assert_eq!(scan(b"-ERR x\r\n").unwrap().unwrap().1, Some(&b"ERR x"[..]));
+        assert!(scan(b"?\r\n").is_err());
     }
 
     #[test]

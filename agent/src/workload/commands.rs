@@ -8,8 +8,8 @@ use tokio::task::JoinSet;
 use super::Ctx;
 use crate::plan::{CommandKind, CommandsPlan, WorkloadPlan};
 use crate::rng::Rng;
-use crate::valkey::resp::encode_args;
-use crate::valkey::{Client, ErrorKind, Value};
+use crate::valkey::resp::{encode_args, push_uint, uint_digits};
+use crate::valkey::{Client, ErrorKind};
 use crate::workload::pacing::Pacer;
 
 pub fn spawn(plan: &WorkloadPlan, c: &CommandsPlan, ctx: Ctx, tasks: &mut JoinSet<()>) {
@@ -43,6 +43,7 @@ async fn client(c: Arc<CommandsPlan>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
     let mut picked: Vec<usize> = Vec::with_capacity(c.pipeline);
     let mut key = Vec::with_capacity(ctx.key_prefix.len() + 24);
     let mut key2 = Vec::with_capacity(ctx.key_prefix.len() + 24);
+    let mut replies: Vec<Result<(), ErrorKind>> = Vec::with_capacity(c.pipeline);
     while let Some(intended) = pacer.next(&ctx.cancel).await {
         buf.clear();
         picked.clear();
@@ -70,23 +71,21 @@ async fn client(c: Arc<CommandsPlan>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             );
         }
         let sent = Instant::now();
-        let replies: Vec<Result<Value, ErrorKind>> = match client.conn().await {
-            Ok(conn) => match conn.pipeline_encoded(&buf, picked.len()).await {
-                Ok(v) => v
-                    .into_iter()
-                    .map(|v| crate::valkey::conn::reply_to_result(v).map_err(|e| e.kind))
-                    .collect(),
-                Err(e) => {
+        replies.clear();
+        match client.conn().await {
+            Ok(conn) => {
+                if let Err(e) = conn.pipeline_status(&buf, picked.len(), &mut replies).await {
                     client.reset();
-                    vec![Err(e.kind); picked.len()]
+                    replies.clear();
+                    replies.resize(picked.len(), Err(e.kind));
                 }
-            },
-            Err(e) => vec![Err(e.kind); picked.len()],
-        };
+            }
+            Err(e) => replies.resize(picked.len(), Err(e.kind)),
+        }
         let end = Instant::now();
         let start = if pacer.is_open() { intended } else { sent };
-        for (w, r) in picked.iter().zip(replies) {
-            rec.record(ops[*w], start, sent, end, r.map(|_| ()));
+        for (w, r) in picked.iter().zip(replies.iter()) {
+            rec.record(ops[*w], start, sent, end, *r);
         }
     }
 }
@@ -95,7 +94,7 @@ fn make_key(key: &mut Vec<u8>, prefix: &str, kind: &str, n: u64) {
     key.clear();
     key.extend_from_slice(prefix.as_bytes());
     key.extend_from_slice(kind.as_bytes());
-    key.extend_from_slice(n.to_string().as_bytes());
+    push_uint(key, n);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -110,7 +109,10 @@ fn encode(
     out: &mut Vec<u8>,
 ) {
     use CommandKind::*;
-    let member = rng.below(1000).to_string();
+    // Drawn for every command (as always), formatted only where it is used.
+    let member_n = rng.below(1000);
+    let mut mbuf = [0u8; 20];
+    let member = uint_digits(&mut mbuf, member_n);
     match kind {
         Get => encode_args(&[b"GET", key], out),
         Set => encode_args(&[b"SET", key, value], out),
@@ -128,11 +130,11 @@ fn encode(
         }
         Hset => {
             make_key(key2, prefix, "hash:", rng.below(keys));
-            encode_args(&[b"HSET", &key2[..], member.as_bytes(), value], out)
+            encode_args(&[b"HSET", &key2[..], member, value], out)
         }
         Hget => {
             make_key(key2, prefix, "hash:", rng.below(keys));
-            encode_args(&[b"HGET", &key2[..], member.as_bytes()], out)
+            encode_args(&[b"HGET", &key2[..], member], out)
         }
         Lpush | Rpush => {
             make_key(key2, prefix, "list:", rng.below(keys.min(1000)));
@@ -155,15 +157,13 @@ fn encode(
         }
         Sadd => {
             make_key(key2, prefix, "set:", rng.below(keys));
-            encode_args(&[b"SADD", &key2[..], member.as_bytes()], out)
+            encode_args(&[b"SADD", &key2[..], member], out)
         }
         Zadd => {
             make_key(key2, prefix, "zset:", rng.below(keys.min(1000)));
-            let score = rng.below(1_000_000).to_string();
-            encode_args(
-                &[b"ZADD", &key2[..], score.as_bytes(), member.as_bytes()],
-                out,
-            )
+            let mut sbuf = [0u8; 20];
+            let score = uint_digits(&mut sbuf, rng.below(1_000_000));
+            encode_args(&[b"ZADD", &key2[..], score, member], out)
         }
         Zrange => {
             make_key(key2, prefix, "zset:", rng.below(keys.min(1000)));

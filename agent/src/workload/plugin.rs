@@ -162,7 +162,7 @@ async fn vu(
             &ctx.key_prefix,
         );
         let mut store = plugin::new_store(&p, state);
-        store.data_mut().ticks_left = ticks;
+        plugin::arm(&mut store, ticks);
         let inst = match p.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => {
@@ -172,7 +172,7 @@ async fn vu(
             }
         };
         let guest = inst.valkey_chaos_plugin_vu();
-        store.data_mut().ticks_left = ticks;
+        plugin::arm(&mut store, ticks);
         match guest.call_setup(&mut store, &cfg).await {
             Ok(Ok(())) => {}
             Ok(Err(pe)) => {
@@ -198,7 +198,7 @@ async fn vu(
                 Instant::now()
             };
             let sent = Instant::now();
-            store.data_mut().ticks_left = ticks;
+            plugin::arm(&mut store, ticks);
             let r = guest.call_iteration(&mut store, n).await;
             let end = Instant::now();
             n += 1;
@@ -244,7 +244,7 @@ async fn vu(
                 }
             }
         }
-        store.data_mut().ticks_left = ticks;
+        plugin::arm(&mut store, ticks);
         let _ = guest.call_teardown(&mut store).await;
         break;
     }

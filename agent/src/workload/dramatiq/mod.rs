@@ -233,61 +233,106 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
     let mut c = Client::new(ctx.route.clone());
     // One payload per producer: its content does not matter, its size does.
     let payload = String::from_utf8(rng.alnum(d.payload_bytes)).unwrap_or_default();
+    // Everything constant is encoded once; per message only the ids and times are written.
+    let enc = message::ProducerEncoder::new(&d.queue, &d.actors, &payload);
+    let delayed_queue = format!("{}.DQ", d.queue);
+    let hb = (d.heartbeat_timeout.as_millis() as u64).to_string();
+    let ttl = DEAD_MESSAGE_TTL_MS.to_string();
+    let mx = MAX_UNPACK.to_string();
+    let mut body = Vec::with_capacity(d.payload_bytes + 256);
+    let mut cmd = Vec::with_capacity(d.payload_bytes + 512);
+    let mut status = Vec::with_capacity(1);
+    let (mut mid_buf, mut rid_buf) = ([0u8; 36], [0u8; 36]);
+    let mut digits = [0u8; 20];
     while let Some(intended) = pacer.next(&ctx.cancel).await {
-        let actor = &d.actors[rng.below(d.actors.len() as u64) as usize];
-        let payload = payload.clone();
+        let actor = rng.below(d.actors.len() as u64) as usize;
         let delayed = rng.chance(d.delay_fraction);
-        let mid = rng.uuid4();
-        let rid = rng.uuid4();
+        let mid = rng.uuid4_into(&mut mid_buf);
+        let rid = rng.uuid4_into(&mut rid_buf);
         let ts = now_ms();
-        let mut m = Message::new(
-            &d.queue,
-            actor,
-            vec![serde_json::Value::String(payload)],
-            mid.clone(),
-            ts,
-        );
-        let queue = if delayed {
-            m.set_option("redis_message_id", rid.clone().into());
-            m.set_option("eta", (ts + d.delay.as_millis() as u64).into());
-            m.queue_name = format!("{}.DQ", d.queue);
-            m.queue_name.clone()
-        } else {
-            m.set_option("redis_message_id", rid.clone().into());
-            d.queue.clone()
-        };
-        let body = m.encode();
+        let eta = delayed.then(|| ts + d.delay.as_millis() as u64);
+        enc.encode(&mut body, actor, mid, rid, ts, eta);
+        let queue = if delayed { &delayed_queue } else { &d.queue };
         let sent = Instant::now();
         let maint = rng.chance(d.maintenance_chance);
-        let r = st
-            .call(
-                &mut c,
-                "enqueue",
-                &queue,
-                &broker,
-                maint,
-                &[rid.as_bytes(), body.as_bytes()],
-            )
-            .await;
+        cmd.clear();
+        // `dispatch`'s EVALSHA, written in place: the same arguments, nothing allocated.
+        crate::valkey::resp::encode_args(
+            &[
+                &b"EVALSHA"[..],
+                st.script.sha.as_bytes(),
+                b"1",
+                d.namespace.as_bytes(),
+                b"enqueue",
+                crate::valkey::resp::uint_digits(&mut digits, ts),
+                queue.as_bytes(),
+                broker.as_bytes(),
+                hb.as_bytes(),
+                ttl.as_bytes(),
+                if maint { b"1" } else { b"0" },
+                mx.as_bytes(),
+                rid.as_bytes(),
+                &body,
+            ],
+            &mut cmd,
+        );
+        let r = enqueue(&mut c, &st.script, &cmd, &mut status).await;
         let end = Instant::now();
         let start = if pacer.is_open() { intended } else { sent };
         match r {
-            Ok(_) => {
+            Ok(()) => {
                 rec.record(OP_ENQ, start, sent, end, Ok(()));
-                st.ledger.enqueued(&mid, end);
+                st.ledger.enqueued(mid, end);
                 ctx.metrics.counters.add(C_ENQUEUED, 1);
             }
             // Not acknowledged: the producer saw the error, as `send()` would raise it. A timeout
             // or a broken connection may still have landed it: tracked, not dropped.
-            Err(e) => {
-                rec.record(OP_ENQ, start, sent, end, Err(e.kind));
-                if e.is_ambiguous() {
-                    st.ledger.ambiguous(&mid, end);
+            Err(kind) => {
+                rec.record(OP_ENQ, start, sent, end, Err(kind));
+                if kind.is_ambiguous() {
+                    st.ledger.ambiguous(mid, end);
                     ctx.metrics.counters.add(C::Ambiguous.i(), 1);
                 }
             }
         }
     }
+}
+
+/// Send one encoded enqueue (an EVALSHA) and read only its outcome; on NOSCRIPT load the script
+/// and send it once more (redis-py's `Script.__call__`).
+async fn enqueue(
+    c: &mut Client,
+    script: &Script,
+    cmd: &[u8],
+    status: &mut Vec<Result<(), crate::valkey::ErrorKind>>,
+) -> Result<(), crate::valkey::ErrorKind> {
+    // Two rounds at most: the first may find the script missing.
+    for round in 0..2 {
+        status.clear();
+        let r = match c.conn().await {
+            Ok(conn) => conn.pipeline_status(cmd, 1, status).await,
+            Err(e) => Err(e),
+        };
+        let kind = match r {
+            Ok(()) => match status.first().copied().unwrap_or(Ok(())) {
+                Ok(()) => return Ok(()),
+                Err(k) => k,
+            },
+            Err(e) => e.kind,
+        };
+        c.failed(kind);
+        if kind != crate::valkey::ErrorKind::NoScript || round == 1 {
+            return Err(kind);
+        }
+        crate::valkey::client::NOSCRIPT_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = c
+            .request(&Cmd::new("SCRIPT").arg("LOAD").arg(script.body.as_str()))
+            .await
+        {
+            return Err(e.kind);
+        }
+    }
+    Err(crate::valkey::ErrorKind::NoScript)
 }
 
 /// Dramatiq 2.x `compute_backoff`: `min·2^n·U(1,2)`, past the cap `U(0.5,1)·cap`; 1.x: `[0.5,1]·min(min·2^n, cap)`.

@@ -2,6 +2,13 @@
 //! dealt round-robin to the clients; a client that falls behind issues back to back and its
 //! latency is measured from the intended time (coordinated-omission corrected). Closed model:
 //! now, every time.
+//!
+//! Open-model waits are precise to tens of microseconds ([`timer`]), and every start's **send
+//! lag** (release − intended start) goes into the workload's send-lag histogram, marked by
+//! whether the client was still busy when the start came due: the summary tells the
+//! generator's own lateness from a server that kept clients busy.
+
+pub mod timer;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::WorkloadMetrics;
 use crate::plan::{LoadModel, RateSchedule};
+pub use timer::PreciseSleep;
 
 /// A start counts as late when it begins this long after its intended time.
 pub const LATE: Duration = Duration::from_millis(2);
@@ -25,6 +33,11 @@ pub struct Pacer {
     start: Instant,
     end: Instant,
     metrics: Option<Arc<WorkloadMetrics>>,
+    /// This client's index (which send-lag stripe it records into).
+    index: u32,
+    sleep: PreciseSleep,
+    /// This client's previous intended start (its period sets the spin budget).
+    last: Option<Instant>,
 }
 
 impl Pacer {
@@ -50,7 +63,16 @@ impl Pacer {
             start,
             end,
             metrics,
+            index,
+            sleep: PreciseSleep::new(),
+            last: None,
         }
+    }
+
+    /// Wait with tokio's millisecond timer only (it follows paused time in tests).
+    pub fn coarse(mut self) -> Pacer {
+        self.sleep = PreciseSleep::coarse();
+        self
     }
 
     pub fn is_open(&self) -> bool {
@@ -74,16 +96,31 @@ impl Pacer {
             return (Instant::now() < self.end).then(Instant::now);
         }
         let at = self.due(self.next)?;
-        let now = Instant::now();
-        if at > now {
+        // Still busy with earlier operations when this start came due?
+        let behind = at <= Instant::now();
+        if !behind {
+            // All clients together spin at most SPIN_BUDGET of a core: this client's share of
+            // its period.
+            let max_spin = self
+                .last
+                .map(|l| {
+                    at.saturating_duration_since(l)
+                        .mul_f64(timer::SPIN_BUDGET / self.stride as f64)
+                })
+                .unwrap_or(timer::MAX_EARLY);
             tokio::select! {
-                _ = tokio::time::sleep_until(at.into()) => {}
+                biased;
                 _ = cancel.cancelled() => { self.count_dropped(); return None; }
+                _ = self.sleep.until(at, max_spin) => {}
             }
-        } else if now.duration_since(at) > LATE {
-            if let Some(m) = &self.metrics {
+        }
+        self.last = Some(at);
+        if let Some(m) = &self.metrics {
+            let lag = Instant::now().saturating_duration_since(at);
+            if lag > LATE {
                 m.late_starts.fetch_add(self.per_batch, Ordering::Relaxed);
             }
+            m.record_start(self.index as usize, lag, behind);
         }
         self.next += self.stride;
         Some(at)
@@ -115,7 +152,7 @@ mod tests {
         let end = start + Duration::from_secs(1);
         let load = LoadModel::Open(RateSchedule::constant(10.0));
         let cancel = CancellationToken::new();
-        let mut p = Pacer::new(&load, 1, 2, 1, start, end, None);
+        let mut p = Pacer::new(&load, 1, 2, 1, start, end, None).coarse();
         let mut got = vec![];
         while let Some(t) = p.next(&cancel).await {
             got.push(t.duration_since(start).as_millis());
@@ -130,12 +167,46 @@ mod tests {
         let m = WorkloadMetrics::new("w", vec!["op".into()], &[]);
         let load = LoadModel::Open(RateSchedule::constant(10.0));
         let cancel = CancellationToken::new();
-        let mut p = Pacer::new(&load, 0, 1, 1, start, end, Some(m.clone()));
+        let mut p = Pacer::new(&load, 0, 1, 1, start, end, Some(m.clone())).coarse();
         for _ in 0..10 {
             p.next(&cancel).await.unwrap();
         }
         cancel.cancel();
         assert!(p.next(&cancel).await.is_none());
         assert_eq!(m.dropped_starts.load(Ordering::Relaxed), 90);
+    }
+
+    #[tokio::test]
+    async fn open_starts_are_released_on_time_and_their_lag_recorded() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(40);
+        let m = WorkloadMetrics::new("w", vec!["op".into()], &[]);
+        let load = LoadModel::Open(RateSchedule::constant(1000.0));
+        let cancel = CancellationToken::new();
+        let mut p = Pacer::new(&load, 0, 1, 1, start, end, Some(m.clone()));
+        let mut n = 0;
+        while let Some(at) = p.next(&cancel).await {
+            assert!(Instant::now() >= at, "released before its intended start");
+            assert_eq!(at.duration_since(start), Duration::from_millis(n));
+            n += 1;
+        }
+        assert_eq!(n, 40);
+        let lag = m
+            .send_lag()
+            .expect("open-model starts record their send lag");
+        assert_eq!(lag.starts, 40);
+    }
+
+    #[tokio::test]
+    async fn closed_model_records_no_send_lag() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(5);
+        let m = WorkloadMetrics::new("w", vec!["op".into()], &[]);
+        let cancel = CancellationToken::new();
+        let mut p = Pacer::new(&LoadModel::Closed, 0, 1, 1, start, end, Some(m.clone()));
+        for _ in 0..10 {
+            p.next(&cancel).await;
+        }
+        assert!(m.send_lag().is_none());
     }
 }
