@@ -305,6 +305,43 @@ timeout = "1s"
     assert!(incr.ok >= 1, "and the client reconnected: {incr:?}");
 }
 
+/// `CLIENT PAUSE ALL` holds every command, `CLIENT UNPAUSE` included, so the pause must end by
+/// the server's own timeout at the fault's duration: a 600 ms pause of all clients holds reads
+/// (a GET waits hundreds of ms) and is over well before the 1.6 s a `duration + 1 s` pause left.
+#[tokio::test]
+async fn client_pause_all_holds_reads_for_its_duration_not_longer() {
+    let dir = scratch("pause-all");
+    let sc = scenario(
+        &dir,
+        "pause-all",
+        r#"
+duration = "4s"
+[[workload]]
+id = "w"
+type = "commands"
+clients = 1
+[workload.commands]
+mix = { get = 1 }
+[[fault]]
+type = "client-pause"
+at = "1s"
+duration = "600ms"
+[fault.client-pause]
+mode = "all"
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    let f = &s.faults[0];
+    assert_eq!(f.heal_error, None, "{f:?}");
+    let held = f.healed_at_secs.unwrap() - f.injected_at_secs.unwrap();
+    assert!((0.5..1.3).contains(&held), "paused for {held:.3}s: {f:?}");
+    // Reads were held too (mode all), for about the pause.
+    let get = s.op("w", "get").unwrap();
+    assert!(get.latency_us.max >= 400_000, "{get:?}");
+    assert!(get.latency_us.max < 1_300_000, "{get:?}");
+    assert_eq!(get.errors, 0, "{get:?}");
+}
+
 #[tokio::test]
 async fn ctrl_c_mid_fault_heals_server_configuration() {
     let t = start_single().await;

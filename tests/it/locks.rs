@@ -76,7 +76,19 @@ window = "2s"
 clients = 4
 "#,
     );
-    let s = run_plan(&sc, None).await;
+    let plan = valkey_chaos::scenario::load_plain(&sc).unwrap_or_else(|d| panic!("{d}"));
+    let opts = valkey_chaos::run::RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let outcome = valkey_chaos::run::run(&plan, &opts, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("run failed: {e}"));
+    // The histories stay beside the scenario: a failure below can be read back entry by entry.
+    for (id, lines) in &outcome.histories {
+        std::fs::write(dir.join(format!("{id}.jsonl")), lines).unwrap();
+    }
+    let s = outcome.summary;
     for (w, min) in [("lk", 100.0), ("ext", 2.0)] {
         assert!(
             s.counter(w, "acquired").unwrap() >= min,
@@ -101,7 +113,12 @@ clients = 4
             "{w} must hit its limit: {:#?}",
             s.counters
         );
-        assert_eq!(s.counter(w, "overshoot"), Some(0.0), "{w}.overshoot");
+        assert_eq!(
+            s.counter(w, "overshoot"),
+            Some(0.0),
+            "{w}.overshoot (history: {})",
+            dir.join(format!("{w}.jsonl")).display()
+        );
         assert_eq!(
             s.workloads.iter().find(|x| x.id == w).unwrap().errors,
             0,

@@ -8,6 +8,7 @@ mod compat;
 mod dramatiq;
 mod faults;
 mod foundation;
+mod generator;
 mod interop;
 mod locks;
 mod managed;

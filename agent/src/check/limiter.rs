@@ -167,26 +167,27 @@ pub fn check(entries: &[Entry], cfg: &Config, clock: Clock) -> Findings {
                 f.checked += v.len() as u64;
             }
             "dramatiq-window" => {
-                // The client computes its second; an admission answered in a later second may
-                // have been executed after the next second's checks (Dramatiq's own race at a
-                // boundary): it is not counted against that later window.
+                // The client computes its second before it sends. An admission answered in a
+                // later second than the one it computed is judged nowhere, by Dramatiq's own
+                // races at a boundary: executed after the next second's checks, it was not seen
+                // by them; executed a second or more late, it may have found the oldest bucket
+                // of its own window expired (the keys live one window from their last write)
+                // and counted without it. Every other admission is certainly inside each
+                // window that holds its second: at most `limit` per window.
                 let w = (cfg.window_ms / 1000).max(1) as i64;
-                let mut per: HashMap<i64, (usize, usize)> = HashMap::new();
-                for x in v.iter() {
-                    let e = per.entry(x.count).or_default();
-                    e.0 += 1;
-                    if x.recv_second > x.count {
-                        e.1 += 1;
-                    }
+                let mut per: HashMap<i64, usize> = HashMap::new();
+                let mut judged = 0;
+                for x in v.iter().filter(|x| x.recv_second <= x.count) {
+                    *per.entry(x.count).or_default() += 1;
+                    judged += 1;
                 }
                 let mut worst = 0;
                 for t in per.keys() {
-                    let n: usize = (0..w).filter_map(|i| per.get(&(t - i)).map(|p| p.0)).sum();
-                    let late: usize = (1..w).filter_map(|i| per.get(&(t - i)).map(|p| p.1)).sum();
-                    worst = worst.max(n.saturating_sub(late).saturating_sub(limit));
+                    let n: usize = (0..w).filter_map(|i| per.get(&(t - i))).sum();
+                    worst = worst.max(n.saturating_sub(limit));
                 }
                 f.overshoot.extend(v.iter().take(worst).map(|x| x.recv));
-                f.checked += v.len() as u64;
+                f.checked += judged;
             }
             _ => {}
         }
@@ -293,6 +294,41 @@ mod tests {
         ];
         let f = check(&h, &cfg, Clock::Mono);
         assert!(f.overshoot.is_empty());
+    }
+
+    #[test]
+    fn dramatiq_window_judges_what_was_answered_in_its_own_second() {
+        let cfg = Config {
+            limiter: "dramatiq-window".into(),
+            limit: 3,
+            window_ms: 2000,
+        };
+        const S: u64 = 1_000_000_000;
+        // Bucket (the client's second) 10, answered at 10.5 s; bucket 11 at 11.5 s.
+        let at = |bucket: i64, recv: u64| adm("k", recv - MS, recv, bucket, None);
+        // Planted: 2 in second 10 and 2 in second 11 — 4 in the window [10, 11] > 3.
+        let over = vec![
+            at(10, 10 * S + S / 2),
+            at(10, 10 * S + S / 2 + 1),
+            at(11, 11 * S + S / 2),
+            at(11, 11 * S + S / 2 + 1),
+        ];
+        let f = check(&over, &cfg, Clock::Mono);
+        assert_eq!(f.overshoot.len(), 1);
+        assert_eq!(f.checked, 4);
+        // Correct: 2 + 1 in the window [10, 11], then 2 more in 12 (window [11, 12] holds 3).
+        let mut ok = over.clone();
+        ok.pop();
+        ok.push(at(12, 12 * S + S / 2));
+        ok.push(at(12, 12 * S + S / 2 + 1));
+        let f = check(&ok, &cfg, Clock::Mono);
+        assert!(f.overshoot.is_empty(), "{f:?}");
+        // Answered in a later second than its bucket (Dramatiq's boundary races): not judged.
+        let mut late = over.clone();
+        late[3] = at(11, 12 * S + S / 10);
+        let f = check(&late, &cfg, Clock::Mono);
+        assert!(f.overshoot.is_empty(), "{f:?}");
+        assert_eq!(f.checked, 3);
     }
 
     #[test]

@@ -127,7 +127,12 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
         }
         FaultKind::ClientPause { all } => {
             let (_, addr, name) = resolve(env, &f.node).await?;
-            let ms = f.duration.unwrap_or(Duration::from_secs(5)).as_millis() as u64 + 1000;
+            // `WRITE`: a second longer than the fault, so the heal's CLIENT UNPAUSE ends it on the
+            // timeline. `ALL` pauses every client's commands, CLIENT UNPAUSE included (it would
+            // wait the pause out): the server's own timeout must end it, so it is exactly the
+            // fault's duration, and the heal's UNPAUSE returns when it has.
+            let d = f.duration.unwrap_or(Duration::from_secs(5)).as_millis() as u64;
+            let ms = if *all { d.max(1) } else { d + 1000 };
             admin(
                 env,
                 addr,
