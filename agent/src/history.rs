@@ -85,11 +85,26 @@ impl History {
     /// Append an entry stamped now (both clocks), filled in by `fill`.
     pub fn push(&self, kind: Type, f: &str, client: u32, fill: impl FnOnce(&mut Entry)) {
         let (mono, wall) = now();
-        self.push_at(kind, f, client, mono, wall, fill);
+        self.append(kind, f, client, mono, wall, fill);
     }
 
-    /// Append an entry stamped at `mono` (the wall time derived from it).
+    /// Append an entry stamped at an earlier `mono` reading; its wall time is derived from one
+    /// reading of both clocks now (a monotonic reading taken after the wall one would move it
+    /// earlier by any preemption in between).
     pub fn push_at(
+        &self,
+        kind: Type,
+        f: &str,
+        client: u32,
+        mono: u64,
+        fill: impl FnOnce(&mut Entry),
+    ) {
+        let (now_mono, now_wall) = now();
+        let wall = now_wall.saturating_sub(now_mono.saturating_sub(mono));
+        self.append(kind, f, client, mono, wall, fill);
+    }
+
+    fn append(
         &self,
         kind: Type,
         f: &str,

@@ -180,7 +180,7 @@ pub fn logs(
         for ((b, tag), entries) in &groups {
             scratch.reset();
             for e in entries {
-                let bytes = super::base64_decode(e.b64);
+                let bytes = crate::metrics::hlog::base64_decode(e.b64);
                 let h: Histogram<u64> = bytes
                     .and_then(|b| de.deserialize(&mut b.as_slice()).ok())
                     .ok_or_else(|| {

@@ -415,31 +415,6 @@ fn check_inputs(
     Ok(sharded)
 }
 
-/// Standard base64 (the `.hlog` encoding); None on a bad character.
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        buf = (buf << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,13 +425,6 @@ mod tests {
         assert_eq!(CounterKind::Safety.combine(1.0, 2.0), 3.0);
         assert_eq!(CounterKind::Max.combine(7.0, 3.0), 7.0);
         assert_eq!(CounterKind::Min.combine(7.0, 3.0), 3.0);
-    }
-
-    #[test]
-    fn base64_round_trip() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-        assert!(base64_decode("a*").is_none());
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub fn figures(
                 if !inside(&ws, *from, *to) {
                     continue;
                 }
-                let h: Histogram<u64> = super::base64_decode(b64)
+                let h: Histogram<u64> = crate::metrics::hlog::base64_decode(b64)
                     .and_then(|b| de.deserialize(&mut b.as_slice()).ok())?;
                 o.latency.add(&h).ok()?;
             }

@@ -189,7 +189,7 @@ impl Client {
 
     /// An operation on [`Client::conn`]'s connection failed with `kind`: drop the connection
     /// when that kind calls for it (as `request` does).
-    pub fn failed(&mut self, kind: ErrorKind) {
+    fn failed(&mut self, kind: ErrorKind) {
         if kind.drops_connection() {
             self.conn = None;
             if kind != ErrorKind::ReadOnly {
@@ -254,13 +254,50 @@ impl Client {
         full.extend_from_slice(args);
         match self.request_args(&full).await {
             Err(e) if e.kind == ErrorKind::NoScript => {
-                NOSCRIPT_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.request(&Cmd::new("SCRIPT").arg("LOAD").arg(script.body.as_str()))
-                    .await?;
+                self.load_script(script).await?;
                 self.request_args(&full).await
             }
             r => r,
         }
+    }
+
+    /// [`Client::eval_script`] for the load path: `encoded` is one `EVALSHA` of `script`,
+    /// written by the caller; only its outcome is read (no reply is built).
+    pub async fn eval_script_encoded(
+        &mut self,
+        script: &Script,
+        encoded: &[u8],
+        status: &mut Vec<Result<(), ErrorKind>>,
+    ) -> Result<(), ErrorKind> {
+        // Two rounds at most: the first may find the script missing.
+        for round in 0..2 {
+            status.clear();
+            let r = match self.conn().await {
+                Ok(conn) => conn.pipeline_status(encoded, 1, status).await,
+                Err(e) => Err(e),
+            };
+            let kind = match r {
+                Ok(()) => match status.first().copied().unwrap_or(Ok(())) {
+                    Ok(()) => return Ok(()),
+                    Err(k) => k,
+                },
+                Err(e) => e.kind,
+            };
+            self.failed(kind);
+            if kind != ErrorKind::NoScript || round == 1 {
+                return Err(kind);
+            }
+            self.load_script(script).await.map_err(|e| e.kind)?;
+        }
+        Err(ErrorKind::NoScript)
+    }
+
+    /// After a `NOSCRIPT` reply: count it and load the script (redis-py's recovery).
+    async fn load_script(&mut self, script: &Script) -> Result<(), Error> {
+        NOSCRIPT_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.request(&Cmd::new("SCRIPT").arg("LOAD").arg(script.body.as_str()))
+            .await
+            .map(|_| ())
     }
 }
 

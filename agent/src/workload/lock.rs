@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::Ctx;
 use crate::clock::monotonic_ns;
-use crate::history::{self, History, Type};
+use crate::history::{History, Type};
 use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Script, Value};
@@ -168,7 +168,7 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             continue;
         }
         // The believed hold starts at the grant's reply.
-        let (held_from, held_from_wall) = history::now();
+        let held_from = monotonic_ns();
         ctx.metrics.counters.add(ACQUIRED, 1);
         *st.per_client
             .lock()
@@ -183,7 +183,7 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             }
         }
         st.history
-            .push_at(Type::Ok, "acquire", idx, held_from, held_from_wall, |e| {
+            .push_at(Type::Ok, "acquire", idx, held_from, |e| {
                 e.key = Some(key.clone());
                 e.value = Some(tok.clone().into());
                 e.fence = fence;

@@ -284,20 +284,11 @@ async fn attempt(
     }
     let admitted = matches!(r, Ok(true));
     if r.is_ok() {
-        // The reply's wall time, from one reading of both clocks: a second monotonic reading
-        // taken after the wall one would move it earlier by any preemption in between (and
-        // the window limiter's oracle judges by the reply's wall-clock second).
-        let (now_mono, now_wall) = crate::history::now();
-        let (mono, wall) = (
-            seen.recv,
-            now_wall.saturating_sub(now_mono.saturating_sub(seen.recv)),
-        );
         st.history.push_at(
             if admitted { Type::Ok } else { Type::Fail },
             "admit",
             client,
-            mono,
-            wall,
+            seen.recv,
             |e| {
                 e.key = Some(key.to_string());
                 e.fence = Some(seen.count);

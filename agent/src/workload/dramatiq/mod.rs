@@ -276,7 +276,7 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             ],
             &mut cmd,
         );
-        let r = enqueue(&mut c, &st.script, &cmd, &mut status).await;
+        let r = c.eval_script_encoded(&st.script, &cmd, &mut status).await;
         let end = Instant::now();
         let start = if pacer.is_open() { intended } else { sent };
         match r {
@@ -296,43 +296,6 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             }
         }
     }
-}
-
-/// Send one encoded enqueue (an EVALSHA) and read only its outcome; on NOSCRIPT load the script
-/// and send it once more (redis-py's `Script.__call__`).
-async fn enqueue(
-    c: &mut Client,
-    script: &Script,
-    cmd: &[u8],
-    status: &mut Vec<Result<(), crate::valkey::ErrorKind>>,
-) -> Result<(), crate::valkey::ErrorKind> {
-    // Two rounds at most: the first may find the script missing.
-    for round in 0..2 {
-        status.clear();
-        let r = match c.conn().await {
-            Ok(conn) => conn.pipeline_status(cmd, 1, status).await,
-            Err(e) => Err(e),
-        };
-        let kind = match r {
-            Ok(()) => match status.first().copied().unwrap_or(Ok(())) {
-                Ok(()) => return Ok(()),
-                Err(k) => k,
-            },
-            Err(e) => e.kind,
-        };
-        c.failed(kind);
-        if kind != crate::valkey::ErrorKind::NoScript || round == 1 {
-            return Err(kind);
-        }
-        crate::valkey::client::NOSCRIPT_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = c
-            .request(&Cmd::new("SCRIPT").arg("LOAD").arg(script.body.as_str()))
-            .await
-        {
-            return Err(e.kind);
-        }
-    }
-    Err(crate::valkey::ErrorKind::NoScript)
 }
 
 /// Dramatiq 2.x `compute_backoff`: `min·2^n·U(1,2)`, past the cap `U(0.5,1)·cap`; 1.x: `[0.5,1]·min(min·2^n, cap)`.
