@@ -1,19 +1,31 @@
 //! Clocks: CLOCK_MONOTONIC in nanoseconds (what Python's `time.monotonic_ns()` reads, so traces
-//! of the agent and of Python clients line up) and wall-clock milliseconds. A leaf.
+//! of the agent and of Python clients line up), wall-clock milliseconds and the process's CPU time.
+//! A leaf.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock Python's `time.monotonic_ns()` reads, so traces line up.
 pub fn monotonic_ns() -> u64 {
+    let ts = read(libc::CLOCK_MONOTONIC);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn read(clock: libc::clockid_t) -> libc::timespec {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        libc::clock_gettime(clock, &mut ts);
     }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    ts
+}
+
+/// CPU seconds this process has used so far, every thread together (CLOCK_PROCESS_CPUTIME_ID).
+pub fn process_cpu_secs() -> f64 {
+    let ts = read(libc::CLOCK_PROCESS_CPUTIME_ID);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Milliseconds since the Unix epoch (what Dramatiq stamps messages with).

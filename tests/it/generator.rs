@@ -73,3 +73,34 @@ async fn the_same_delay_over_enough_clients_is_the_servers_not_the_generators() 
     let get = s.op("w", "get").unwrap();
     assert!(get.service_us.p50 >= 10_000, "{get:?}");
 }
+
+#[tokio::test]
+async fn the_generators_cpu_is_measured_over_the_load() {
+    // The same clients, busy in a closed loop or nearly idle at 10 starts/s: the CPU the agent
+    // reports for the load follows what it did. Relative, so a slow or shared machine passes.
+    let dir = scratch("generator-cpu");
+    let run = |name: &str, rate: &str| {
+        scenario(
+            &dir,
+            name,
+            &format!(
+                "duration = \"2s\"\n[[workload]]\nid = \"w\"\ntype = \"commands\"\nclients = 4\n{rate}\n[workload.commands]\nmix = {{ get = 1 }}\n"
+            ),
+        )
+    };
+    let busy = run_plan(&run("busy", ""), None).await;
+    let idle = run_plan(&run("idle", "rate_per_sec = 10"), None).await;
+    let (b, i) = (
+        busy.generator_cpu_secs.expect("a run reports its CPU"),
+        idle.generator_cpu_secs.expect("a run reports its CPU"),
+    );
+    let ops = |s: &valkey_chaos::summary::RunSummary| s.op("w", "get").unwrap().ok;
+    assert!(
+        ops(&busy) > 50 * ops(&idle),
+        "{} vs {}",
+        ops(&busy),
+        ops(&idle)
+    );
+    assert!(b > 5.0 * i, "busy {b}s vs idle {i}s of CPU");
+    assert!(i > 0.0, "idle {i}");
+}

@@ -237,6 +237,7 @@ pub fn merge(
             .iter()
             .flat_map(|i| i.summary.slot_errors.iter().cloned())
             .collect(),
+        generator_cpu_secs: inputs.iter().map(|i| i.summary.generator_cpu_secs).sum(),
     };
     if let Some(k) = &summary.start_skew {
         summary.events.insert(

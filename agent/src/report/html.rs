@@ -879,6 +879,7 @@ pub(crate) mod tests {
             series,
             migration: None,
             slot_errors: vec![],
+            generator_cpu_secs: Some(4.2),
         }
     }
 

@@ -18,6 +18,13 @@ pub fn render(s: &RunSummary) -> String {
         s.planned_duration_secs,
         if s.interrupted { "  (interrupted)" } else { "" }
     );
+    if let Some(cpu) = s.generator_cpu_secs {
+        let _ = writeln!(
+            o,
+            "agent CPU during the load {cpu:.2}s ({:.0}% of a core)",
+            100.0 * cpu / s.duration_secs.max(1e-3)
+        );
+    }
     if let Some(x) = &s.shard {
         let _ = writeln!(
             o,

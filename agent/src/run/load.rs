@@ -25,6 +25,8 @@ pub struct Ended {
     pub at: Instant,
     /// Ctrl-C or SIGTERM stopped it early.
     pub interrupted: bool,
+    /// CPU seconds the agent used from `began` to `at` (every thread).
+    pub cpu_secs: f64,
 }
 
 /// Run the collection loop until the end of the load or `shutdown`.
@@ -42,6 +44,7 @@ pub async fn run(
     } = clock;
     tokio::time::sleep_until(start.into()).await;
     let began = Instant::now();
+    let cpu0 = crate::clock::process_cpu_secs();
     let mut slots = tokio::time::interval_at((start + SLOT).into(), SLOT);
     slots.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut report = tokio::time::interval_at((start + interval).into(), interval);
@@ -74,5 +77,6 @@ pub async fn run(
         began,
         at: Instant::now(),
         interrupted,
+        cpu_secs: crate::clock::process_cpu_secs() - cpu0,
     }
 }

@@ -349,6 +349,7 @@ pub async fn run(
             ..m.sync.clone()
         }),
         run_key,
+        generator_cpu_secs: ended.cpu_secs,
     });
     if let Some(m) = &met {
         m.leave().await;

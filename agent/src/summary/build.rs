@@ -29,6 +29,8 @@ pub struct Recorded<'a> {
     /// How time zero was agreed with the other shards, and the run key they share.
     pub start_sync: Option<StartSync>,
     pub run_key: Option<String>,
+    /// CPU seconds the agent used while the load ran.
+    pub generator_cpu_secs: f64,
 }
 
 /// Build the summary of a run, judged.
@@ -46,6 +48,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         migration,
         start_sync,
         run_key,
+        generator_cpu_secs,
     } = r;
     let secs = ran.as_secs_f64().max(1e-3);
     let mut ops = vec![];
@@ -193,6 +196,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
         series,
         migration,
         slot_errors,
+        generator_cpu_secs: Some((generator_cpu_secs * 1000.0).round() / 1000.0),
     };
     s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
     let implicit = implicit_checks(&s.checks, &s.counters);

@@ -91,6 +91,11 @@ pub struct RunSummary {
     /// successes only, and `merge` judges phase thresholds on errors from these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slot_errors: Vec<SlotErrors>,
+    /// CPU seconds the agent used while the load ran (every thread: clients, timers, the
+    /// collector; not set-up, drain or checks). On a machine shared with the server this CPU
+    /// is taken from it. Summed over the shards of a merged run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_secs: Option<f64>,
 }
 
 /// A cutover rehearsal (`[migration]`): what the switch cost and whether the copy is whole.

@@ -84,9 +84,15 @@ async fn client(c: Arc<CommandsPlan>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         }
         let end = Instant::now();
         let start = if pacer.is_open() { intended } else { sent };
-        for (w, r) in picked.iter().zip(replies.iter()) {
-            rec.record(ops[*w], start, sent, end, *r);
-        }
+        rec.record_all(
+            start,
+            sent,
+            end,
+            picked
+                .iter()
+                .zip(replies.iter())
+                .map(|(w, r)| (ops[*w], *r)),
+        );
     }
 }
 

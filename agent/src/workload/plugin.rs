@@ -156,7 +156,7 @@ async fn vu(
             &p.name,
             idx,
             ctx.seed,
-            Client::new(ctx.route.clone()),
+            Client::new(ctx.route.clone()).connect_on_task(),
             rec.clone(),
             plan.memory,
             &ctx.key_prefix,
