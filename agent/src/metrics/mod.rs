@@ -70,7 +70,10 @@ impl OpAcc {
     pub fn add(&mut self, o: &OpAcc) {
         let _ = self.corrected.add(&o.corrected);
         let _ = self.service.add(&o.service);
-        for (a, b) in self.errors.iter_mut().zip(o.errors.iter()) {
+        self.add_errors(&o.errors);
+    }
+    fn add_errors(&mut self, errors: &[u64; NKINDS]) {
+        for (a, b) in self.errors.iter_mut().zip(errors.iter()) {
             *a += b;
         }
     }
@@ -128,9 +131,7 @@ impl RecAcc {
             let _ = dst.corrected.record(l as u64);
             let _ = dst.service.record(s as u64);
         }
-        for (a, b) in dst.errors.iter_mut().zip(self.errors.iter()) {
-            *a += b;
-        }
+        dst.add_errors(&self.errors);
     }
 
     fn is_empty(&self) -> bool {
