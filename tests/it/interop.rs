@@ -189,7 +189,8 @@ fn python_send(
 }
 
 /// A real Dramatiq worker on `queue` (see tests/python/dramatiq_worker.py), started and ready. In
-/// mode `record` it RPUSHes `<message_id> <retries>` to [`SEEN`]; it stops once [`STOP`] is set.
+/// mode `record` it works `work_ms`, then RPUSHes `<message_id> <retries>` to [`SEEN`]; it stops
+/// once [`STOP`] is set.
 async fn python_worker(
     dir: &Path,
     c: &mut Conn,
@@ -197,6 +198,7 @@ async fn python_worker(
     queue: &str,
     mode: &str,
     max_retries: u32,
+    work_ms: u32,
 ) -> Py {
     let mut w = Py::spawn(
         dir,
@@ -210,6 +212,7 @@ async fn python_worker(
             STOP,
             "120",
             &max_retries.to_string(),
+            &work_ms.to_string(),
         ],
     );
     let ready = format!("{STOP}.ready");
@@ -470,7 +473,7 @@ delay = "1s"
         }
     }
 
-    let mut w = python_worker(&dir, &mut c, &u, "interop", "record", 0).await;
+    let mut w = python_worker(&dir, &mut c, &u, "interop", "record", 0, 0).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = int(&mut c, &["LLEN", SEEN]).await as usize;
@@ -625,7 +628,7 @@ async fn python_dead_letters(
 ) -> Vec<serde_json::Map<String, serde_json::Value>> {
     python_send(dir, u, q, n as u32, 0, 0);
     let t0 = now_ms();
-    let mut w = python_worker(dir, c, u, q, "fail", max_retries).await;
+    let mut w = python_worker(dir, c, u, q, "fail", max_retries, 0).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = int(c, &["ZCARD", &format!("{NS}:{q}.XQ")]).await;
@@ -783,15 +786,20 @@ drain_timeout = "20s"
 
 /// One queue, two kinds of consumer: agent producers enqueue while a real Dramatiq worker and
 /// agent consumers both consume. Every enqueued message runs exactly once on one side or the other.
-/// The agent's ledger only sees its own deliveries, so it reports the worker's share as `lost`
-/// (or `stuck`): asserted as such, an agent issue (see the final assertion).
+/// The agent's ledger only sees its own deliveries; with `shared_queue` it waits for the queue to
+/// empty and counts the worker's share as taken by others, not lost.
+///
+/// Each side runs 4 threads of 100 ms work, 40/s each, and the producer enqueues 150/s: the queue
+/// always holds a backlog, so neither side's idle poll backoff decides the split (with no work the
+/// side that polls more often takes nearly all: Python 440, agent 10 once in CI) and each side
+/// takes about half.
 #[tokio::test]
 async fn agent_and_dramatiq_share_a_queue() {
     let t = start_single().await;
     let u = url(&t);
     let dir = scratch("interop-shared");
     let mut c = conn(&t).await;
-    let mut w = python_worker(&dir, &mut c, &u, "interop", "record", 0).await;
+    let mut w = python_worker(&dir, &mut c, &u, "interop", "record", 0, 100).await;
 
     let trace = dir.join("trace.txt");
     let sc = scenario(
@@ -810,6 +818,7 @@ producers = 1
 rate_per_sec = 150
 consumers = 1
 threads = 4
+work = "100ms"
 shared_queue = true
 drain_timeout = "20s"
 trace = "{}"

@@ -1,9 +1,9 @@
 """A real Dramatiq worker (RedisBroker) for the interop tests.
 
-usage: dramatiq_worker.py URL QUEUE MODE RECORD_KEY STOP_KEY TIMEOUT_S [MAX_RETRIES]
+usage: dramatiq_worker.py URL QUEUE MODE RECORD_KEY STOP_KEY TIMEOUT_S [MAX_RETRIES [WORK_MS]]
 
 Declares actor `record` on QUEUE. MODE `record`: the actor RPUSHes "<message_id> <retries>" to
-RECORD_KEY. MODE `fail`: it always raises (Retries middleware: MAX_RETRIES, 10-50ms backoff).
+RECORD_KEY after sleeping WORK_MS (default 0). MODE `fail`: it always raises (Retries middleware: MAX_RETRIES, 10-50ms backoff).
 Runs a 4-thread Worker, sets STOP_KEY + ".ready" once started, stops gracefully when STOP_KEY
 exists. Exits 3 if STOP_KEY did not appear within TIMEOUT_S.
 """
@@ -19,6 +19,7 @@ from dramatiq.middleware import CurrentMessage
 
 url, queue, mode, record_key, stop_key, timeout_s = sys.argv[1:7]
 max_retries = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+work_s = int(sys.argv[8]) / 1000.0 if len(sys.argv) > 8 else 0.0
 assert mode in ("record", "fail"), mode
 logging.basicConfig(
     level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -34,6 +35,8 @@ def record(*args, **kwargs):
     if mode == "fail":
         raise RuntimeError("interop: this actor always fails")
     m = CurrentMessage.get_current_message()
+    if work_s:
+        time.sleep(work_s)
     r.rpush(record_key, "%s %d" % (m.message_id, m.options.get("retries", 0)))
 
 
