@@ -44,14 +44,22 @@ impl Events {
         self.start.elapsed()
     }
     pub fn push(&self, kind: EventKind, detail: impl Into<String>) {
-        let at = self.start.elapsed().as_secs_f64();
+        self.push_at(kind, Instant::now(), detail)
+    }
+    /// An event that happened at `at`, which may be before events already logged (a primary
+    /// change the fault saw during its injection, logged once it is healed): kept in time order.
+    pub fn push_at(&self, kind: EventKind, at: Instant, detail: impl Into<String>) {
+        let at = at.saturating_duration_since(self.start).as_secs_f64();
         let detail = detail.into();
         tracing::info!(target: "valkey_chaos::event", ?kind, at, "{detail}");
-        self.log.lock().expect("events lock").push(Event {
+        let ev = Event {
             at_secs: (at * 1000.0).round() / 1000.0,
             kind,
             detail,
-        });
+        };
+        let mut log = self.log.lock().expect("events lock");
+        let i = log.partition_point(|e| e.at_secs <= ev.at_secs);
+        log.insert(i, ev);
     }
     pub fn all(&self) -> Vec<Event> {
         self.log.lock().expect("events lock").clone()
@@ -65,4 +73,30 @@ pub struct FaultSpan {
     pub index: usize,
     pub from: Instant,
     pub to: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stamped_earlier_is_logged_in_time_order() {
+        let start = Instant::now();
+        let ev = Events::new(start);
+        ev.push_at(
+            EventKind::FaultInjected,
+            start + Duration::from_secs(1),
+            "a",
+        );
+        ev.push_at(EventKind::FaultHealed, start + Duration::from_secs(3), "c");
+        ev.push_at(
+            EventKind::PrimaryChanged,
+            start + Duration::from_secs(2),
+            "b",
+        );
+        ev.push_at(EventKind::Note, start + Duration::from_secs(3), "d");
+        let all = ev.all();
+        let got: Vec<(f64, &str)> = all.iter().map(|e| (e.at_secs, e.detail.as_str())).collect();
+        assert_eq!(got, [(1.0, "a"), (2.0, "b"), (3.0, "c"), (3.0, "d")]);
+    }
 }

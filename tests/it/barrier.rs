@@ -222,8 +222,9 @@ async fn start_at_is_time_zero_on_the_targets_clock() {
     let mut c = support::conn(&topo).await;
     let dir = support::scratch("barrier-start-at");
     let sc = p(&small(&dir, "at", 1));
-    // Three seconds from now on the target's clock, to the millisecond.
-    let at = UNIX_EPOCH + Duration::from_millis((server_time(&mut c).await / 1000 + 3000) as u64);
+    // Eight seconds from now on the target's clock, to the millisecond: both agents must be up
+    // and connected before then, even on a loaded machine.
+    let at = UNIX_EPOCH + Duration::from_millis((server_time(&mut c).await / 1000 + 8000) as u64);
     let text = humantime::format_rfc3339_millis(at).to_string();
     let run = |i: u32| {
         let out = p(&dir.join(i.to_string()));

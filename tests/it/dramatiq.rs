@@ -62,7 +62,7 @@ async fn planted_loss_and_duplicates_are_counted_exactly() {
         &dir,
         "planted",
         r#"
-duration = "3s"
+duration = "5s"
 [[workload]]
 id = "q"
 type = "dramatiq"
@@ -73,10 +73,11 @@ rate_per_sec = 200
 consumers = 1
 threads = 4
 prefetch = 64
-consume_after = "2s"
+consume_after = "4s"
 drain_timeout = "20s"
 "#,
     );
+    let t0 = Instant::now();
     let run = tokio::spawn(async move { run_plan(&sc, Some(u)).await });
     // Before the consumers start: drop 7 messages from the tail, copy 5 at the head.
     let mut c = conn(&t).await;
@@ -111,6 +112,12 @@ drain_timeout = "20s"
         )
         .await;
     }
+    // The run started after t0, so its consumers start after t0 + consume_after.
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "planted {:?} after the run was spawned: the consumers may already have run",
+        t0.elapsed()
+    );
     let s = run.await.unwrap();
     let n = |x| s.counter("q", x).unwrap();
     assert_eq!(n("lost"), 7.0, "{:#?}", s.counters);

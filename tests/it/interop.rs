@@ -954,9 +954,10 @@ async fn agent_and_redis_py_locks_exclude_each_other() {
     let t = start_single().await;
     let u = url(&t);
     let dir = scratch("interop-locks");
-    let (py_out, ready, trace) = (
+    let (py_out, ready, stop, trace) = (
         dir.join("py.txt"),
         dir.join("py.ready"),
+        dir.join("py.stop"),
         dir.join("agent.txt"),
     );
     let mut py = Py::spawn(
@@ -968,9 +969,10 @@ async fn agent_and_redis_py_locks_exclude_each_other() {
             "interop:lock:{n}",
             "2",
             "4",
-            "4",
+            "60",
             p2s(&py_out),
             p2s(&ready),
+            p2s(&stop),
         ],
     );
     wait_file(&ready, &mut py);
@@ -995,7 +997,9 @@ trace = "{}"
             p2s(&trace)
         ),
     );
+    // The Python side holds from before the agent starts until after it has finished.
     let s = run_agent(&sc, &u, &dir.join("out"));
+    std::fs::write(&stop, "").unwrap();
     let out = py.finish(Duration::from_secs(30));
     for name in ["violations", "lost_while_held", "immortal_keys"] {
         assert_eq!(counter(&s, "lk", name), 0.0, "lk.{name}: {s:#}");
@@ -1041,16 +1045,26 @@ async fn agent_and_dramatiq_concurrent_limiter_share_the_limit() {
     let t = start_single().await;
     let u = url(&t);
     let dir = scratch("interop-limiter");
-    let (py_out, ready, trace) = (
+    let (py_out, ready, stop, trace) = (
         dir.join("py.txt"),
         dir.join("py.ready"),
+        dir.join("py.stop"),
         dir.join("agent.txt"),
     );
     let mut py = Py::spawn(
         &dir,
         "limiter",
         "limiter_holders.py",
-        &[&u, "interop-conc", "3", "4", "4", p2s(&py_out), p2s(&ready)],
+        &[
+            &u,
+            "interop-conc",
+            "3",
+            "4",
+            "60",
+            p2s(&py_out),
+            p2s(&ready),
+            p2s(&stop),
+        ],
     );
     wait_file(&ready, &mut py);
     let sc = scenario(
@@ -1075,7 +1089,9 @@ trace = "{}"
             p2s(&trace)
         ),
     );
+    // The Python side holds from before the agent starts until after it has finished.
     let s = run_agent(&sc, &u, &dir.join("out"));
+    std::fs::write(&stop, "").unwrap();
     let out = py.finish(Duration::from_secs(30));
     let py_rejected: u64 = out
         .split_whitespace()

@@ -529,8 +529,19 @@ work = "2s"
 drain_timeout = "40s"
 "#,
     );
+    let mut c = conn(&t).await;
     let run = tokio::spawn(async move { run_plan(&sc, Some(u)).await });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once 2 s of messages (20/s, 2 s of work each) are enqueued, whenever the load started.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = cmd(&mut c, &["HLEN", "dramatiq:empty.msgs"]).await;
+        if n.as_int().unwrap_or(0) >= 40 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 40 messages in 20s: {n:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(c);
     // Restarted with no persistence: everything it held is gone.
     t.kill_node(0);
     t.restart_node(0).await.unwrap();

@@ -1,14 +1,15 @@
 """redis-py `Lock` holders competing for a few lock names.
 
-usage: lock_holders.py URL KEY_PATTERN NAMES THREADS DURATION_S OUT READY_FILE
+usage: lock_holders.py URL KEY_PATTERN NAMES THREADS DURATION_S OUT READY_FILE STOP_FILE
 
-THREADS threads loop for DURATION_S: pick a name (KEY_PATTERN with {n} in 0..NAMES), acquire
+THREADS threads loop until STOP_FILE exists (at most DURATION_S): pick a name (KEY_PATTERN with {n} in 0..NAMES), acquire
 r.lock(name, timeout=5, sleep=0.01, blocking_timeout=5), hold 5-20ms, release. Each hold is
 written to OUT as "py-<thread> <key> <from_ns> <to_ns>" (time.monotonic_ns(): from when acquire
 returned to just before release). READY_FILE is created just before the threads start.
 Exits 1 if a release found the lock no longer owned.
 """
 
+import os
 import random
 import sys
 import threading
@@ -16,7 +17,7 @@ import time
 
 import redis
 
-url, pattern, names, threads, duration_s, out, ready = sys.argv[1:8]
+url, pattern, names, threads, duration_s, out, ready, stop = sys.argv[1:9]
 r = redis.Redis.from_url(url)
 r.ping()
 holds, errors, timeouts = [], [], [0]
@@ -26,7 +27,7 @@ deadline = time.monotonic() + float(duration_s)
 
 def run(idx):
     rng = random.Random(idx)
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not os.path.exists(stop):
         key = pattern.replace("{n}", str(rng.randrange(int(names))))
         lock = r.lock(key, timeout=5, sleep=0.01, blocking_timeout=5)
         if not lock.acquire():

@@ -22,6 +22,8 @@ pub(super) struct Done {
     pub target: String,
     /// The primary whose writes are paused until the heal (coordinated mode).
     pub paused: Option<SocketAddr>,
+    /// When another node was first seen as primary (named by the sentinels, or promoted here).
+    pub promoted_at: Option<Instant>,
 }
 
 /// Replication offsets as the primary reports them: its own, and each online replica's.
@@ -137,7 +139,7 @@ pub(super) async fn run(env: &FaultEnv, mode: FailoverMode) -> Result<Done, Stri
         let t0 = Instant::now();
         loop {
             match sentinel_primary(&sentinels).await {
-                Some(p) if p != primary => break Some(p),
+                Some(p) if p != primary => break Some((p, Instant::now())),
                 _ if t0.elapsed() > Duration::from_secs(20) => break None,
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -154,8 +156,10 @@ pub(super) async fn run(env: &FaultEnv, mode: FailoverMode) -> Result<Done, Stri
         c.request(&Cmd::new("REPLICAOF").arg("NO").arg("ONE"))
             .await
             .map_err(|e| format!("REPLICAOF NO ONE at {best}: {}", e.msg))?;
-        Some(best)
+        Some((best, Instant::now()))
     };
+    let promoted_at = new_primary.map(|(_, at)| at);
+    let new_primary = new_primary.map(|(p, _)| p);
     let demote = sentinels.is_empty() || matches!(mode, FailoverMode::Coordinated { .. });
     match new_primary {
         Some(np) if demote => {
@@ -182,5 +186,6 @@ pub(super) async fn run(env: &FaultEnv, mode: FailoverMode) -> Result<Done, Stri
     Ok(Done {
         target: format!("{pname}: {}", detail.join("; ")),
         paused,
+        promoted_at,
     })
 }

@@ -1,7 +1,7 @@
 //! Injecting one fault and the guard that heals it: each kind's inject and its undo.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::nodes::{proxy_for, resolve};
 use super::proxy::Toxics;
@@ -28,6 +28,8 @@ enum Undo {
 pub(super) struct Guard {
     /// What was hit, as reports show it.
     pub(super) target: String,
+    /// When the fault itself saw another node become primary (a failover waits for it).
+    pub(super) promoted_at: Option<Instant>,
     undo: Undo,
 }
 
@@ -94,6 +96,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
         FaultKind::Failover { mode } => {
             let done = super::failover::run(env, *mode).await?;
             Ok(Guard {
+                promoted_at: done.promoted_at,
                 target: done.target,
                 undo: match done.paused {
                     Some(addr) => Undo::Unpause(addr),
@@ -109,6 +112,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 topo.kill_node(idx);
             }
             Ok(Guard {
+                promoted_at: None,
                 target: name,
                 undo: Undo::Restart(idx),
             })
@@ -121,6 +125,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 topo.signal_node(idx, libc::SIGSTOP)?;
             }
             Ok(Guard {
+                promoted_at: None,
                 target: name,
                 undo: Undo::Continue(idx),
             })
@@ -143,6 +148,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             )
             .await?;
             Ok(Guard {
+                promoted_at: None,
                 target: name,
                 undo: Undo::Unpause(addr),
             })
@@ -156,6 +162,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             )
             .await?;
             Ok(Guard {
+                promoted_at: None,
                 target: name,
                 undo: Undo::Nothing,
             })
@@ -171,6 +178,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                     .await;
             });
             Ok(Guard {
+                promoted_at: None,
                 target: name,
                 undo: Undo::Join(h),
             })
@@ -203,6 +211,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                     .map_err(|e| format!("CONFIG SET {k} at {addr}: {}", e.msg))?;
             }
             Ok(Guard {
+                promoted_at: None,
                 target: format!("{name} maxmemory={bytes} policy={policy}"),
                 undo: Undo::Config(addr, saved),
             })
@@ -215,6 +224,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 .await
                 .map_err(|e| format!("CONFIG SET timeout at {addr}: {}", e.msg))?;
             Ok(Guard {
+                promoted_at: None,
                 target: format!("{name} timeout={seconds}s"),
                 undo: Undo::Config(addr, saved),
             })
@@ -222,6 +232,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
         FaultKind::Switch { procedure } => {
             let done = super::switch::run(env, *procedure).await?;
             Ok(Guard {
+                promoted_at: None,
                 target: done.target,
                 undo: match done.paused {
                     Some(addr) => Undo::Unpause(addr),
@@ -240,6 +251,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 .ok_or_else(|| format!("no dramatiq workload {workload:?} with consumers"))?;
             let what = sw.crash(*consumer)?;
             Ok(Guard {
+                promoted_at: None,
                 target: format!("{workload}: {what}"),
                 undo: match restart_after {
                     Some(_) => Undo::Revive(sw, *consumer),
@@ -294,6 +306,7 @@ async fn toxic(
         ),
     };
     Ok(Guard {
+        promoted_at: None,
         target: via,
         undo: Undo::Proxy(i, before),
     })

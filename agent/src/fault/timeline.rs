@@ -172,6 +172,7 @@ async fn run_occurrence(
         // Heal at the end of the run (a kill with no restart_after).
         None => cancel.cancelled().await,
     }
+    let promoted_at = guard.promoted_at;
     let r = guard.heal(&env).await;
     let healed = cut(&env);
     rec.healed_at_secs = Some(rel(start, healed));
@@ -207,13 +208,25 @@ async fn run_occurrence(
                 now_primary = current_primary_name(&env).await;
             }
             match (&primary_before, &now_primary) {
-                (Some(a), Some(b)) if a != b => ev.push(
-                    EventKind::PrimaryChanged,
-                    format!(
-                        "primary changed from {a} to {b} ({:.1}s after the heal)",
-                        t0.elapsed().as_secs_f64()
+                // Stamped when the fault saw the promotion, if it did (a failover waits for the
+                // sentinels to name the new primary), else when it was first seen here.
+                (Some(a), Some(b)) if a != b => match promoted_at {
+                    Some(at) => ev.push_at(
+                        EventKind::PrimaryChanged,
+                        at,
+                        format!(
+                            "primary changed from {a} to {b} ({:.1}s after the injection)",
+                            at.saturating_duration_since(injected).as_secs_f64()
+                        ),
                     ),
-                ),
+                    None => ev.push(
+                        EventKind::PrimaryChanged,
+                        format!(
+                            "primary changed from {a} to {b} ({:.1}s after the heal)",
+                            t0.elapsed().as_secs_f64()
+                        ),
+                    ),
+                },
                 (_, Some(b)) => ev.push(
                     EventKind::Note,
                     format!("primary is still {b} after #{} {}", f.index, f.name),
