@@ -2,10 +2,11 @@
 
 usage: dramatiq_worker.py URL QUEUE MODE RECORD_KEY STOP_KEY TIMEOUT_S [MAX_RETRIES [WORK_MS]]
 
-Declares actor `record` on QUEUE. MODE `record`: the actor RPUSHes "<message_id> <retries>" to
-RECORD_KEY after sleeping WORK_MS (default 0). MODE `fail`: it always raises (Retries middleware: MAX_RETRIES, 10-50ms backoff).
-Runs a 4-thread Worker, sets STOP_KEY + ".ready" once started, stops gracefully when STOP_KEY
-exists. Exits 3 if STOP_KEY did not appear within TIMEOUT_S.
+Declares actor `record` on QUEUE. MODE `record`: the actor sleeps WORK_MS (default 0), then
+RPUSHes "<message_id> <retries>" to RECORD_KEY. MODE `fail`: it always raises (Retries
+middleware: MAX_RETRIES, 10-50ms backoff). Runs a 4-thread Worker, sets STOP_KEY + ".ready" once
+started, stops gracefully when STOP_KEY exists. Exits 3 if STOP_KEY did not appear within
+TIMEOUT_S.
 """
 
 import logging

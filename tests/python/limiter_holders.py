@@ -2,10 +2,11 @@
 
 usage: limiter_holders.py URL KEY LIMIT THREADS DURATION_S OUT READY_FILE STOP_FILE
 
-THREADS threads loop until STOP_FILE exists (at most DURATION_S) on ConcurrentRateLimiter(RedisBackend(client=...), KEY,
-limit=LIMIT): when admitted, hold 2-10ms and write "py <key> <from_ns> <to_ns>" to OUT
-(time.monotonic_ns(), inside the `with`); when rejected, wait 5ms. READY_FILE is created just
-before the threads start. Prints "admitted=<n> rejected=<n>".
+THREADS threads loop until STOP_FILE exists (at most DURATION_S) on
+ConcurrentRateLimiter(RedisBackend(client=...), KEY, limit=LIMIT): when admitted, hold 2-10ms
+and write "py <key> <from_ns> <to_ns>" to OUT (time.monotonic_ns(), inside the `with`); when
+rejected, wait 5ms. READY_FILE is created just before the threads start. Prints "admitted=<n>
+rejected=<n>".
 """
 
 import os

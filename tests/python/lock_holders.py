@@ -2,11 +2,11 @@
 
 usage: lock_holders.py URL KEY_PATTERN NAMES THREADS DURATION_S OUT READY_FILE STOP_FILE
 
-THREADS threads loop until STOP_FILE exists (at most DURATION_S): pick a name (KEY_PATTERN with {n} in 0..NAMES), acquire
-r.lock(name, timeout=5, sleep=0.01, blocking_timeout=5), hold 5-20ms, release. Each hold is
-written to OUT as "py-<thread> <key> <from_ns> <to_ns>" (time.monotonic_ns(): from when acquire
-returned to just before release). READY_FILE is created just before the threads start.
-Exits 1 if a release found the lock no longer owned.
+THREADS threads loop until STOP_FILE exists (at most DURATION_S): pick a name (KEY_PATTERN with
+{n} in 0..NAMES), acquire r.lock(name, timeout=5, sleep=0.01, blocking_timeout=5), hold 5-20ms,
+release. Each hold is written to OUT as "py-<thread> <key> <from_ns> <to_ns>"
+(time.monotonic_ns(): from when acquire returned to just before release). READY_FILE is created
+just before the threads start. Exits 1 if a release found the lock no longer owned.
 """
 
 import os

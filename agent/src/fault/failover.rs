@@ -158,8 +158,7 @@ pub(super) async fn run(env: &FaultEnv, mode: FailoverMode) -> Result<Done, Stri
             .map_err(|e| format!("REPLICAOF NO ONE at {best}: {}", e.msg))?;
         Some((best, Instant::now()))
     };
-    let promoted_at = new_primary.map(|(_, at)| at);
-    let new_primary = new_primary.map(|(p, _)| p);
+    let (new_primary, promoted_at) = new_primary.unzip();
     let demote = sentinels.is_empty() || matches!(mode, FailoverMode::Coordinated { .. });
     match new_primary {
         Some(np) if demote => {

@@ -34,6 +34,14 @@ pub(super) struct Guard {
 }
 
 impl Guard {
+    fn new(target: String, undo: Undo) -> Guard {
+        Guard {
+            target,
+            promoted_at: None,
+            undo,
+        }
+    }
+
     pub(super) async fn heal(self, env: &FaultEnv) -> Result<(), String> {
         match self.undo {
             Undo::Nothing => Ok(()),
@@ -95,13 +103,10 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
     match &f.kind {
         FaultKind::Failover { mode } => {
             let done = super::failover::run(env, *mode).await?;
+            let undo = done.paused.map_or(Undo::Nothing, Undo::Unpause);
             Ok(Guard {
                 promoted_at: done.promoted_at,
-                target: done.target,
-                undo: match done.paused {
-                    Some(addr) => Undo::Unpause(addr),
-                    None => Undo::Nothing,
-                },
+                ..Guard::new(done.target, undo)
             })
         }
         FaultKind::Kill { .. } => {
@@ -111,11 +116,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             if let Target::Embedded(topo) = &mut *t {
                 topo.kill_node(idx);
             }
-            Ok(Guard {
-                promoted_at: None,
-                target: name,
-                undo: Undo::Restart(idx),
-            })
+            Ok(Guard::new(name, Undo::Restart(idx)))
         }
         FaultKind::Pause => {
             let (idx, _, name) = resolve(env, &f.node).await?;
@@ -124,11 +125,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             if let Target::Embedded(topo) = &*t {
                 topo.signal_node(idx, libc::SIGSTOP)?;
             }
-            Ok(Guard {
-                promoted_at: None,
-                target: name,
-                undo: Undo::Continue(idx),
-            })
+            Ok(Guard::new(name, Undo::Continue(idx)))
         }
         FaultKind::ClientPause { all } => {
             let (_, addr, name) = resolve(env, &f.node).await?;
@@ -147,11 +144,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                     .arg(if *all { "ALL" } else { "WRITE" })],
             )
             .await?;
-            Ok(Guard {
-                promoted_at: None,
-                target: name,
-                undo: Undo::Unpause(addr),
-            })
+            Ok(Guard::new(name, Undo::Unpause(addr)))
         }
         FaultKind::ClientKill => {
             let (_, addr, name) = resolve(env, &f.node).await?;
@@ -161,11 +154,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 &[Cmd::new("CLIENT").arg("KILL").arg("TYPE").arg("normal")],
             )
             .await?;
-            Ok(Guard {
-                promoted_at: None,
-                target: name,
-                undo: Undo::Nothing,
-            })
+            Ok(Guard::new(name, Undo::Nothing))
         }
         FaultKind::DebugSleep => {
             let (_, addr, name) = resolve(env, &f.node).await?;
@@ -177,11 +166,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                     .request(&Cmd::new("DEBUG").arg("SLEEP").arg(format!("{secs:.3}")))
                     .await;
             });
-            Ok(Guard {
-                promoted_at: None,
-                target: name,
-                undo: Undo::Join(h),
-            })
+            Ok(Guard::new(name, Undo::Join(h)))
         }
         FaultKind::Memory { maxmemory, policy } => {
             let (_, addr, name) = resolve(env, &f.node).await?;
@@ -210,11 +195,10 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                     .await
                     .map_err(|e| format!("CONFIG SET {k} at {addr}: {}", e.msg))?;
             }
-            Ok(Guard {
-                promoted_at: None,
-                target: format!("{name} maxmemory={bytes} policy={policy}"),
-                undo: Undo::Config(addr, saved),
-            })
+            Ok(Guard::new(
+                format!("{name} maxmemory={bytes} policy={policy}"),
+                Undo::Config(addr, saved),
+            ))
         }
         FaultKind::IdleTimeout { seconds } => {
             let (_, addr, name) = resolve(env, &f.node).await?;
@@ -223,22 +207,15 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             c.request(&Cmd::new("CONFIG").arg("SET").arg("timeout").arg(*seconds))
                 .await
                 .map_err(|e| format!("CONFIG SET timeout at {addr}: {}", e.msg))?;
-            Ok(Guard {
-                promoted_at: None,
-                target: format!("{name} timeout={seconds}s"),
-                undo: Undo::Config(addr, saved),
-            })
+            Ok(Guard::new(
+                format!("{name} timeout={seconds}s"),
+                Undo::Config(addr, saved),
+            ))
         }
         FaultKind::Switch { procedure } => {
             let done = super::switch::run(env, *procedure).await?;
-            Ok(Guard {
-                promoted_at: None,
-                target: done.target,
-                undo: match done.paused {
-                    Some(addr) => Undo::Unpause(addr),
-                    None => Undo::Nothing,
-                },
-            })
+            let undo = done.paused.map_or(Undo::Nothing, Undo::Unpause);
+            Ok(Guard::new(done.target, undo))
         }
         FaultKind::ConsumerCrash {
             workload,
@@ -250,14 +227,13 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 .consumers(workload)
                 .ok_or_else(|| format!("no dramatiq workload {workload:?} with consumers"))?;
             let what = sw.crash(*consumer)?;
-            Ok(Guard {
-                promoted_at: None,
-                target: format!("{workload}: {what}"),
-                undo: match restart_after {
+            Ok(Guard::new(
+                format!("{workload}: {what}"),
+                match restart_after {
                     Some(_) => Undo::Revive(sw, *consumer),
                     None => Undo::Nothing,
                 },
-            })
+            ))
         }
         FaultKind::Latency {
             delay,
@@ -305,11 +281,7 @@ async fn toxic(
             p.node, p.proxy.listen, p.real
         ),
     };
-    Ok(Guard {
-        promoted_at: None,
-        target: via,
-        undo: Undo::Proxy(i, before),
-    })
+    Ok(Guard::new(via, Undo::Proxy(i, before)))
 }
 
 async fn config_get(c: &mut Conn, keys: &[&str]) -> Result<Vec<(String, String)>, String> {

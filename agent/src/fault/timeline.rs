@@ -210,23 +210,20 @@ async fn run_occurrence(
             match (&primary_before, &now_primary) {
                 // Stamped when the fault saw the promotion, if it did (a failover waits for the
                 // sentinels to name the new primary), else when it was first seen here.
-                (Some(a), Some(b)) if a != b => match promoted_at {
-                    Some(at) => ev.push_at(
+                (Some(a), Some(b)) if a != b => {
+                    let (at, after, what) = match promoted_at {
+                        Some(at) => (at, at.saturating_duration_since(injected), "injection"),
+                        None => (Instant::now(), t0.elapsed(), "heal"),
+                    };
+                    ev.push_at(
                         EventKind::PrimaryChanged,
                         at,
                         format!(
-                            "primary changed from {a} to {b} ({:.1}s after the injection)",
-                            at.saturating_duration_since(injected).as_secs_f64()
+                            "primary changed from {a} to {b} ({:.1}s after the {what})",
+                            after.as_secs_f64()
                         ),
-                    ),
-                    None => ev.push(
-                        EventKind::PrimaryChanged,
-                        format!(
-                            "primary changed from {a} to {b} ({:.1}s after the heal)",
-                            t0.elapsed().as_secs_f64()
-                        ),
-                    ),
-                },
+                    )
+                }
                 (_, Some(b)) => ev.push(
                     EventKind::Note,
                     format!("primary is still {b} after #{} {}", f.index, f.name),
