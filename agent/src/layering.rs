@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("events", &[]),
     ("control", &[]),
     ("history", &["clock"]),
-    ("check", &["history"]),
+    ("check", &["history", "plan"]),
     ("plan", &["rng", "units"]),
     ("valkey", &["rng", "clock", "units"]),
     ("scenario", &["plan", "rng", "units", "valkey::url"]),

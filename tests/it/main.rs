@@ -10,6 +10,7 @@ mod faults;
 mod foundation;
 mod generator;
 mod interop;
+mod judge;
 mod locks;
 mod managed;
 mod migration;

@@ -22,6 +22,19 @@ use serde::{Deserialize, Serialize};
 
 use super::Clock;
 use crate::history::{Entry, Type};
+use crate::plan::RateLimitCounter as C;
+
+/// The limiter oracle's findings as the rate-limit workload's counters (none without the
+/// history's configuration entry).
+pub fn findings(entries: &[Entry], clock: Clock) -> Option<super::Findings> {
+    let f = check(entries, &config(entries)?, clock);
+    Some(super::Findings {
+        events: vec![(C::Overshoot.i(), f.overshoot)],
+        levels: vec![(C::OvershootChecked.i(), f.checked)],
+        uncertain: 0,
+        note: None,
+    })
+}
 
 /// A limiter's configuration, as its history's `config` entry carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,28 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::Clock;
 use crate::history::{Entry, Type};
+use crate::plan::LockCounter as C;
+
+/// The lock oracle's findings as the lock workload's counters.
+pub fn findings(entries: &[Entry], clock: Clock, end: u64) -> super::Findings {
+    let f = check(entries, clock, end);
+    super::Findings {
+        note: (f.worst_overlap_ns > 0).then(|| {
+            format!(
+                "{} overlapping holds, the worst {:.1} ms",
+                f.violations.len(),
+                f.worst_overlap_ns as f64 / 1e6
+            )
+        }),
+        levels: vec![(C::Checked.i(), f.holds)],
+        uncertain: f.uncertain,
+        events: vec![
+            (C::Violations.i(), f.violations),
+            (C::LostWhileHeld.i(), f.lost),
+            (C::FencingViolations.i(), f.fence_regressions),
+        ],
+    }
+}
 
 /// One believed hold.
 #[derive(Debug, Clone)]

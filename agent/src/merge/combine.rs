@@ -110,6 +110,17 @@ pub struct Logs {
     pub totals: BTreeMap<String, Histogram<u64>>,
 }
 
+/// One interval histogram of one input's log, still encoded.
+struct Entry<'a> {
+    input: usize,
+    start: f64,
+    end: f64,
+    b64: &'a str,
+}
+
+/// Every input's interval histograms grouped by (merged interval, tag), and the earliest base time.
+type Groups<'a> = BTreeMap<(u64, &'a str), Vec<Entry<'a>>>;
+
 /// Group every histogram of every input's log by (interval, tag), add them, re-emit them, and
 /// put their exact percentiles into the series. Checks that each log holds as many samples as
 /// its summary says (the two must come from the same run).
@@ -120,43 +131,8 @@ pub fn logs(
     frame: Frame,
     scenario: &str,
 ) -> Result<Logs, MergeError> {
-    struct Entry<'a> {
-        input: usize,
-        start: f64,
-        end: f64,
-        b64: &'a str,
-    }
+    let (groups, base_time) = read_groups(inputs, frame)?;
     let tag_of = tag_index(ops);
-    let mut groups: BTreeMap<(u64, &str), Vec<Entry>> = BTreeMap::new();
-    let mut base_time: Option<Duration> = None;
-    for (n, i) in inputs.iter().enumerate() {
-        for e in IntervalLogIterator::new(&i.hlog) {
-            match e {
-                Ok(LogEntry::Interval(h)) => {
-                    let tag = h.tag().map(|t| t.as_str()).unwrap_or("");
-                    let start = h.start_timestamp().as_secs_f64();
-                    groups
-                        .entry((frame.bucket(start), tag))
-                        .or_default()
-                        .push(Entry {
-                            input: n,
-                            start,
-                            end: start + h.duration().as_secs_f64(),
-                            b64: h.encoded_histogram(),
-                        });
-                }
-                Ok(LogEntry::BaseTime(t)) | Ok(LogEntry::StartTime(t)) => {
-                    base_time = Some(base_time.map_or(t, |b| b.min(t)));
-                }
-                Err(e) => {
-                    return Err(bad(
-                        &i.hlog_path,
-                        format!("not an HdrHistogram interval log ({e:?})"),
-                    ))
-                }
-            }
-        }
-    }
     let mut totals: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut samples: HashMap<(usize, &str), u64> = HashMap::new();
     let mut out_log: Vec<u8> = vec![];
@@ -178,31 +154,7 @@ pub fn logs(
         let mut de = Deserializer::new();
         let mut scratch = new_hist();
         for ((b, tag), entries) in &groups {
-            scratch.reset();
-            for e in entries {
-                let bytes = crate::metrics::hlog::base64_decode(e.b64);
-                let h: Histogram<u64> = bytes
-                    .and_then(|b| de.deserialize(&mut b.as_slice()).ok())
-                    .ok_or_else(|| {
-                        bad(
-                            &inputs[e.input].hlog_path,
-                            format!(
-                                "a histogram of {tag:?} at {:.3}s cannot be decoded",
-                                e.start
-                            ),
-                        )
-                    })?;
-                *samples.entry((e.input, *tag)).or_default() += h.len();
-                scratch.add(&h).map_err(|err| {
-                    bad(
-                        &inputs[e.input].hlog_path,
-                        format!(
-                            "cannot add the histogram of {tag:?} at {:.3}s: {err:?}",
-                            e.start
-                        ),
-                    )
-                })?;
-            }
+            sum_into(&mut scratch, &mut de, inputs, tag, entries, &mut samples)?;
             let total = totals.entry(tag.to_string()).or_insert_with(new_hist);
             let _ = total.add(&scratch);
             let start = entries
@@ -239,7 +191,90 @@ pub fn logs(
             }
         }
     }
-    // Every op's successful count must match its samples in the logs.
+    same_run(inputs, &samples)?;
+    Ok(Logs {
+        hlog: out_log,
+        totals,
+    })
+}
+
+/// Read every input's interval log into groups by (merged interval, tag).
+fn read_groups(
+    inputs: &[Input],
+    frame: Frame,
+) -> Result<(Groups<'_>, Option<Duration>), MergeError> {
+    let mut groups: Groups = BTreeMap::new();
+    let mut base_time: Option<Duration> = None;
+    for (n, i) in inputs.iter().enumerate() {
+        for e in IntervalLogIterator::new(&i.hlog) {
+            match e {
+                Ok(LogEntry::Interval(h)) => {
+                    let tag = h.tag().map(|t| t.as_str()).unwrap_or("");
+                    let start = h.start_timestamp().as_secs_f64();
+                    groups
+                        .entry((frame.bucket(start), tag))
+                        .or_default()
+                        .push(Entry {
+                            input: n,
+                            start,
+                            end: start + h.duration().as_secs_f64(),
+                            b64: h.encoded_histogram(),
+                        });
+                }
+                Ok(LogEntry::BaseTime(t)) | Ok(LogEntry::StartTime(t)) => {
+                    base_time = Some(base_time.map_or(t, |b| b.min(t)));
+                }
+                Err(e) => {
+                    return Err(bad(
+                        &i.hlog_path,
+                        format!("not an HdrHistogram interval log ({e:?})"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok((groups, base_time))
+}
+
+/// Decode and add one group's histograms into `scratch`, counting each input's samples per tag.
+fn sum_into<'a>(
+    scratch: &mut Histogram<u64>,
+    de: &mut Deserializer,
+    inputs: &[Input],
+    tag: &'a str,
+    entries: &[Entry<'_>],
+    samples: &mut HashMap<(usize, &'a str), u64>,
+) -> Result<(), MergeError> {
+    scratch.reset();
+    for e in entries {
+        let bytes = crate::metrics::hlog::base64_decode(e.b64);
+        let h: Histogram<u64> = bytes
+            .and_then(|b| de.deserialize(&mut b.as_slice()).ok())
+            .ok_or_else(|| {
+                bad(
+                    &inputs[e.input].hlog_path,
+                    format!(
+                        "a histogram of {tag:?} at {:.3}s cannot be decoded",
+                        e.start
+                    ),
+                )
+            })?;
+        *samples.entry((e.input, tag)).or_default() += h.len();
+        scratch.add(&h).map_err(|err| {
+            bad(
+                &inputs[e.input].hlog_path,
+                format!(
+                    "cannot add the histogram of {tag:?} at {:.3}s: {err:?}",
+                    e.start
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Every op's successful count must match its samples in the logs.
+fn same_run(inputs: &[Input], samples: &HashMap<(usize, &str), u64>) -> Result<(), MergeError> {
     for (n, i) in inputs.iter().enumerate() {
         for o in &i.summary.ops {
             let tag = format!("{}.{}", o.workload, o.op);
@@ -260,10 +295,7 @@ pub fn logs(
             }
         }
     }
-    Ok(Logs {
-        hlog: out_log,
-        totals,
-    })
+    Ok(())
 }
 
 /// Rates over the merged duration and latencies from the merged histograms.
@@ -319,11 +351,10 @@ pub fn workloads_and_counters(
     (workloads, counters)
 }
 
-/// Faults, events and heal failures, kept per input and labelled with it.
+/// Faults and events, kept per input and labelled with it (heal failures follow from the faults).
 pub struct Timelines {
     pub faults: Vec<FaultRecord>,
     pub events: Vec<Event>,
-    pub heal_failures: Vec<String>,
 }
 
 pub fn timelines(inputs: &[Input]) -> Timelines {
@@ -352,7 +383,6 @@ pub fn timelines(inputs: &[Input]) -> Timelines {
                 .join(", ")
         ),
     }];
-    let mut heal_failures = vec![];
     for i in inputs {
         for f in &i.summary.faults {
             let mut f = f.clone();
@@ -366,14 +396,7 @@ pub fn timelines(inputs: &[Input]) -> Timelines {
             e.detail = tagged(&i.label, &e.detail);
             events.push(e);
         }
-        for h in &i.summary.heal_failures {
-            heal_failures.push(tagged(&i.label, h));
-        }
     }
     events.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
-    Timelines {
-        faults,
-        events,
-        heal_failures,
-    }
+    Timelines { faults, events }
 }

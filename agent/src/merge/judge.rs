@@ -1,39 +1,39 @@
-//! Judging a merged run: every input's checks again (whole-run metrics on the merged figures,
-//! phase metrics on the merged slots of the phase, see `merge::phase`), plus `--threshold`s,
-//! read by the one threshold parser against what the merged summary contains; and a sharded
-//! run's completeness: every shard there, none interrupted.
+//! What judging a merged run needs beyond a single run's evidence: every input's thresholds read
+//! again (with `--threshold`s) by the one threshold parser against what the merged run contains,
+//! each oracle run over every agent's histories together, and a sharded run's completeness
+//! (every shard there, none interrupted). The judging itself is `summary::build::judge`.
 
 use super::{Input, MergeError};
-use crate::plan::{Phase, Threshold};
+use crate::plan::Threshold;
 use crate::scenario::threshold::{self, Catalog, CatalogWorkload};
-use crate::summary::check::PhaseFigures;
-use crate::summary::{CheckOrigin, CheckResult, RunSummary};
+use crate::summary::build::Measured;
+use crate::summary::{CheckOrigin, CheckResult, CounterValue, Event, EventKind, WorkloadSummary};
 
-/// What the merged summary's metrics are (for reading thresholds against it); `faults` are the
+/// What the merged run's metrics are (for reading thresholds against it); `faults` are the
 /// fault names by index, for phase metrics.
-pub fn catalog_with(s: &RunSummary, faults: Vec<String>) -> Catalog {
+pub fn catalog_with(m: &Measured, faults: Vec<String>) -> Catalog {
     Catalog {
         faults,
-        ..catalog(s)
+        ..catalog(m)
     }
 }
 
-/// What the merged summary's metrics are (for reading thresholds against it).
-pub fn catalog(s: &RunSummary) -> Catalog {
+/// What the merged run's metrics are (for reading thresholds against it).
+pub fn catalog(m: &Measured) -> Catalog {
     Catalog {
-        workloads: s
+        workloads: m
             .workloads
             .iter()
             .map(|w| CatalogWorkload {
                 id: w.id.clone(),
-                ops: s
+                ops: m
                     .ops
                     .iter()
                     .filter(|o| o.workload == w.id)
                     .map(|o| o.op.clone())
                     .collect(),
                 open_ops: false,
-                counters: s
+                counters: m
                     .counters
                     .iter()
                     .filter(|c| c.workload == w.id)
@@ -45,14 +45,14 @@ pub fn catalog(s: &RunSummary) -> Catalog {
     }
 }
 
-/// The inputs' checks (once each), then the extra ones; `phase` gives a phase's merged figures.
-pub fn checks(
+/// The thresholds to judge the merged run by: the inputs' own (once each) and the extra ones
+/// (`--threshold`, a usage error when unreadable), read against the merged run. An input's
+/// threshold that cannot be read against it fails as a check of its own.
+pub fn thresholds(
     inputs: &[Input],
-    thresholds: &[String],
-    summary: &RunSummary,
+    extra: &[String],
     cat: &Catalog,
-    phase: &dyn Fn(&Threshold, &Phase) -> Option<PhaseFigures>,
-) -> Result<Vec<CheckResult>, MergeError> {
+) -> Result<(Vec<Threshold>, Vec<CheckResult>), MergeError> {
     let mut wanted: Vec<(String, String)> = vec![];
     for i in inputs {
         for c in i
@@ -66,28 +66,25 @@ pub fn checks(
             }
         }
     }
-    let mut checks = vec![];
+    let mut out = vec![];
+    let mut unreadable = vec![];
     for (metric, condition) in wanted {
-        checks.push(match threshold::parse(&metric, &condition, cat) {
-            Ok(t) => crate::summary::check::evaluate_with(&[t], summary, phase).remove(0),
-            Err(e) => CheckResult {
+        match threshold::parse(&metric, &condition, cat) {
+            Ok(t) => out.push(t),
+            Err(e) => unreadable.push(CheckResult {
                 metric,
                 condition,
                 value: None,
                 passed: false,
                 shown: format!("cannot re-evaluate: {}", e.message),
                 origin: CheckOrigin::Threshold,
-            },
-        });
+            }),
+        }
     }
-    for text in thresholds {
-        let t = threshold::parse_flag(text, cat).map_err(MergeError::Usage)?;
-        checks.extend(crate::summary::check::evaluate_with(&[t], summary, phase));
+    for text in extra {
+        out.push(threshold::parse_flag(text, cat).map_err(MergeError::Usage)?);
     }
-    // The default rules, on the merged counters.
-    let implicit = crate::summary::build::implicit_checks(&checks, &summary.counters);
-    checks.extend(implicit);
-    Ok(checks)
+    Ok((out, unreadable))
 }
 
 /// A sharded run is judged whole: a shard missing (its agent failed, or its host was lost) or
@@ -146,10 +143,15 @@ pub fn completeness(
     out
 }
 
-/// Run the history checkers over every agent's histories of each safety workload together and
-/// put their findings in place of the summed counters (an overlap between two agents' holds is
-/// a violation no single agent saw). Returns the merged histories (for `history/`).
-pub fn recheck(inputs: &[Input], summary: &mut RunSummary) -> Vec<(String, Vec<u8>)> {
+/// Run each workload's oracle over every agent's history of it together (`check::judge`, the
+/// same checker and counter mapping a single run uses) and put its findings in place of the summed
+/// counters: an overlap between two agents' holds is a violation no single agent saw. Returns the
+/// merged histories (for `history/`).
+pub fn recheck(
+    inputs: &[Input],
+    workloads: &[WorkloadSummary],
+    counters: &mut [CounterValue],
+) -> (Vec<(String, Vec<u8>)>, Vec<Event>) {
     use std::collections::BTreeMap;
     let mut by_workload: BTreeMap<String, Vec<crate::history::Entry>> = BTreeMap::new();
     for i in inputs {
@@ -161,68 +163,60 @@ pub fn recheck(inputs: &[Input], summary: &mut RunSummary) -> Vec<(String, Vec<u
         }
     }
     let mut out = vec![];
+    let mut notes = vec![];
     for (id, entries) in &by_workload {
-        let kind = summary
-            .workloads
-            .iter()
-            .find(|w| &w.id == id)
-            .map(|w| w.kind.clone())
-            .unwrap_or_default();
         let clock = crate::check::Clock::of(entries);
-        let mut set = |name: &str, v: usize| {
-            if let Some(c) = summary
-                .counters
-                .iter_mut()
-                .find(|c| &c.workload == id && c.name == name)
-            {
-                c.value = v as f64;
-            }
-        };
-        match kind.as_str() {
-            "lock" => {
-                let end = entries.iter().map(|e| clock.at(e)).max().unwrap_or(0);
-                let f = crate::check::lock::check(entries, clock, end);
-                set("violations", f.violations.len());
-                set("lost_while_held", f.lost.len());
-                set("fencing_violations", f.fence_regressions.len());
-                set("checked", f.holds as usize);
-                let agents: std::collections::BTreeSet<&str> = entries
-                    .iter()
-                    .map(|e| e.process.split('/').next().unwrap_or(""))
-                    .collect();
-                summary.events.push(crate::summary::Event {
-                    at_secs: 0.0,
-                    kind: crate::summary::EventKind::Note,
-                    detail: format!(
-                        "{id}: the histories of {} agents checked together ({}): {} holds, {} overlapping{}",
-                        agents.len(),
-                        match clock {
-                            crate::check::Clock::Mono => "one host, monotonic clock".to_string(),
-                            crate::check::Clock::Wall { tolerance_ns } => format!(
-                                "several hosts, wall clocks trusted to {} ms",
-                                tolerance_ns / 1_000_000
-                            ),
-                        },
-                        f.holds,
-                        f.violations.len(),
-                        if f.uncertain > 0 {
-                            format!(", {} too close to tell", f.uncertain)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                });
-            }
-            "rate_limit" => {
-                if let Some(cfg) = crate::check::limiter::config(entries) {
-                    let f = crate::check::limiter::check(entries, &cfg, clock);
-                    set("overshoot", f.overshoot.len());
-                    set("overshoot_checked", f.checked as usize);
+        let end = entries.iter().map(|e| clock.at(e)).max().unwrap_or(0);
+        let ty = workloads.iter().find(|w| &w.id == id).map(|w| w.kind);
+        let judged = ty.and_then(|t| Some((t, crate::check::judge(t, entries, clock, end)?)));
+        if let Some((ty, f)) = judged {
+            for (i, v) in f.values() {
+                let name = ty.counters()[i].name;
+                if let Some(c) = counters
+                    .iter_mut()
+                    .find(|c| &c.workload == id && c.name == name)
+                {
+                    c.value = v as f64;
                 }
             }
-            _ => {}
+            notes.push(Event {
+                at_secs: 0.0,
+                kind: EventKind::Note,
+                detail: together_note(id, entries, clock, &f),
+            });
         }
         out.push((id.clone(), crate::history::to_jsonl(entries)));
     }
-    out
+    (out, notes)
+}
+
+/// What checking several agents' histories together found, for the report.
+fn together_note(
+    id: &str,
+    entries: &[crate::history::Entry],
+    clock: crate::check::Clock,
+    f: &crate::check::Findings,
+) -> String {
+    let agents: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .map(|e| e.process.split('/').next().unwrap_or(""))
+        .collect();
+    let checked: u64 = f.levels.iter().map(|l| l.1).sum();
+    let found: usize = f.events.iter().map(|e| e.1.len()).sum();
+    format!(
+        "{id}: the histories of {} agents checked together ({}): {checked} checked, {found} found{}",
+        agents.len(),
+        match clock {
+            crate::check::Clock::Mono => "one host, monotonic clock".to_string(),
+            crate::check::Clock::Wall { tolerance_ns } => format!(
+                "several hosts, wall clocks trusted to {} ms",
+                tolerance_ns / 1_000_000
+            ),
+        },
+        if f.uncertain > 0 {
+            format!(", {} too close to tell", f.uncertain)
+        } else {
+            String::new()
+        }
+    )
 }

@@ -30,7 +30,8 @@ mod phase;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::summary::{RunSummary, Verdict};
+use crate::summary::build::Meta;
+use crate::summary::RunSummary;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -162,7 +163,8 @@ pub fn merge_paths(paths: &[PathBuf], thresholds: &[String]) -> Result<Merged, M
     merge(inputs, absent, thresholds)
 }
 
-/// Merge several agents' outputs of one scenario; `absent` are inputs that were not there.
+/// Merge several agents' outputs of one scenario; `absent` are inputs that were not there. The
+/// merged evidence goes to the same judge a single run's does (`summary::build::judge`).
 pub fn merge(
     mut inputs: Vec<Input>,
     absent: Vec<MergeError>,
@@ -170,32 +172,90 @@ pub fn merge(
 ) -> Result<Merged, MergeError> {
     let sharded = check_inputs(&mut inputs, absent.first())?;
     let absent: Vec<String> = absent.iter().map(ToString::to_string).collect();
-    let scenario = inputs[0].summary.scenario.clone();
     let frame = combine::Frame::of(&inputs);
     let mut ops = combine::ops(&inputs);
     let mut series = combine::series(&inputs, &ops, frame);
-    let logs = combine::logs(&inputs, &ops, &mut series, frame, &scenario)?;
+    let logs = combine::logs(
+        &inputs,
+        &ops,
+        &mut series,
+        frame,
+        &inputs[0].summary.scenario,
+    )?;
     combine::finish_ops(&mut ops, &logs.totals, frame);
-    let (workloads, counters) = combine::workloads_and_counters(&inputs, &ops);
-    let t = combine::timelines(&inputs);
+    let (workloads, mut counters) = combine::workloads_and_counters(&inputs, &ops);
+    let mut t = combine::timelines(&inputs);
+    let meta = meta(&inputs, frame, sharded.as_ref().map(|s| s.0));
+    if let Some(k) = &meta.start_skew {
+        t.events.insert(1, skew_note(k));
+    }
+    // Each oracle again, on every agent's histories together.
+    let (histories, notes) = judge::recheck(&inputs, &workloads, &mut counters);
+    t.events.extend(notes);
+    // Thresholds again (phase ones on the merged slots of their phase), after the shards' own
+    // completeness.
+    let probe = crate::summary::build::Measured {
+        workloads: workloads.clone(),
+        ops: ops.clone(),
+        counters: counters.clone(),
+        ..Default::default()
+    };
+    let cat = judge::catalog_with(&probe, phase::fault_names(&inputs));
+    let (wanted, mut prior) = judge::thresholds(&inputs, thresholds, &cat)?;
+    if let Some((count, missing)) = &sharded {
+        let mut whole = judge::completeness(&inputs, *count, missing, &absent);
+        whole.append(&mut prior);
+        prior = whole;
+        if !missing.is_empty() {
+            eprintln!(
+                "merge: {}: the merged verdict fails (the other shards are merged)",
+                crate::plan::shard::missing_text(missing, *count)
+            );
+        }
+    }
+    let phases = phase::Merged {
+        slots: phase::read(&inputs)?,
+        timelines: phase::timelines(&inputs, sharded.is_some()),
+        inputs: &inputs,
+    };
+    let summary = crate::summary::build::judge(crate::summary::build::Evidence {
+        meta,
+        measured: crate::summary::build::Measured {
+            workloads,
+            ops,
+            counters,
+            series: series.into_values().collect(),
+            slot_errors: inputs
+                .iter()
+                .flat_map(|i| i.summary.slot_errors.iter().cloned())
+                .collect(),
+        },
+        faults: t.faults,
+        events: t.events,
+        migration: inputs.iter().find_map(|i| i.summary.migration.clone()),
+        thresholds: wanted,
+        prior_checks: prior,
+        phases: &phases,
+    });
+    Ok(Merged {
+        summary,
+        hlog: logs.hlog,
+        histories,
+    })
+}
+
+/// Who ran: the merged run's identity, duration and target(s).
+fn meta(inputs: &[Input], frame: combine::Frame, shard_count: Option<u32>) -> Meta {
+    let s0 = &inputs[0].summary;
     let mut targets: Vec<&str> = vec![];
-    for i in &inputs {
+    for i in inputs {
         if !targets.contains(&i.summary.target.as_str()) {
             targets.push(&i.summary.target);
         }
     }
-    let s0 = &inputs[0].summary;
-    let skew = start_skew(&inputs);
-    let mut summary = RunSummary {
-        scenario,
+    Meta {
+        scenario: s0.scenario.clone(),
         seed: s0.seed,
-        verdict: Verdict::Fail,
-        duration_secs: frame.duration,
-        planned_duration_secs: inputs
-            .iter()
-            .map(|i| i.summary.planned_duration_secs)
-            .fold(0.0, f64::max),
-        interrupted: inputs.iter().any(|i| i.summary.interrupted),
         run_id: format!(
             "merge:{}",
             inputs
@@ -205,8 +265,7 @@ pub fn merge(
                 .join("+")
         ),
         shard: None,
-        shard_index: None,
-        shard_count: sharded.as_ref().map(|s| s.0),
+        shard_count,
         run_key: inputs.iter().find_map(|i| i.summary.run_key.clone()),
         started_at: inputs
             .iter()
@@ -215,7 +274,7 @@ pub fn merge(
             .map(|t| humantime::format_rfc3339_micros(t).to_string())
             .unwrap_or_else(|| s0.started_at.clone()),
         start_sync: None,
-        start_skew: skew,
+        start_skew: start_skew(inputs),
         target: targets.join(", "),
         server: inputs
             .iter()
@@ -223,75 +282,30 @@ pub fn merge(
             .find(|s| !s.version.is_empty())
             .cloned()
             .unwrap_or_default(),
-        workloads,
-        ops,
-        counters,
-        checks: vec![],
-        faults: t.faults,
-        events: t.events,
-        heal_failures: t.heal_failures,
+        duration_secs: frame.duration,
+        planned_duration_secs: inputs
+            .iter()
+            .map(|i| i.summary.planned_duration_secs)
+            .fold(0.0, f64::max),
+        interrupted: inputs.iter().any(|i| i.summary.interrupted),
         interval_secs: frame.interval,
-        series: series.into_values().collect(),
-        migration: inputs.iter().find_map(|i| i.summary.migration.clone()),
-        slot_errors: inputs
-            .iter()
-            .flat_map(|i| i.summary.slot_errors.iter().cloned())
-            .collect(),
         generator_cpu_secs: inputs.iter().map(|i| i.summary.generator_cpu_secs).sum(),
-    };
-    if let Some(k) = &summary.start_skew {
-        summary.events.insert(
-            1,
-            crate::summary::Event {
-                at_secs: 0.0,
-                kind: crate::summary::EventKind::Note,
-                detail: format!(
-                    "start skew over {} runs: time zeros {:.3} ms apart, actual starts {:.3} ms \
-                     apart (± {:.3} ms)",
-                    k.shards.len(),
-                    k.started_at_spread_ms,
-                    k.actual_spread_ms,
-                    k.uncertainty_ms
-                ),
-            },
-        );
     }
-    // The safety checkers again, on every agent's histories together.
-    let histories = judge::recheck(&inputs, &mut summary);
-    // Thresholds again, phase ones on the merged slots of their phase.
-    let slots = phase::read(&inputs)?;
-    let cat = judge::catalog_with(&summary, phase::fault_names(&inputs));
-    let ops_of = |w: &str| -> Vec<String> {
-        summary
-            .ops
-            .iter()
-            .filter(|o| o.workload == w)
-            .map(|o| o.op.clone())
-            .collect()
-    };
-    let timelines = phase::timelines(&inputs, sharded.is_some());
-    let figures = |t: &crate::plan::Threshold, p: &crate::plan::Phase| {
-        phase::figures(&inputs, &slots, &timelines, &ops_of(&t.workload), t, p)
-    };
-    let mut checks = judge::checks(&inputs, thresholds, &summary, &cat, &figures)?;
-    if let Some((count, missing)) = &sharded {
-        let mut whole = judge::completeness(&inputs, *count, missing, &absent);
-        whole.append(&mut checks);
-        checks = whole;
-        if !missing.is_empty() {
-            eprintln!(
-                "merge: {}: the merged verdict fails (the other shards are merged)",
-                crate::plan::shard::missing_text(missing, *count)
-            );
-        }
+}
+
+fn skew_note(k: &crate::summary::StartSkew) -> crate::summary::Event {
+    crate::summary::Event {
+        at_secs: 0.0,
+        kind: crate::summary::EventKind::Note,
+        detail: format!(
+            "start skew over {} runs: time zeros {:.3} ms apart, actual starts {:.3} ms apart \
+             (± {:.3} ms)",
+            k.shards.len(),
+            k.started_at_spread_ms,
+            k.actual_spread_ms,
+            k.uncertainty_ms
+        ),
     }
-    summary.checks = checks;
-    summary.verdict = crate::summary::build::verdict(&summary);
-    Ok(Merged {
-        summary,
-        hlog: logs.hlog,
-        histories,
-    })
 }
 
 /// How far apart the inputs started: their time zeros, and their actual starts (time zero plus
@@ -431,7 +445,12 @@ mod tests {
     #[test]
     fn thresholds_read_against_the_merged_summary() {
         let s = crate::report::html::tests::sample();
-        let cat = judge::catalog(&s);
+        let cat = judge::catalog(&crate::summary::build::Measured {
+            workloads: s.workloads.clone(),
+            ops: s.ops.clone(),
+            counters: s.counters.clone(),
+            ..Default::default()
+        });
         let p = |m: &str, c: &str| crate::scenario::threshold::parse(m, c, &cat);
         let t = p("q<1>.get.p99", "< 5ms").unwrap();
         assert_eq!(t.value, 5000.0);

@@ -21,7 +21,7 @@ use crate::metrics::new_hist;
 use crate::plan::{Phase, Threshold};
 use crate::summary::check::{PhaseFigures, PhaseOp};
 use crate::summary::phase::{fault_end, windows, Window};
-use crate::summary::FaultRecord;
+use crate::summary::{FaultRecord, RunSummary};
 
 /// One input's interval log, by tag: `(from, to, base64 histogram)` per slot.
 pub struct Slots {
@@ -146,8 +146,28 @@ fn inside(ws: &[Window], from: f64, to: f64) -> bool {
     ws.iter().any(|w| w.contains(mid))
 }
 
+/// Phase figures from the merged slots of every input (each input's windows on the shared time
+/// zero).
+pub struct Merged<'a> {
+    pub inputs: &'a [Input],
+    pub slots: Vec<Slots>,
+    pub timelines: Vec<Vec<FaultRecord>>,
+}
+
+impl crate::summary::build::PhaseSource for Merged<'_> {
+    fn figures(&self, t: &Threshold, p: &Phase, s: &RunSummary) -> Option<PhaseFigures> {
+        let ops: Vec<String> = s
+            .ops
+            .iter()
+            .filter(|o| o.workload == t.workload)
+            .map(|o| o.op.clone())
+            .collect();
+        figures(self.inputs, &self.slots, &self.timelines, &ops, t, p)
+    }
+}
+
 /// The phase's figures of the threshold's workload over every input.
-pub fn figures(
+fn figures(
     inputs: &[Input],
     slots: &[Slots],
     timelines: &[Vec<FaultRecord>],

@@ -178,6 +178,16 @@ pub enum SwitchProcedure {
     RepointOnly,
 }
 
+impl SwitchProcedure {
+    /// As written in `procedure = "…"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SwitchProcedure::PauseAndDrain { .. } => "pause-and-drain",
+            SwitchProcedure::RepointOnly => "repoint-only",
+        }
+    }
+}
+
 /// The type names, as written in `type = "…"`.
 pub const TYPES: &[&str] = &[
     "failover",

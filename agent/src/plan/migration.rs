@@ -23,6 +23,16 @@ pub enum Mode {
     External,
 }
 
+impl Mode {
+    /// As written in `mode = "…"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReplicaOf => "replicaof",
+            Mode::External => "external",
+        }
+    }
+}
+
 /// Production-shaped data loaded into the source before the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seed {

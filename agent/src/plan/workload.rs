@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::counter::CounterDef;
 use super::DurDist;
 use crate::counters;
@@ -30,16 +32,67 @@ pub const TYPES: &[&str] = &[
     "set",
 ];
 
-impl WorkloadKind {
-    pub fn type_name(&self) -> &'static str {
+/// A workload's kind without its configuration: what a summary records as its `type`, and what
+/// `merge` and the oracles (`check`) match on — never the name as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadType {
+    Commands,
+    Dramatiq,
+    Lock,
+    RateLimit,
+    Plugin,
+    Set,
+}
+
+impl WorkloadType {
+    /// The name written in `type = "…"` (one of [`TYPES`]).
+    pub fn name(self) -> &'static str {
         match self {
-            WorkloadKind::Commands(_) => "commands",
-            WorkloadKind::Dramatiq(_) => "dramatiq",
-            WorkloadKind::Lock(_) => "lock",
-            WorkloadKind::RateLimit(_) => "rate_limit",
-            WorkloadKind::Plugin(_) => "plugin",
-            WorkloadKind::Set(_) => "set",
+            WorkloadType::Commands => "commands",
+            WorkloadType::Dramatiq => "dramatiq",
+            WorkloadType::Lock => "lock",
+            WorkloadType::RateLimit => "rate_limit",
+            WorkloadType::Plugin => "plugin",
+            WorkloadType::Set => "set",
         }
+    }
+
+    /// The counters (and end-of-run figures) this kind reports as `<id>.<counter>`, beyond
+    /// `errors` and `error_rate`.
+    pub fn counters(self) -> &'static [CounterDef] {
+        match self {
+            WorkloadType::Commands => &[],
+            WorkloadType::Dramatiq => DramatiqCounter::DEFS,
+            WorkloadType::Lock => LockCounter::DEFS,
+            WorkloadType::RateLimit => RateLimitCounter::DEFS,
+            WorkloadType::Plugin => PluginCounter::DEFS,
+            WorkloadType::Set => SetCounter::DEFS,
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl WorkloadKind {
+    /// The kind without its configuration.
+    pub fn type_of(&self) -> WorkloadType {
+        match self {
+            WorkloadKind::Commands(_) => WorkloadType::Commands,
+            WorkloadKind::Dramatiq(_) => WorkloadType::Dramatiq,
+            WorkloadKind::Lock(_) => WorkloadType::Lock,
+            WorkloadKind::RateLimit(_) => WorkloadType::RateLimit,
+            WorkloadKind::Plugin(_) => WorkloadType::Plugin,
+            WorkloadKind::Set(_) => WorkloadType::Set,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.type_of().name()
     }
 
     /// Operation names this workload records (lowercase), in report order.
@@ -62,14 +115,7 @@ impl WorkloadKind {
     /// The counters (and end-of-run figures) this workload reports as `<id>.<counter>`, beyond
     /// `errors` and `error_rate`.
     pub fn counters(&self) -> &'static [CounterDef] {
-        match self {
-            WorkloadKind::Commands(_) => &[],
-            WorkloadKind::Dramatiq(_) => DramatiqCounter::DEFS,
-            WorkloadKind::Lock(_) => LockCounter::DEFS,
-            WorkloadKind::RateLimit(_) => RateLimitCounter::DEFS,
-            WorkloadKind::Plugin(_) => PluginCounter::DEFS,
-            WorkloadKind::Set(_) => SetCounter::DEFS,
-        }
+        self.type_of().counters()
     }
 
     /// Whether operation names are only known at run time (plugins record one op per command).

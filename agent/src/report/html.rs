@@ -29,7 +29,7 @@ pub fn render(s: &RunSummary) -> String {
             o,
             "<section class=\"workload\"><h2>workload {} <small>{}, {} clients, {}</small></h2>",
             esc(&w.id),
-            esc(&w.kind),
+            esc(w.kind.name()),
             w.clients,
             esc(&w.model)
         );
@@ -787,7 +787,7 @@ pub(crate) mod tests {
             },
             workloads: vec![WorkloadSummary {
                 id: "q<1>".into(),
-                kind: "lock".into(),
+                kind: crate::plan::WorkloadType::Lock,
                 clients: 4,
                 model: "closed loop".into(),
                 late_starts: 0,

@@ -32,7 +32,7 @@ use crate::plan::Plan;
 use crate::summary::StartSync;
 use crate::valkey::{Cmd, Conn, Route, Value};
 
-use super::RunError;
+use super::options::RunError;
 
 /// How often a waiting agent polls.
 pub const POLL: Duration = Duration::from_millis(100);

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{RunError, RunOptions};
+use super::options::{RunError, RunOptions};
+use crate::fault::switch::SwitchOutcome;
 use crate::plan::migration::{Migration, Side, SEED_PREFIX};
 use crate::rng::Rng;
-use crate::summary::{LagStats, MigrationVerify};
+use crate::summary::{LagStats, MigrationReport, MigrationVerify, SwitchReport};
 use crate::valkey::embedded::{self, Topology, TopologySpec};
 use crate::valkey::target::TargetUrl;
 use crate::valkey::{Cmd, Conn, ConnectOptions, Target};
@@ -51,6 +52,57 @@ async fn side(
                 },
             ))
         }
+    }
+}
+
+/// A rehearsal's two sides, once started: where they are and how to reach them.
+#[derive(Clone)]
+pub struct Rehearsal {
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    /// URLs for the final verify.
+    pub source_url: String,
+    pub destination_url: String,
+    /// How workloads (and the canary) connect to the source.
+    pub source_opts: ConnectOptions,
+}
+
+/// What the rehearsal did, for the summary: the switch, the replication lag before it, the
+/// `NOSCRIPT` replies after it, and (when the plan asks) the copy verified key by key.
+pub async fn report(
+    m: &Migration,
+    r: &Rehearsal,
+    from_to: &str,
+    switched: Option<&SwitchOutcome>,
+    lag_series: Vec<(f64, f64)>,
+    start: Instant,
+    opts: &RunOptions,
+) -> MigrationReport {
+    let verify = if m.verify {
+        verify(&r.source_url, &r.destination_url, opts).await
+    } else {
+        None
+    };
+    MigrationReport {
+        from_to: from_to.to_string(),
+        mode: m.mode.name().into(),
+        seed_keys: m.seed.map(|s| u64::from(s.keys)).unwrap_or(0),
+        switch: switched.map(|s| SwitchReport {
+            procedure: s.procedure.name().into(),
+            at_secs: s.at.saturating_duration_since(start).as_secs_f64(),
+            paused_ms: s.paused.map(|p| p.as_secs_f64() * 1000.0),
+            behind_bytes: s.behind_bytes,
+        }),
+        lag: lag_stats(&lag_series),
+        lag_series,
+        noscript_after_switch: switched
+            .map(|s| {
+                crate::valkey::client::NOSCRIPT_REPLIES
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .saturating_sub(s.noscript_before)
+            })
+            .unwrap_or(0),
+        verify,
     }
 }
 

@@ -1,84 +1,44 @@
-//! Orchestration, in small steps: resolve the target and the destructive policy ([`target`]),
-//! check faults and start their proxies, meet the other shards at the start barrier
-//! ([`barrier`]: one time zero for every agent of a sharded run), start the workloads and the
-//! fault timeline, cut metric intervals until the end or Ctrl-C ([`load`]), stop and heal, drain
-//! the oracles, then build the summary once (`summary::build`). Everything that was started is
-//! stopped on every exit path.
+//! Orchestration, in stages, each a type that owns what the next one needs (mini-redis's
+//! `Listener`/`Handler` style):
+//!
+//! 1. [`Ready`]: plugins checked, the target resolved with its destructive policy
+//!    ([`target`]), every fault checked against it and its proxies started, the server answering;
+//! 2. [`Running`]: the shards met at the start barrier ([`barrier`]: one time zero for every agent
+//!    of a sharded run), the collector and exporter up, the workloads' clients and the fault
+//!    timeline started;
+//! 3. [`Loaded`]: metric intervals cut until the end or Ctrl-C ([`load`]);
+//! 4. [`Drained`]: the load stopped, every fault healed, each oracle drained and counted, the
+//!    rehearsal's report made ([`migration`]);
+//! 5. [`Drained::record`]: fault impact measured, the evidence judged once
+//!    (`summary::build::judge`), exports finished, servers stopped.
+//!
+//! Everything that was started is stopped on every exit path.
 
 pub mod barrier;
 pub mod load;
 pub mod migration;
+mod options;
 pub mod progress;
 pub mod target;
 
-use std::path::PathBuf;
+pub use options::{RunError, RunOptions, TargetChoice};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::Controls;
 use crate::events::{Events, FaultSpan};
-use crate::export::otlp::{self, OtlpOptions};
+use crate::export::otlp;
 use crate::fault;
 use crate::metrics::{Collector, WorkloadMetrics};
 use crate::plan::Plan;
-use crate::summary::build::Recorded;
-use crate::summary::RunSummary;
-use crate::valkey::target::TlsChoice;
+use crate::summary::build::{Evidence, Meta};
+use crate::summary::{FaultRecord, MigrationReport, RunSummary, ServerInfo};
+use crate::valkey::{Route, Target};
 use crate::workload;
-
-/// Which server a run is pointed at.
-#[derive(Clone, Debug, Default)]
-pub enum TargetChoice {
-    /// The scenario's `[target].url`, then `REDIS_URL`, else the embedded topology.
-    #[default]
-    Auto,
-    /// `--target URL`.
-    Url(String),
-    /// The embedded topology, whatever the scenario or the environment say.
-    Embedded,
-}
-
-/// Choices from the command line that shape how a plan is run (what it runs is the plan's).
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    pub target: TargetChoice,
-    pub quiet: bool,
-    pub valkey_server: Option<PathBuf>,
-    pub tls: TlsChoice,
-    /// The command line's half of the double opt-in for destructive faults on remote targets.
-    pub allow_destructive: bool,
-    pub skip_destructive: bool,
-    /// Metric interval (default 1 s).
-    pub interval: Option<Duration>,
-    /// Password from `VALKEY_PASSWORD` when the URL has none.
-    pub password: Option<String>,
-    /// OTLP export; none when unset.
-    pub otlp: Option<OtlpOptions>,
-    /// The managed service the target is (`--provider`; else detected from its host name).
-    pub provider: Option<crate::plan::provider::Provider>,
-    /// Skip the faults the target refuses instead of refusing the run (`--skip-forbidden`).
-    pub skip_forbidden: bool,
-    /// How a sharded run's agents agree on time zero (`--run-key`, `--barrier-timeout`,
-    /// `--start-at`, `--no-barrier`).
-    pub start: barrier::StartOptions,
-}
-
-/// Why a run could not produce a verdict.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The target is unreachable or refused us (exit 3).
-    #[error("{0}")]
-    Target(String),
-    /// The scenario cannot run as asked (exit 2), e.g. a destructive fault on a remote target.
-    #[error("{0}")]
-    Refused(String),
-    /// Anything else that went wrong at run time (exit 3).
-    #[error("{0}")]
-    Runtime(String),
-}
 
 /// A finished run: the judged summary, its interval log and its histories.
 pub struct Outcome {
@@ -95,115 +55,151 @@ pub async fn run(
     opts: &RunOptions,
     shutdown: CancellationToken,
 ) -> Result<Outcome, RunError> {
-    // Plugins are loaded and checked before anything else starts (a broken one is exit 2).
-    let mut prepared = vec![];
-    for w in &plan.workloads {
-        prepared.push(
-            workload::prepare(w)
-                .await
-                .map_err(|e| RunError::Refused(format!("workload {:?}: {e}", w.id)))?,
-        );
-    }
-    let needs_barrier = barrier::mode(plan, &opts.start) == Some(barrier::Mode::Barrier);
-    if needs_barrier && target::pick_url(plan, &opts.target).is_none() {
-        return Err(RunError::Refused(format!(
-            "shard {} of {}: the agents of a sharded run meet at a start barrier on their common \
-             target, and an embedded Valkey is this agent's own: pass --target URL (the server \
-             every shard loads), or --no-barrier to run this shard on its own",
-            plan.shard.map(|s| s.to_string()).unwrap_or_default(),
-            plan.name
-        )));
-    }
-    let resolved = target::resolve(plan, opts).await?;
-    let rehearsal = resolved.migration.clone();
-    let target = Arc::new(tokio::sync::Mutex::new(resolved.target));
-    let mut route = resolved.route;
-    // The barrier talks to the server itself, never through a fault proxy.
-    let direct = route.clone();
-    // Refusals first, before any load; then the proxies the faults need.
-    let controls = Controls::default();
-    let mut fault_env = fault::prepare(
-        plan,
-        target.clone(),
-        &mut route,
-        resolved.policy,
-        controls.clone(),
-        opts.provider,
-        opts.skip_forbidden,
-    )
-    .await
-    .map_err(|e| match e {
-        fault::PrepareError::Refused(m) => RunError::Refused(m),
-        fault::PrepareError::Runtime(m) => RunError::Runtime(m),
-    })?;
-    let route = Arc::new(route);
-    let server = target::preflight(&route).await?;
-    eprintln!(
-        "running {} against {} for {} (seed {})",
-        plan.name,
-        resolved.label,
-        humantime::format_duration(plan.duration),
-        plan.seed
-    );
+    let ready = Ready::prepare(plan, opts).await?;
+    let running = ready.start(&shutdown).await?;
+    let loaded = running.load(&shutdown).await;
+    let drained = loaded.drain(&shutdown).await;
+    drained.record().await
+}
 
-    // Time zero: the instant the shards agreed on, else just after now.
-    let met = barrier::meet(&direct, plan, &opts.start, &shutdown).await?;
-    let (start, started_wall) = match &met {
-        Some(m) => (m.start, m.wall),
-        None => {
-            let ahead = Duration::from_millis(50);
-            (Instant::now() + ahead, SystemTime::now() + ahead)
+/// Stage 1: everything checked and in place before the first client connects.
+pub struct Ready<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    /// Each workload's prepared plugin (none for the built-in kinds).
+    prepared: Vec<Option<Arc<workload::plugin::Prepared>>>,
+    /// The servers (ours are stopped when the run ends, or on drop).
+    target: Arc<tokio::sync::Mutex<Target>>,
+    /// The target as shown in reports (no password).
+    label: String,
+    /// Host and port of the primary, for `server.address` in traces.
+    server_addr: (String, u16),
+    rehearsal: Option<migration::Rehearsal>,
+    /// How workloads reach the server: through the fault proxies where faults need them.
+    route: Arc<Route>,
+    /// The server itself, for the start barrier (never through a fault proxy).
+    direct: Route,
+    faults: fault::FaultEnv,
+    controls: Controls,
+    server: ServerInfo,
+}
+
+impl<'a> Ready<'a> {
+    /// Plugins are loaded and checked before anything else (a broken one is exit 2); then the
+    /// target, the faults' refusals (before any load) and proxies, and a preflight.
+    pub async fn prepare(plan: &'a Plan, opts: &'a RunOptions) -> Result<Ready<'a>, RunError> {
+        let mut prepared = vec![];
+        for w in &plan.workloads {
+            prepared.push(
+                workload::prepare(w)
+                    .await
+                    .map_err(|e| RunError::Refused(format!("workload {:?}: {e}", w.id)))?,
+            );
         }
-    };
-    let run_key = met.as_ref().map(|m| m.run_key.clone()).or_else(|| {
-        plan.shard
-            .filter(|s| s.count > 1)
-            .map(|_| barrier::run_key(plan, opts.start.run_key.as_deref()))
-    });
-    let end = start + plan.duration;
-    let events = Events::new(start);
-    let load_cancel = shutdown.child_token();
-    let fault_cancel = CancellationToken::new();
-    let metrics: Vec<Arc<WorkloadMetrics>> = plan
-        .workloads
-        .iter()
-        .map(|w| WorkloadMetrics::new(&w.id, w.kind.ops(), w.kind.counters()))
-        .collect();
-    let mut collector = Collector::new(metrics.clone(), start);
-    collector.started_wall = started_wall;
-    // The agent's id in histories: the run id the summary will carry.
-    let agent = crate::summary::build::run_id(plan.seed, collector.started_wall);
-    let (host, port) = resolved.server_addr;
-    let mut exporter = opts.otlp.as_ref().and_then(|o| {
-        otlp::Exporter::start(
-            o,
+        let needs_barrier = barrier::mode(plan, &opts.start) == Some(barrier::Mode::Barrier);
+        if needs_barrier && target::pick_url(plan, &opts.target).is_none() {
+            return Err(RunError::Refused(format!(
+                "shard {} of {}: the agents of a sharded run meet at a start barrier on their \
+                 common target, and an embedded Valkey is this agent's own: pass --target URL \
+                 (the server every shard loads), or --no-barrier to run this shard on its own",
+                plan.shard.map(|s| s.to_string()).unwrap_or_default(),
+                plan.name
+            )));
+        }
+        let resolved = target::resolve(plan, opts).await?;
+        let target = Arc::new(tokio::sync::Mutex::new(resolved.target));
+        let mut route = resolved.route;
+        let direct = route.clone();
+        let controls = Controls::default();
+        let faults = fault::prepare(
             plan,
-            &collector,
-            otlp::Server { host, port },
-            start,
-            run_key.as_deref(),
+            target.clone(),
+            &mut route,
+            resolved.policy,
+            controls.clone(),
+            opts.provider,
+            opts.skip_forbidden,
         )
-    });
+        .await
+        .map_err(|e| match e {
+            fault::PrepareError::Refused(m) => RunError::Refused(m),
+            fault::PrepareError::Runtime(m) => RunError::Runtime(m),
+        })?;
+        let route = Arc::new(route);
+        let server = target::preflight(&route).await?;
+        eprintln!(
+            "running {} against {} for {} (seed {})",
+            plan.name,
+            resolved.label,
+            humantime::format_duration(plan.duration),
+            plan.seed
+        );
+        Ok(Ready {
+            plan,
+            opts,
+            prepared,
+            target,
+            label: resolved.label,
+            server_addr: resolved.server_addr,
+            rehearsal: resolved.migration,
+            route,
+            direct,
+            faults,
+            controls,
+            server,
+        })
+    }
 
-    // The workloads' clients.
-    let mut tasks = JoinSet::new();
-    let mut actives = vec![];
-    let mut ctxs = vec![];
-    for ((w, m), prep) in plan.workloads.iter().zip(&metrics).zip(&prepared) {
-        let ctx = workload::Ctx {
-            route: route.clone(),
-            cancel: load_cancel.clone(),
-            start,
-            end,
-            seed: plan.seed,
-            key_prefix: plan.key_prefix.clone(),
-            metrics: m.clone(),
-            events: events.clone(),
-            controls: controls.clone(),
-            agent: agent.clone(),
+    /// Meet the other shards (or pick time zero alone), then start the collector, the exporter,
+    /// every workload's clients, the rehearsal's lag watch and the fault timeline.
+    pub async fn start(self, shutdown: &CancellationToken) -> Result<Running<'a>, RunError> {
+        let plan = self.plan;
+        let met = barrier::meet(&self.direct, plan, &self.opts.start, shutdown).await?;
+        let (start, started_wall) = match &met {
+            Some(m) => (m.start, m.wall),
+            None => {
+                let ahead = Duration::from_millis(50);
+                (Instant::now() + ahead, SystemTime::now() + ahead)
+            }
         };
-        match workload::spawn(w, prep.as_deref(), ctx.clone(), &mut tasks).await {
-            Ok(a) => actives.push(a),
+        let run_key = met.as_ref().map(|m| m.run_key.clone()).or_else(|| {
+            plan.shard
+                .filter(|s| s.count > 1)
+                .map(|_| barrier::run_key(plan, self.opts.start.run_key.as_deref()))
+        });
+        let run_id = crate::summary::build::run_id(plan.seed, started_wall);
+        let clock = Clock {
+            start,
+            end: start + plan.duration,
+            started_wall,
+            interval: self.opts.interval.unwrap_or(Duration::from_secs(1)),
+        };
+        let events = Events::new(start);
+        let metrics: Vec<Arc<WorkloadMetrics>> = plan
+            .workloads
+            .iter()
+            .map(|w| WorkloadMetrics::new(&w.id, w.kind.ops(), w.kind.counters()))
+            .collect();
+        let mut collector = Collector::new(metrics.clone(), start);
+        collector.started_wall = started_wall;
+        let (host, port) = self.server_addr.clone();
+        let exporter = self.opts.otlp.as_ref().and_then(|o| {
+            otlp::Exporter::start(
+                o,
+                plan,
+                &collector,
+                otlp::Server { host, port },
+                start,
+                run_key.as_deref(),
+            )
+        });
+        let load_cancel = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        let workloads = match self
+            .spawn_workloads(&metrics, &events, &run_id, &clock, &load_cancel, &mut tasks)
+            .await
+        {
+            Ok(w) => w,
             Err(e) => {
                 // A workload that cannot start (a broken plugin) is a scenario problem: exit 2.
                 load_cancel.cancel();
@@ -211,60 +207,218 @@ pub async fn run(
                 if let Some(m) = &met {
                     m.leave().await;
                 }
-                return Err(RunError::Refused(format!("workload {:?}: {e}", w.id)));
+                return Err(e);
             }
-        }
-        ctxs.push(ctx);
+        };
+        // A rehearsal watches replication lag until the switch.
+        let lag_stop = CancellationToken::new();
+        let lag = self.rehearsal.as_ref().map(|r| {
+            tokio::spawn(migration::watch_lag(
+                r.source,
+                r.destination,
+                r.source_opts.clone(),
+                start,
+                lag_stop.clone(),
+            ))
+        });
+        // The fault timeline, which cuts phase boundaries at every injection and heal.
+        let mut faults = self.faults;
+        faults.events = Some(events.clone());
+        faults.timebase = Some(collector.timebase.clone());
+        let fault_cancel = CancellationToken::new();
+        let timeline = fault::spawn_timeline(plan, faults, start, fault_cancel.clone());
+        Ok(Running {
+            plan,
+            opts: self.opts,
+            target: self.target,
+            label: self.label,
+            rehearsal: self.rehearsal,
+            server: self.server,
+            met,
+            run_id,
+            run_key,
+            clock,
+            events,
+            collector,
+            exporter,
+            tasks,
+            workloads,
+            load_cancel,
+            fault_cancel,
+            lag: lag.map(|h| (h, lag_stop)),
+            timeline,
+        })
     }
 
-    // A rehearsal watches replication lag until the switch.
-    let lag_stop = CancellationToken::new();
-    let lag = rehearsal.as_ref().map(|(src, dst, _, _, co)| {
-        tokio::spawn(migration::watch_lag(
-            *src,
-            *dst,
-            co.clone(),
-            start,
-            lag_stop.clone(),
-        ))
-    });
+    /// Start the clients of every workload; stops at the first that cannot start.
+    async fn spawn_workloads(
+        &self,
+        metrics: &[Arc<WorkloadMetrics>],
+        events: &Events,
+        run_id: &str,
+        clock: &Clock,
+        cancel: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<Vec<(workload::Active, workload::Ctx)>, RunError> {
+        let mut out = vec![];
+        for ((w, m), prep) in self.plan.workloads.iter().zip(metrics).zip(&self.prepared) {
+            let ctx = workload::Ctx {
+                route: self.route.clone(),
+                cancel: cancel.clone(),
+                start: clock.start,
+                end: clock.end,
+                seed: self.plan.seed,
+                key_prefix: self.plan.key_prefix.clone(),
+                metrics: m.clone(),
+                events: events.clone(),
+                controls: self.controls.clone(),
+                agent: run_id.to_string(),
+            };
+            let active = workload::spawn(w, prep.as_deref(), ctx.clone(), tasks)
+                .await
+                .map_err(|e| RunError::Refused(format!("workload {:?}: {e}", w.id)))?;
+            out.push((active, ctx));
+        }
+        Ok(out)
+    }
+}
 
-    // The fault timeline, which cuts phase boundaries at every injection and heal.
-    fault_env.events = Some(events.clone());
-    fault_env.timebase = Some(collector.timebase.clone());
-    let timeline = fault::spawn_timeline(plan, fault_env, start, fault_cancel.clone());
+/// When the load starts and ends.
+#[derive(Clone, Copy)]
+struct Clock {
+    /// Time zero on this host's monotonic clock.
+    start: Instant,
+    /// The planned end of the load.
+    end: Instant,
+    /// Time zero on the wall clock (the target's, behind a start barrier).
+    started_wall: SystemTime,
+    /// Metric interval (progress, series, `.hlog`).
+    interval: Duration,
+}
 
-    let interval = opts.interval.unwrap_or(Duration::from_secs(1));
-    let ended = load::run(
-        &mut collector,
-        load::Clock {
-            start,
-            end,
-            interval,
-        },
-        &shutdown,
-        progress::Progress::new(plan, opts.quiet),
-        exporter.as_mut(),
-    )
-    .await;
+/// A rehearsal's replication-lag watch: `(seconds from the start, lag ms)` samples until stopped.
+type LagWatch = (JoinHandle<Vec<(f64, f64)>>, CancellationToken);
 
-    // Stop the load, heal every fault, then let the oracles drain and count.
-    load_cancel.cancel();
-    fault_cancel.cancel();
-    stop_tasks(&mut tasks, Duration::from_secs(10)).await;
-    let (fault_records, fault_env) = match timeline.await {
-        Ok((r, env)) => (r, Some(env)),
-        Err(_) => (vec![], None),
-    };
-    lag_stop.cancel();
-    let lag_series = match lag {
-        Some(h) => h.await.unwrap_or_default(),
-        None => vec![],
-    };
-    let switched = fault_env
-        .as_ref()
-        .and_then(|e| e.switch.lock().expect("switch lock").clone());
-    let spans: Vec<FaultSpan> = fault_records
+/// Stage 2: the load is running.
+pub struct Running<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    target: Arc<tokio::sync::Mutex<Target>>,
+    label: String,
+    rehearsal: Option<migration::Rehearsal>,
+    server: ServerInfo,
+    /// The start barrier this agent met the other shards at (left when the run ends).
+    met: Option<barrier::Met>,
+    /// This run's id: in the summary, in every history entry, in the OTLP resource.
+    run_id: String,
+    run_key: Option<String>,
+    clock: Clock,
+    events: Events,
+    collector: Collector,
+    exporter: Option<otlp::Exporter>,
+    /// Every client task of every workload.
+    tasks: JoinSet<()>,
+    workloads: Vec<(workload::Active, workload::Ctx)>,
+    /// Stops the clients (a child of the shutdown token).
+    load_cancel: CancellationToken,
+    /// Ends the fault timeline, which heals whatever is still injected.
+    fault_cancel: CancellationToken,
+    /// The rehearsal's lag watch and what stops it.
+    lag: Option<LagWatch>,
+    timeline: JoinHandle<(Vec<FaultRecord>, Arc<fault::FaultEnv>)>,
+}
+
+impl<'a> Running<'a> {
+    /// Cut metric intervals until the end of the load or `shutdown`.
+    pub async fn load(mut self, shutdown: &CancellationToken) -> Loaded<'a> {
+        let ended = load::run(
+            &mut self.collector,
+            load::Clock {
+                start: self.clock.start,
+                end: self.clock.end,
+                interval: self.clock.interval,
+            },
+            shutdown,
+            progress::Progress::new(self.plan, self.opts.quiet),
+            self.exporter.as_mut(),
+        )
+        .await;
+        Loaded {
+            running: self,
+            ended,
+        }
+    }
+}
+
+/// Stage 3: the load phase is over (its end, or Ctrl-C).
+pub struct Loaded<'a> {
+    running: Running<'a>,
+    ended: load::Ended,
+}
+
+impl<'a> Loaded<'a> {
+    /// Stop the load, heal every fault, then let each oracle drain and count (quickly when the
+    /// user asked to stop); the rehearsal's report last, while its proxies still stand.
+    pub async fn drain(self, shutdown: &CancellationToken) -> Drained<'a> {
+        let Loaded { mut running, ended } = self;
+        let r = &mut running;
+        r.load_cancel.cancel();
+        r.fault_cancel.cancel();
+        stop_tasks(&mut r.tasks, Duration::from_secs(10)).await;
+        let (faults, fault_env) = match (&mut r.timeline).await {
+            Ok((f, env)) => (f, Some(env)),
+            Err(_) => (vec![], None),
+        };
+        let lag_series = match r.lag.take() {
+            Some((h, stop)) => {
+                stop.cancel();
+                h.await.unwrap_or_default()
+            }
+            None => vec![],
+        };
+        let spans = fault_spans(&faults, r.clock.start);
+        let user_stop = ended.interrupted && shutdown.is_cancelled();
+        for (a, ctx) in &r.workloads {
+            if user_stop {
+                // Still account, but quickly: the user asked to stop.
+                let _ = tokio::time::timeout(Duration::from_secs(5), a.finish(ctx, &spans)).await;
+            } else {
+                a.finish(ctx, &spans).await;
+            }
+        }
+        r.collector.finish();
+        let switched = fault_env
+            .as_ref()
+            .and_then(|e| e.switch.lock().expect("switch lock").clone());
+        // The fault proxies carried the drain too; only now do they go.
+        drop(fault_env);
+        let migration = match (&r.plan.migration, &r.rehearsal) {
+            (Some(m), Some(reh)) => Some(
+                migration::report(
+                    m,
+                    reh,
+                    &r.label,
+                    switched.as_ref(),
+                    lag_series,
+                    r.clock.start,
+                    r.opts,
+                )
+                .await,
+            ),
+            _ => None,
+        };
+        Drained {
+            running,
+            ended,
+            faults,
+            migration,
+        }
+    }
+}
+
+/// Each injected occurrence's span on this host's clock (an unhealed one runs until now).
+fn fault_spans(faults: &[FaultRecord], start: Instant) -> Vec<FaultSpan> {
+    faults
         .iter()
         .filter_map(|f| {
             let from = start + Duration::from_secs_f64(f.injected_at_secs?);
@@ -278,109 +432,102 @@ pub async fn run(
                 to,
             })
         })
-        .collect();
-    let user_stop = ended.interrupted && shutdown.is_cancelled();
-    for (a, ctx) in actives.iter().zip(&ctxs) {
-        if user_stop {
-            // Still account, but quickly: the user asked to stop.
-            let _ = tokio::time::timeout(Duration::from_secs(5), a.finish(ctx, &spans)).await;
-        } else {
-            a.finish(ctx, &spans).await;
-        }
-    }
-    collector.finish();
-    // The fault proxies carried the drain too; only now do they go.
-    drop(fault_env);
-    let migration = match (&plan.migration, &rehearsal) {
-        (Some(m), Some((_, _, src_url, dst_url, _))) => {
-            let verify = if m.verify {
-                migration::verify(src_url, dst_url, opts).await
-            } else {
-                None
-            };
-            Some(crate::summary::MigrationReport {
-                from_to: resolved.label.clone(),
-                mode: match m.mode {
-                    crate::plan::migration::Mode::ReplicaOf => "replicaof".into(),
-                    crate::plan::migration::Mode::External => "external".into(),
-                },
-                seed_keys: m.seed.map(|s| u64::from(s.keys)).unwrap_or(0),
-                switch: switched.as_ref().map(|s| crate::summary::SwitchReport {
-                    procedure: match s.procedure {
-                        crate::plan::fault::SwitchProcedure::PauseAndDrain { .. } => {
-                            "pause-and-drain".into()
-                        }
-                        crate::plan::fault::SwitchProcedure::RepointOnly => "repoint-only".into(),
-                    },
-                    at_secs: s.at.saturating_duration_since(start).as_secs_f64(),
-                    paused_ms: s.paused.map(|p| p.as_secs_f64() * 1000.0),
-                    behind_bytes: s.behind_bytes,
-                }),
-                lag: migration::lag_stats(&lag_series),
-                lag_series,
-                noscript_after_switch: switched
-                    .as_ref()
-                    .map(|s| {
-                        crate::valkey::client::NOSCRIPT_REPLIES
-                            .load(std::sync::atomic::Ordering::Relaxed)
-                            .saturating_sub(s.noscript_before)
-                    })
-                    .unwrap_or(0),
-                verify,
-            })
-        }
-        _ => None,
-    };
+        .collect()
+}
 
-    let summary = crate::summary::build::build(Recorded {
-        plan,
-        collector: &collector,
-        ran: ended.at.saturating_duration_since(start).min(plan.duration),
-        interrupted: ended.interrupted,
-        target: resolved.label,
-        server,
-        events: events.all(),
-        faults: fault_records,
-        interval,
-        migration,
-        start_sync: met.as_ref().map(|m| crate::summary::StartSync {
-            late_ms: (ended.began.saturating_duration_since(start).as_secs_f64() * 1e6).round()
-                / 1000.0,
-            ..m.sync.clone()
-        }),
-        run_key,
-        generator_cpu_secs: ended.cpu_secs,
-    });
-    if let Some(m) = &met {
-        m.leave().await;
-    }
-    if let Some(x) = exporter {
-        x.finish(&summary, plan, &collector).await;
-    }
-    // Stop our servers (also done on drop if anything above panicked).
-    target.lock().await.stop();
-    let hlog = crate::metrics::hlog::render(
-        &collector,
-        &format!(
-            "valkey-chaos scenario={} seed={} run={}",
-            summary.scenario, summary.seed, summary.run_id
-        ),
-    )
-    .map_err(|e| RunError::Runtime(format!("cannot encode the interval log: {e}")))?;
-    let histories = plan
-        .workloads
-        .iter()
-        .zip(&actives)
-        .filter_map(|(w, a)| {
-            a.history()
-                .map(|h| (w.id.clone(), crate::history::to_jsonl(&h.entries())))
+/// Stage 4: the load stopped, faults healed, oracles counted.
+pub struct Drained<'a> {
+    running: Running<'a>,
+    ended: load::Ended,
+    faults: Vec<FaultRecord>,
+    migration: Option<MigrationReport>,
+}
+
+impl Drained<'_> {
+    /// Measure what each fault did, judge the evidence once, finish the exports, stop our
+    /// servers, and hand back the summary with its interval log and histories.
+    pub async fn record(self) -> Result<Outcome, RunError> {
+        let Drained {
+            running: r,
+            ended,
+            mut faults,
+            migration,
+        } = self;
+        let plan = r.plan;
+        let ran = ended
+            .at
+            .saturating_duration_since(r.clock.start)
+            .min(plan.duration);
+        let duration_secs = (ran.as_secs_f64().max(1e-3) * 1000.0).round() / 1000.0;
+        crate::summary::impact::analyse(&mut faults, &r.collector, duration_secs);
+        let meta = Meta {
+            scenario: plan.name.clone(),
+            seed: plan.seed,
+            run_id: r.run_id.clone(),
+            shard: plan.shard,
+            shard_count: None,
+            run_key: r.run_key.clone(),
+            started_at: humantime::format_rfc3339_micros(r.clock.started_wall).to_string(),
+            start_sync: r.met.as_ref().map(|m| crate::summary::StartSync {
+                late_ms: (ended
+                    .began
+                    .saturating_duration_since(r.clock.start)
+                    .as_secs_f64()
+                    * 1e6)
+                    .round()
+                    / 1000.0,
+                ..m.sync.clone()
+            }),
+            start_skew: None,
+            target: r.label.clone(),
+            server: r.server.clone(),
+            duration_secs,
+            planned_duration_secs: plan.duration.as_secs_f64(),
+            interrupted: ended.interrupted,
+            interval_secs: r.clock.interval.as_secs_f64(),
+            generator_cpu_secs: Some((ended.cpu_secs * 1000.0).round() / 1000.0),
+        };
+        let summary = crate::summary::build::judge(Evidence {
+            meta,
+            measured: crate::summary::build::measured(plan, &r.collector, ran, r.clock.interval),
+            faults,
+            events: r.events.all(),
+            migration,
+            thresholds: plan.thresholds.clone(),
+            prior_checks: vec![],
+            phases: &r.collector,
+        });
+        if let Some(m) = &r.met {
+            m.leave().await;
+        }
+        if let Some(x) = r.exporter {
+            x.finish(&summary, plan, &r.collector).await;
+        }
+        // Stop our servers (also done on drop if anything above panicked).
+        r.target.lock().await.stop();
+        let hlog = crate::metrics::hlog::render(
+            &r.collector,
+            &format!(
+                "valkey-chaos scenario={} seed={} run={}",
+                summary.scenario, summary.seed, summary.run_id
+            ),
+        )
+        .map_err(|e| RunError::Runtime(format!("cannot encode the interval log: {e}")))?;
+        let histories = plan
+            .workloads
+            .iter()
+            .zip(&r.workloads)
+            .filter_map(|(w, (a, _))| {
+                a.history()
+                    .map(|h| (w.id.clone(), crate::history::to_jsonl(&h.entries())))
+            })
+            .collect();
+        Ok(Outcome {
+            summary,
+            hlog,
+            histories,
         })
-        .collect();
-    Ok(Outcome {
-        summary,
-        hlog,
-        histories,
-    })
+    }
 }
 
 /// Wait for the workload tasks to end, bounded; abort the stragglers.

@@ -2,8 +2,6 @@
 //! started on free loopback ports), what may be done to it (the destructive policy), and whether
 //! it answers at all.
 
-use std::net::SocketAddr;
-
 use crate::fault::DestructivePolicy;
 use crate::plan::Plan;
 use crate::summary::ServerInfo;
@@ -11,7 +9,8 @@ use crate::valkey::embedded::{self, Topology, TopologySpec};
 use crate::valkey::target::TargetUrl;
 use crate::valkey::{Cmd, ConnectOptions, Endpoint, Route, Target};
 
-use super::{RunError, RunOptions, TargetChoice};
+use super::migration::Rehearsal;
+use super::options::{RunError, RunOptions, TargetChoice};
 
 /// A target, resolved.
 pub struct Resolved {
@@ -23,8 +22,8 @@ pub struct Resolved {
     pub policy: DestructivePolicy,
     /// Host and port of the primary, for `server.address` in traces.
     pub server_addr: (String, u16),
-    /// A rehearsal's source and destination: addresses, URLs, the source's connect options.
-    pub migration: Option<(SocketAddr, SocketAddr, String, String, ConnectOptions)>,
+    /// A rehearsal's source and destination.
+    pub migration: Option<Rehearsal>,
 }
 
 /// The URL a run uses: `--target`, then the scenario's `[target].url`, then `REDIS_URL`; `None`
@@ -59,13 +58,13 @@ pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunErro
             label: s.label.clone(),
             server_addr: (s.source.ip().to_string(), s.source.port()),
             policy,
-            migration: Some((
-                s.source,
-                s.destination,
-                s.source_url,
-                s.destination_url,
-                s.source_opts,
-            )),
+            migration: Some(Rehearsal {
+                source: s.source,
+                destination: s.destination,
+                source_url: s.source_url,
+                destination_url: s.destination_url,
+                source_opts: s.source_opts,
+            }),
             target: s.target,
         });
     }

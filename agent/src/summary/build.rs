@@ -1,91 +1,155 @@
-//! The summary, built once: a pure function of what the run recorded — the plan, the metrics
-//! collector (histograms, intervals, every declared counter), the events and the fault records
-//! the timeline returned. Fault impact, threshold checks and the verdict are computed here, not patched in
-//! afterwards by whoever happens to hold the summary.
+//! The summary, built once, by one judge. A run and a merge of runs each gather their
+//! [`Evidence`] — who ran (its [`Meta`]), what it measured (operations, counters, series, slot
+//! errors, fault records with their impact, events, the rehearsal's report) and which thresholds
+//! apply — and [`judge`] turns it into the one `RunSummary`: thresholds checked, the default
+//! safety and coverage rules, the rehearsal's copy, then the verdict. Nothing patches a summary
+//! afterwards; `RunSummary { … }` is written here only.
 
 use std::time::Duration;
 
+use super::check::PhaseFigures;
 use super::*;
 use crate::metrics::{Collector, LatencyStats};
-use crate::plan::{LoadModel, Plan};
+use crate::plan::{LoadModel, Phase, Plan, Threshold};
 
-/// Everything a run recorded, as the builder's input.
-pub struct Recorded<'a> {
-    pub plan: &'a Plan,
-    pub collector: &'a Collector,
-    /// How long the load ran (shorter than planned when interrupted).
-    pub ran: Duration,
-    pub interrupted: bool,
+/// Who ran, when, against what, and how it ended.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub scenario: String,
+    pub seed: u64,
+    /// Computed once per run ([`run_id`]) and used everywhere the run is named.
+    pub run_id: String,
+    pub shard: Option<crate::plan::Shard>,
+    /// A merge of a sharded run: its shard count (the merge itself is no shard).
+    pub shard_count: Option<u32>,
+    pub run_key: Option<String>,
+    /// Time zero, RFC 3339 with microseconds.
+    pub started_at: String,
+    pub start_sync: Option<StartSync>,
+    pub start_skew: Option<StartSkew>,
     /// The target as shown (no password), or "embedded …".
     pub target: String,
     pub server: ServerInfo,
-    pub events: Vec<Event>,
-    /// One record per fault occurrence, as the timeline returned them.
-    pub faults: Vec<FaultRecord>,
+    /// How long the load ran (shorter than planned when interrupted).
+    pub duration_secs: f64,
+    pub planned_duration_secs: f64,
+    pub interrupted: bool,
     /// The interval length of the series and the `.hlog`.
-    pub interval: Duration,
-    /// A cutover rehearsal's report.
-    pub migration: Option<MigrationReport>,
-    /// How time zero was agreed with the other shards, and the run key they share.
-    pub start_sync: Option<StartSync>,
-    pub run_key: Option<String>,
+    pub interval_secs: f64,
     /// CPU seconds the agent used while the load ran.
-    pub generator_cpu_secs: f64,
+    pub generator_cpu_secs: Option<f64>,
 }
 
-/// Build the summary of a run, judged.
-pub fn build(r: Recorded<'_>) -> RunSummary {
-    let Recorded {
-        plan,
-        collector: c,
-        ran,
-        interrupted,
-        target,
-        server,
+/// What a run measured: every figure the summary reports, before anything is judged.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub workloads: Vec<WorkloadSummary>,
+    pub ops: Vec<OpSummary>,
+    pub counters: Vec<CounterValue>,
+    pub series: Vec<SeriesPoint>,
+    pub slot_errors: Vec<SlotErrors>,
+}
+
+/// Where a phase threshold's figures come from: a run's own slots, or the merged slots of shards.
+pub trait PhaseSource {
+    /// The figures of `t`'s workload over phase `p` of the run `s` describes; `None`: no data.
+    fn figures(&self, t: &Threshold, p: &Phase, s: &RunSummary) -> Option<PhaseFigures>;
+}
+
+impl PhaseSource for Collector {
+    fn figures(&self, t: &Threshold, p: &Phase, s: &RunSummary) -> Option<PhaseFigures> {
+        check::collector_phase(t, p, s, self)
+    }
+}
+
+/// Everything the judge reads.
+pub struct Evidence<'a> {
+    pub meta: Meta,
+    pub measured: Measured,
+    /// One record per fault occurrence, its impact already measured (`summary::impact`).
+    pub faults: Vec<FaultRecord>,
+    pub events: Vec<Event>,
+    /// A cutover rehearsal's report.
+    pub migration: Option<MigrationReport>,
+    /// The thresholds that apply (the plan's, or those a merge re-reads).
+    pub thresholds: Vec<Threshold>,
+    /// Checks already decided by whoever gathered the evidence (a merge: every shard there and
+    /// complete, thresholds it could not re-read), listed first.
+    pub prior_checks: Vec<CheckResult>,
+    pub phases: &'a dyn PhaseSource,
+}
+
+/// Judge a run: its checks and its verdict, in the one `RunSummary`.
+pub fn judge(e: Evidence<'_>) -> RunSummary {
+    let Evidence {
+        meta,
+        measured,
+        faults,
         events,
-        mut faults,
-        interval,
         migration,
-        start_sync,
-        run_key,
-        generator_cpu_secs,
-    } = r;
+        thresholds,
+        prior_checks,
+        phases,
+    } = e;
+    let heal_failures = faults
+        .iter()
+        .filter_map(|f| {
+            f.heal_error
+                .as_ref()
+                .map(|e| format!("#{} {} ({}): {e}", f.index, f.name, f.kind))
+        })
+        .collect();
+    let mut s = RunSummary {
+        scenario: meta.scenario,
+        seed: meta.seed,
+        verdict: Verdict::Fail,
+        duration_secs: meta.duration_secs,
+        planned_duration_secs: meta.planned_duration_secs,
+        interrupted: meta.interrupted,
+        run_id: meta.run_id,
+        shard: meta.shard.map(|s| s.to_string()),
+        shard_index: meta.shard.map(|s| s.index),
+        shard_count: meta.shard.map(|s| s.count).or(meta.shard_count),
+        run_key: meta.run_key,
+        started_at: meta.started_at,
+        start_sync: meta.start_sync,
+        start_skew: meta.start_skew,
+        target: meta.target,
+        server: meta.server,
+        workloads: measured.workloads,
+        ops: measured.ops,
+        counters: measured.counters,
+        checks: vec![],
+        faults,
+        events,
+        heal_failures,
+        interval_secs: meta.interval_secs,
+        series: measured.series,
+        migration,
+        slot_errors: measured.slot_errors,
+        generator_cpu_secs: meta.generator_cpu_secs,
+    };
+    let mut checks = prior_checks;
+    checks.extend(check::evaluate_with(&thresholds, &s, &|t, p| {
+        phases.figures(t, p, &s)
+    }));
+    let implicit = implicit_checks(&checks, &s.counters);
+    checks.extend(implicit);
+    checks.extend(migration_checks(s.migration.as_ref()));
+    s.checks = checks;
+    s.verdict = verdict(&s);
+    s
+}
+
+/// What a run's collector measured: per operation, per workload, every declared counter, the
+/// per-interval series and the failed operations per slot.
+pub fn measured(plan: &Plan, c: &Collector, ran: Duration, interval: Duration) -> Measured {
     let secs = ran.as_secs_f64().max(1e-3);
-    let mut ops = vec![];
-    let mut workloads = vec![];
-    let mut counters = vec![];
-    for (wi, (w, m)) in plan.workloads.iter().zip(c.workloads.iter()).enumerate() {
-        let names = m.op_names();
-        let mut werr = 0;
-        let mut wcount = 0;
-        for (oi, name) in names.iter().enumerate() {
-            let Some(acc) = c.totals[wi].get(oi) else {
-                ops.push(empty_op(&w.id, name));
-                continue;
-            };
-            let errors = acc.error_count();
-            let count = acc.ok() + errors;
-            werr += errors;
-            wcount += count;
-            ops.push(OpSummary {
-                workload: w.id.clone(),
-                op: name.clone(),
-                count,
-                ok: acc.ok(),
-                errors,
-                error_rate: errors as f64 / count.max(1) as f64,
-                rate_per_sec: (count as f64 / secs * 10.0).round() / 10.0,
-                latency_us: LatencyStats::of(&acc.corrected),
-                service_us: LatencyStats::of(&acc.service),
-                errors_by_kind: crate::valkey::ErrorKind::ALL
-                    .iter()
-                    .filter(|k| acc.errors[k.index()] > 0)
-                    .map(|k| (k.name().to_string(), acc.errors[k.index()]))
-                    .collect(),
-            });
-        }
-        for (d, v) in m.counters.snapshot() {
-            counters.push(CounterValue {
+    let mut m = Measured::default();
+    for (wi, (w, wm)) in plan.workloads.iter().zip(c.workloads.iter()).enumerate() {
+        let (werr, wcount) = op_summaries(&mut m.ops, &w.id, &wm.op_names(), &c.totals[wi], secs);
+        for (d, v) in wm.counters.snapshot() {
+            m.counters.push(CounterValue {
                 workload: w.id.clone(),
                 name: d.name.to_string(),
                 value: v,
@@ -93,8 +157,8 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
                 covers: d.covers.map(str::to_string),
             });
         }
-        for (n, kind, v) in m.custom_snapshot() {
-            counters.push(CounterValue {
+        for (n, kind, v) in wm.custom_snapshot() {
+            m.counters.push(CounterValue {
                 workload: w.id.clone(),
                 name: n,
                 value: v as f64,
@@ -102,36 +166,82 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
                 covers: None,
             });
         }
-        workloads.push(WorkloadSummary {
+        m.workloads.push(WorkloadSummary {
             id: w.id.clone(),
-            kind: w.kind.type_name().into(),
+            kind: w.kind.type_of(),
             clients: w.clients,
-            model: match &w.load {
-                LoadModel::Closed => "closed loop".into(),
-                LoadModel::Open(s) if s.stages.is_empty() => {
-                    format!("open model, {} ops/s", s.start)
-                }
-                LoadModel::Open(s) => format!(
-                    "open model, {} stages, peak {} ops/s",
-                    s.stages.len(),
-                    s.peak()
-                ),
-            },
-            late_starts: m.late_starts.load(std::sync::atomic::Ordering::Relaxed),
-            dropped_starts: m.dropped_starts.load(std::sync::atomic::Ordering::Relaxed),
+            model: model_text(&w.load),
+            late_starts: wm.late_starts.load(std::sync::atomic::Ordering::Relaxed),
+            dropped_starts: wm.dropped_starts.load(std::sync::atomic::Ordering::Relaxed),
             errors: werr,
             error_rate: werr as f64 / wcount.max(1) as f64,
-            send_lag_us: m.send_lag(),
-            generator_bound: m
+            send_lag_us: wm.send_lag(),
+            generator_bound: wm
                 .send_lag()
                 .and_then(|l| super::generator::bound(&l, w.clients)),
         });
     }
-    let mut series = vec![];
+    m.series = series(c, interval);
+    m.slot_errors = slot_errors(c);
+    m
+}
+
+/// One workload's operations, appended to `ops`; returns its (errors, count).
+fn op_summaries(
+    ops: &mut Vec<OpSummary>,
+    workload: &str,
+    names: &[String],
+    totals: &[crate::metrics::OpAcc],
+    secs: f64,
+) -> (u64, u64) {
+    let (mut werr, mut wcount) = (0, 0);
+    for (oi, name) in names.iter().enumerate() {
+        let Some(acc) = totals.get(oi) else {
+            ops.push(empty_op(workload, name));
+            continue;
+        };
+        let errors = acc.error_count();
+        let count = acc.ok() + errors;
+        werr += errors;
+        wcount += count;
+        ops.push(OpSummary {
+            workload: workload.to_string(),
+            op: name.clone(),
+            count,
+            ok: acc.ok(),
+            errors,
+            error_rate: errors as f64 / count.max(1) as f64,
+            rate_per_sec: (count as f64 / secs * 10.0).round() / 10.0,
+            latency_us: LatencyStats::of(&acc.corrected),
+            service_us: LatencyStats::of(&acc.service),
+            errors_by_kind: crate::valkey::ErrorKind::ALL
+                .iter()
+                .filter(|k| acc.errors[k.index()] > 0)
+                .map(|k| (k.name().to_string(), acc.errors[k.index()]))
+                .collect(),
+        });
+    }
+    (werr, wcount)
+}
+
+fn model_text(load: &LoadModel) -> String {
+    match load {
+        LoadModel::Closed => "closed loop".into(),
+        LoadModel::Open(s) if s.stages.is_empty() => format!("open model, {} ops/s", s.start),
+        LoadModel::Open(s) => format!(
+            "open model, {} stages, peak {} ops/s",
+            s.stages.len(),
+            s.peak()
+        ),
+    }
+}
+
+fn series(c: &Collector, interval: Duration) -> Vec<SeriesPoint> {
+    let mut out = vec![];
     for iv in &c.coarse(interval) {
         for o in &iv.ops {
             let m = &c.workloads[o.workload];
-            series.push(SeriesPoint {
+            out.push(SeriesPoint {
                 workload: m.id.clone(),
                 op: m.op_names().get(o.op).cloned().unwrap_or_default(),
                 start_secs: iv.start.as_secs_f64(),
@@ -144,11 +254,15 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
             });
         }
     }
-    let mut slot_errors = vec![];
+    out
+}
+
+fn slot_errors(c: &Collector) -> Vec<SlotErrors> {
+    let mut out = vec![];
     for iv in &c.intervals {
         for o in iv.ops.iter().filter(|o| o.errors.iter().any(|e| *e > 0)) {
             let m = &c.workloads[o.workload];
-            slot_errors.push(SlotErrors {
+            out.push(SlotErrors {
                 workload: m.id.clone(),
                 op: m.op_names().get(o.op).cloned().unwrap_or_default(),
                 from_secs: micros(iv.start),
@@ -157,53 +271,7 @@ pub fn build(r: Recorded<'_>) -> RunSummary {
             });
         }
     }
-    let heal_failures = faults
-        .iter()
-        .filter_map(|f| {
-            f.heal_error
-                .as_ref()
-                .map(|e| format!("#{} {} ({}): {e}", f.index, f.name, f.kind))
-        })
-        .collect();
-    let duration_secs = (secs * 1000.0).round() / 1000.0;
-    impact::analyse(&mut faults, c, duration_secs);
-    let started = c.started_wall;
-    let mut s = RunSummary {
-        scenario: plan.name.clone(),
-        seed: plan.seed,
-        verdict: Verdict::Fail,
-        duration_secs,
-        planned_duration_secs: plan.duration.as_secs_f64(),
-        interrupted,
-        run_id: run_id(plan.seed, started),
-        shard: plan.shard.map(|s| s.to_string()),
-        shard_index: plan.shard.map(|s| s.index),
-        shard_count: plan.shard.map(|s| s.count),
-        run_key,
-        started_at: humantime::format_rfc3339_micros(started).to_string(),
-        start_sync,
-        start_skew: None,
-        target,
-        server,
-        workloads,
-        ops,
-        counters,
-        checks: vec![],
-        faults,
-        events,
-        heal_failures,
-        interval_secs: interval.as_secs_f64(),
-        series,
-        migration,
-        slot_errors,
-        generator_cpu_secs: Some((generator_cpu_secs * 1000.0).round() / 1000.0),
-    };
-    s.checks = check::evaluate(&plan.thresholds, &s, Some(c));
-    let implicit = implicit_checks(&s.checks, &s.counters);
-    s.checks.extend(implicit);
-    s.checks.extend(migration_checks(s.migration.as_ref()));
-    s.verdict = verdict(&s);
-    s
+    out
 }
 
 /// A cutover rehearsal's copy must be whole: every difference the verify found fails the run,

@@ -119,7 +119,7 @@ fn whole_run_value(t: &Threshold, s: &RunSummary) -> Option<f64> {
 }
 
 /// A phase's figures from the run's own slots.
-fn collector_phase(
+pub(super) fn collector_phase(
     t: &Threshold,
     p: &Phase,
     s: &RunSummary,

@@ -219,7 +219,7 @@ pub struct ServerInfo {
 pub struct WorkloadSummary {
     pub id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: crate::plan::WorkloadType,
     pub clients: u32,
     pub model: String,
     pub late_starts: u64,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::plan::{CommandKind, CommandsPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::resp::{encode_args, push_uint, uint_digits};

@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::clock::monotonic_ns;
 use crate::history::{History, Type};
-use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan};
+use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan, WorkloadType};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Script, Value};
 use crate::workload::pacing::Pacer;
@@ -294,33 +294,7 @@ impl State {
             let _ = t.lock().expect("trace lock").flush();
         }
         // The oracle: this agent's history, checked (merge checks every agent's together).
-        let f = crate::check::lock::check(
-            &self.history.entries(),
-            crate::check::Clock::Mono,
-            monotonic_ns(),
-        );
-        let cs = &ctx.metrics.counters;
-        for (idx, times) in [
-            (C::Violations.i(), &f.violations),
-            (C::LostWhileHeld.i(), &f.lost),
-            (C::FencingViolations.i(), &f.fence_regressions),
-        ] {
-            for t in times {
-                cs.add_at(idx, 1, crate::clock::instant_of_mono(*t));
-            }
-        }
-        cs.set(C::Checked.i(), f.holds);
-        if f.worst_overlap_ns > 0 {
-            ctx.events.push(
-                crate::events::EventKind::Note,
-                format!(
-                    "{}: {} overlapping holds, the worst {:.1} ms",
-                    ctx.metrics.id,
-                    f.violations.len(),
-                    f.worst_overlap_ns as f64 / 1e6
-                ),
-            );
-        }
+        ctx.judge_history(WorkloadType::Lock, &self.history);
         // Immortal keys: lock keys left with no TTL (the SETNX+EXPIRE hazard), then clean up.
         let mut c = Client::new(ctx.route.clone());
         let mut immortal = 0;

@@ -5,6 +5,7 @@
 //! error that stops a worker.
 
 pub mod commands;
+mod ctx;
 pub mod dramatiq;
 pub mod lock;
 pub mod pacing;
@@ -12,45 +13,14 @@ pub mod plugin;
 pub mod rate_limit;
 pub mod set;
 
+pub use ctx::Ctx;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use crate::control::Controls;
-use crate::events::{Events, FaultSpan};
-use crate::metrics::WorkloadMetrics;
+use crate::events::FaultSpan;
 use crate::plan::{WorkloadKind, WorkloadPlan};
-use crate::valkey::Route;
-
-/// What every worker of a workload gets.
-#[derive(Clone)]
-pub struct Ctx {
-    pub route: Arc<Route>,
-    /// Cancelled when the load phase ends (duration reached or Ctrl-C).
-    pub cancel: CancellationToken,
-    pub start: Instant,
-    pub end: Instant,
-    pub seed: u64,
-    pub key_prefix: String,
-    pub metrics: Arc<WorkloadMetrics>,
-    pub events: Events,
-    /// Switches the fault timeline flips (consumer crashes).
-    pub controls: Controls,
-    /// This agent's id in histories (the run id).
-    pub agent: String,
-}
-
-impl Ctx {
-    /// Sleep unless cancelled first; returns false when cancelled.
-    pub async fn sleep(&self, d: Duration) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => true,
-            _ = self.cancel.cancelled() => false,
-        }
-    }
-}
 
 /// A workload whose clients are running.
 pub enum Active {

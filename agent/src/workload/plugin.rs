@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::events::EventKind;
 use crate::plan::{PluginCounter as C, PluginPlan, WorkloadPlan};
 use crate::plugin::{self, bindings, Plugin, VuState};

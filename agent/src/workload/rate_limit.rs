@@ -12,17 +12,16 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::clock::monotonic_ns;
 use crate::history::{History, Type};
-use crate::plan::{Limiter, RateLimitCounter as C, RateLimitPlan, WorkloadPlan};
+use crate::plan::{Limiter, RateLimitCounter as C, RateLimitPlan, WorkloadPlan, WorkloadType};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Error, Script, Value};
 use crate::workload::pacing::Pacer;
 
 const ADMITTED: usize = C::Admitted.i();
 const REJECTED: usize = C::Rejected.i();
-const OVERSHOOT: usize = C::Overshoot.i();
 
 pub struct State {
     plan: RateLimitPlan,
@@ -479,15 +478,8 @@ impl State {
         if let Some(t) = &self.trace {
             let _ = t.lock().expect("trace lock").flush();
         }
-        let entries = self.history.entries();
+        ctx.judge_history(WorkloadType::RateLimit, &self.history);
         let cs = &ctx.metrics.counters;
-        if let Some(cfg) = crate::check::limiter::config(&entries) {
-            let f = crate::check::limiter::check(&entries, &cfg, crate::check::Clock::Mono);
-            for t in &f.overshoot {
-                cs.add_at(OVERSHOOT, 1, crate::clock::instant_of_mono(*t));
-            }
-            cs.set(C::OvershootChecked.i(), f.checked);
-        }
         let admitted = cs.get(ADMITTED) as f64;
         let secs = Instant::now()
             .min(ctx.end)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::plan::{SetCounter as C, SetPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Value};

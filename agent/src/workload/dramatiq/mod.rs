@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::control::ConsumerSwitch;
 use crate::events::FaultSpan;
 use crate::plan::{DramatiqCounter as C, DramatiqPlan, WorkloadPlan};

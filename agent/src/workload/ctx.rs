@@ -1,0 +1,68 @@
+//! What every worker of a workload is handed: the route to the server, the load's cancellation
+//! and clock, its seed and key prefix, its metrics, the event sink and the fault switches. A leaf,
+//! so the workload files import it without importing their parent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::check::Clock;
+use crate::clock::{instant_of_mono, monotonic_ns};
+use crate::control::Controls;
+use crate::events::{EventKind, Events};
+use crate::history::History;
+use crate::metrics::WorkloadMetrics;
+use crate::plan::WorkloadType;
+use crate::valkey::Route;
+
+/// What every worker of a workload gets.
+#[derive(Clone)]
+pub struct Ctx {
+    pub route: Arc<Route>,
+    /// Cancelled when the load phase ends (duration reached or Ctrl-C).
+    pub cancel: CancellationToken,
+    pub start: Instant,
+    pub end: Instant,
+    pub seed: u64,
+    pub key_prefix: String,
+    pub metrics: Arc<WorkloadMetrics>,
+    pub events: Events,
+    /// Switches the fault timeline flips (consumer crashes).
+    pub controls: Controls,
+    /// This agent's id in histories (the run id).
+    pub agent: String,
+}
+
+impl Ctx {
+    /// Judge this agent's history with its kind's oracle (`check::judge`, on this host's
+    /// monotonic clock) and count what it found: each event at its time, so a fault's impact
+    /// window can say what it counted, the levels as they are, the oracle's note as an event.
+    pub fn judge_history(&self, ty: WorkloadType, history: &History) {
+        let entries = history.entries();
+        let Some(f) = crate::check::judge(ty, &entries, Clock::Mono, monotonic_ns()) else {
+            return;
+        };
+        let cs = &self.metrics.counters;
+        for (idx, times) in &f.events {
+            for t in times {
+                cs.add_at(*idx, 1, instant_of_mono(*t));
+            }
+        }
+        for (idx, v) in &f.levels {
+            cs.set(*idx, *v);
+        }
+        if let Some(note) = f.note {
+            self.events
+                .push(EventKind::Note, format!("{}: {note}", self.metrics.id));
+        }
+    }
+
+    /// Sleep unless cancelled first; returns false when cancelled.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+}
