@@ -46,6 +46,16 @@ pub fn fmt_us(us: f64) -> String {
     }
 }
 
+/// Seconds as a scenario would write them: "10s", "2.5s".
+pub fn fmt_secs(secs: f64) -> String {
+    let r = (secs * 1000.0).round() / 1000.0;
+    if r.fract() == 0.0 {
+        format!("{r:.0}s")
+    } else {
+        format!("{r}s")
+    }
+}
+
 /// A count with thousands separators.
 pub fn fmt_count(n: u64) -> String {
     let s = n.to_string();

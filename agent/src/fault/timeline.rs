@@ -93,6 +93,7 @@ async fn run_occurrence(
 ) -> FaultRecord {
     let f = &o.plan;
     let mut rec = FaultRecord {
+        recover_within_secs: None,
         index: f.index,
         name: f.name.clone(),
         kind: f.kind.type_name().into(),

@@ -235,6 +235,7 @@ pub fn merge(
         migration: inputs.iter().find_map(|i| i.summary.migration.clone()),
         thresholds: wanted,
         prior_checks: prior,
+        incomplete: vec![],
         phases: &phases,
     });
     Ok(Merged {

@@ -233,6 +233,7 @@ mod tests {
 
     fn rec(index: usize, from: f64, to: f64) -> FaultRecord {
         FaultRecord {
+            recover_within_secs: None,
             index,
             name: format!("f{index}"),
             kind: "latency".into(),

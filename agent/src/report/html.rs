@@ -12,7 +12,8 @@ use crate::summary::{FaultRecord, OpSummary, RunSummary, SeriesPoint};
 /// Render the whole page.
 pub fn render(s: &RunSummary) -> String {
     let mut o = String::with_capacity(64 * 1024);
-    let verdict = if s.passed() { "PASS" } else { "FAIL" };
+    let verdict = s.verdict.name().to_uppercase();
+    let verdict = verdict.as_str();
     let _ = write!(
         o,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -104,7 +105,7 @@ border-bottom:1px solid var(--line)}h2 small{font-weight:400;color:var(--mut);fo
 h3{font-size:14px;margin:14px 0 6px;font-family:ui-monospace,monospace}\
 header{display:flex;gap:22px;align-items:center}\
 .verdict{font-size:42px;font-weight:800;letter-spacing:1px;padding:4px 24px;border-radius:8px;color:#fff}\
-.verdict.pass{background:var(--ok)}.verdict.fail{background:var(--bad)}\
+.verdict.pass{background:var(--ok)}.verdict.fail{background:var(--bad)}.verdict.incomplete{background:#9a6700}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:1px 12px;margin:0}\
 dt{color:var(--mut)}dd{margin:0;font-family:ui-monospace,monospace;font-size:13px}\
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;margin:4px 0}\
@@ -170,6 +171,9 @@ fn header(o: &mut String, s: &RunSummary, verdict: &str) {
         ("checks", checks),
     ] {
         let _ = write!(o, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
+    }
+    for why in &s.incomplete {
+        let _ = write!(o, "<dt>incomplete</dt><dd>{}</dd>", esc(why));
     }
     o.push_str("</dl></div></header>\n");
 }
@@ -765,6 +769,7 @@ pub(crate) mod tests {
             })
             .collect();
         RunSummary {
+            incomplete: vec![],
             scenario: "demo & <friends>".into(),
             seed: 42,
             verdict: Verdict::Fail,
@@ -851,6 +856,7 @@ pub(crate) mod tests {
                 },
             ],
             faults: vec![FaultRecord {
+                recover_within_secs: None,
                 index: 0,
                 name: "slow \"net\"".into(),
                 kind: "latency".into(),

@@ -1,6 +1,7 @@
 //! `junit.xml` for CI: one testsuite named after the scenario, one testcase per check (the
 //! thresholds, every safety counter — at 0 unless a threshold allows more — and the oracles'
-//! coverage), so JUnit and the exit code agree, and one failed testcase per heal failure.
+//! coverage, recovery after each fault), so JUnit and the exit code agree, and one failed
+//! testcase per reason the run is incomplete (a heal failure, an interruption, …).
 
 use std::fmt::Write;
 
@@ -15,7 +16,7 @@ struct Case {
 }
 
 /// The testcases, in order: checks, safety counters no check covers (summaries from before
-/// safety counters became checks), heal failures.
+/// safety counters became checks), why the run is incomplete.
 fn cases(s: &RunSummary) -> Vec<Case> {
     let mut out = vec![];
     for c in &s.checks {
@@ -24,6 +25,7 @@ fn cases(s: &RunSummary) -> Vec<Case> {
             CheckOrigin::Safety => ("safety", "safety"),
             CheckOrigin::Coverage => ("coverage", "inconclusive"),
             CheckOrigin::Shard => ("shards", "shard"),
+            CheckOrigin::Recovery => ("recovery", "recovery"),
         };
         out.push(Case {
             class: format!("{}.{class}", s.scenario),
@@ -48,12 +50,14 @@ fn cases(s: &RunSummary) -> Vec<Case> {
             });
         }
     }
-    for h in &s.heal_failures {
-        let what = h.split_once(": ").map(|x| x.0).unwrap_or(h);
+    // Why the run is incomplete: a failed heal, an interruption, a drain cut short, nothing
+    // checked — each a failed case, so JUnit never shows an unfinished run as green.
+    for why in &s.incomplete {
+        let what = why.split_once(": ").map(|x| x.0).unwrap_or(why);
         out.push(Case {
-            class: format!("{}.heal", s.scenario),
-            name: format!("heal {what}"),
-            failure: Some((h.clone(), "heal")),
+            class: format!("{}.run", s.scenario),
+            name: what.to_string(),
+            failure: Some((why.clone(), "incomplete")),
         });
     }
     out

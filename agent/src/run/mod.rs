@@ -377,13 +377,23 @@ impl<'a> Loaded<'a> {
             None => vec![],
         };
         let spans = fault_spans(&faults, r.clock.start);
-        let user_stop = ended.interrupted && shutdown.is_cancelled();
+        // Each oracle drains and counts; a stop (now or during the drain) gives it 5 s more, and
+        // one that is still counting then leaves the run incomplete.
+        let mut incomplete = vec![];
         for (a, ctx) in &r.workloads {
-            if user_stop {
-                // Still account, but quickly: the user asked to stop.
-                let _ = tokio::time::timeout(Duration::from_secs(5), a.finish(ctx, &spans)).await;
-            } else {
-                a.finish(ctx, &spans).await;
+            let mut finish = std::pin::pin!(a.finish(ctx, &spans));
+            let cut = tokio::select! {
+                _ = &mut finish => false,
+                _ = shutdown.cancelled() => {
+                    tokio::time::timeout(Duration::from_secs(5), &mut finish).await.is_err()
+                }
+            };
+            if cut {
+                incomplete.push(format!(
+                    "the drain was cut short: {} had not finished accounting when the run was \
+                     stopped",
+                    ctx.metrics.id
+                ));
             }
         }
         r.collector.finish();
@@ -412,6 +422,7 @@ impl<'a> Loaded<'a> {
             ended,
             faults,
             migration,
+            incomplete,
         }
     }
 }
@@ -441,6 +452,8 @@ pub struct Drained<'a> {
     ended: load::Ended,
     faults: Vec<FaultRecord>,
     migration: Option<MigrationReport>,
+    /// Why the drain could not vouch for its counts (cut short by a stop).
+    incomplete: Vec<String>,
 }
 
 impl Drained<'_> {
@@ -452,6 +465,7 @@ impl Drained<'_> {
             ended,
             mut faults,
             migration,
+            incomplete,
         } = self;
         let plan = r.plan;
         let ran = ended
@@ -495,6 +509,7 @@ impl Drained<'_> {
             migration,
             thresholds: plan.thresholds.clone(),
             prior_checks: vec![],
+            incomplete,
             phases: &r.collector,
         });
         if let Some(m) = &r.met {

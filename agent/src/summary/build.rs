@@ -76,6 +76,9 @@ pub struct Evidence<'a> {
     /// Checks already decided by whoever gathered the evidence (a merge: every shard there and
     /// complete, thresholds it could not re-read), listed first.
     pub prior_checks: Vec<CheckResult>,
+    /// Why the run cannot vouch for anything, as its gatherer saw it (a drain cut short); the
+    /// judge adds an interruption, failed heals and a run that checked nothing.
+    pub incomplete: Vec<String>,
     pub phases: &'a dyn PhaseSource,
 }
 
@@ -89,6 +92,7 @@ pub fn judge(e: Evidence<'_>) -> RunSummary {
         migration,
         thresholds,
         prior_checks,
+        incomplete,
         phases,
     } = e;
     let heal_failures = faults
@@ -106,6 +110,7 @@ pub fn judge(e: Evidence<'_>) -> RunSummary {
         duration_secs: meta.duration_secs,
         planned_duration_secs: meta.planned_duration_secs,
         interrupted: meta.interrupted,
+        incomplete,
         run_id: meta.run_id,
         shard: meta.shard.map(|s| s.to_string()),
         shard_index: meta.shard.map(|s| s.index),
@@ -136,9 +141,104 @@ pub fn judge(e: Evidence<'_>) -> RunSummary {
     let implicit = implicit_checks(&checks, &s.counters);
     checks.extend(implicit);
     checks.extend(migration_checks(s.migration.as_ref()));
+    checks.extend(recovery_checks(&s.faults, s.duration_secs));
     s.checks = checks;
+    s.incomplete = incomplete_reasons(&s);
     s.verdict = verdict(&s);
     s
+}
+
+/// Every fault must be left behind: after its heal, each workload back to normal (the impact
+/// window's own definition, `summary::impact`) before the load ended and within the fault's
+/// `recover_within`. One check per occurrence and workload; a repeated fault's occurrences are
+/// numbered (`failover#2`).
+pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult> {
+    let mut out = vec![];
+    let mut seen: std::collections::HashMap<usize, usize> = Default::default();
+    let repeats = |i: usize| faults.iter().filter(|f| f.index == i).count() > 1;
+    for f in faults {
+        let Some(imp) = &f.impact else { continue };
+        let n = seen.entry(f.index).or_insert(0);
+        *n += 1;
+        let name = if repeats(f.index) {
+            format!("{}#{n}", f.name)
+        } else {
+            f.name.clone()
+        };
+        let heal = f.healed_at_secs.or(f.injected_at_secs).unwrap_or(0.0);
+        let bound = f.recover_within_secs.unwrap_or(DEFAULT_RECOVER_WITHIN_SECS);
+        for w in &imp.workloads {
+            let value = w.back_to_normal_secs.map(|b| round3((b - heal).max(0.0)));
+            out.push(CheckResult {
+                metric: format!("{}.recovery{{after:{name}}}", w.workload),
+                condition: format!("<= {}", crate::units::fmt_secs(bound)),
+                value,
+                passed: value.is_some_and(|v| v <= bound + 1e-9),
+                shown: match value {
+                    Some(v) => format!("back to normal {v:.1}s after the heal"),
+                    None => format!(
+                        "not back to normal before the load ended ({:.1}s after the heal): {}",
+                        (load_end - heal).max(0.0),
+                        last_seen(w)
+                    ),
+                },
+                origin: CheckOrigin::Recovery,
+            });
+        }
+    }
+    out
+}
+
+/// The default `recover_within`: how soon after a heal every workload must be back to normal.
+pub const DEFAULT_RECOVER_WITHIN_SECS: f64 = 10.0;
+
+/// What a workload that never came back last showed.
+fn last_seen(w: &WorkloadImpact) -> String {
+    let kinds = w
+        .errors_by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (w.first_failure_secs, w.first_success_after_secs) {
+        (Some(f), None) => format!("errors from {f:.2}s ({kinds}), no success after"),
+        (Some(f), Some(r)) if w.errors > 0 => {
+            format!("errors from {f:.2}s, served again from {r:.2}s but still failing ({kinds})")
+        }
+        _ if w.p99_during_us > 0 && w.p99_before_us > 0 => format!(
+            "p99 {} against {} before the fault",
+            crate::units::fmt_us(w.p99_during_us as f64),
+            crate::units::fmt_us(w.p99_before_us as f64)
+        ),
+        _ => "nothing completed since".to_string(),
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Why the run cannot vouch for anything: the gatherer's reasons, then an interruption, failed
+/// heals and a run that checked nothing.
+fn incomplete_reasons(s: &RunSummary) -> Vec<String> {
+    let mut out = s.incomplete.clone();
+    if s.interrupted {
+        out.push(format!(
+            "interrupted after {:.1}s of {:.1}s (Ctrl-C or SIGTERM)",
+            s.duration_secs, s.planned_duration_secs
+        ));
+    }
+    for h in &s.heal_failures {
+        out.push(format!("a fault was not healed: {h}"));
+    }
+    if s.checks.is_empty() {
+        out.push(
+            "nothing was checked: no threshold, oracle or fault applies (add a threshold, or a \
+             workload with an oracle)"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// What a run's collector measured: per operation, per workload, every declared counter, the
@@ -353,9 +453,11 @@ pub fn implicit_checks(explicit: &[CheckResult], counters: &[CounterValue]) -> V
     out
 }
 
-/// Fail when a check failed or a heal failed.
+/// Incomplete when the run cannot vouch for anything; else fail when a check failed.
 pub fn verdict(s: &RunSummary) -> Verdict {
-    if s.checks.iter().any(|c| !c.passed) || !s.heal_failures.is_empty() {
+    if !s.incomplete.is_empty() {
+        Verdict::Incomplete
+    } else if s.checks.iter().any(|c| !c.passed) {
         Verdict::Fail
     } else {
         Verdict::Pass

@@ -17,12 +17,16 @@ pub use crate::events::{Event, EventKind};
 use crate::metrics::{LatencyStats, SendLagStats};
 use crate::plan::counter::CounterKind;
 
-/// Pass or fail: exit 0 or 1.
+/// Pass (exit 0), fail: a check failed (exit 1), or incomplete: the run cannot vouch for
+/// anything — it was interrupted, its drain was cut short, a heal failed or nothing was checked
+/// (exit 4). Incomplete outranks fail: what an unfinished run counted may be an artefact of
+/// stopping it (its failed checks are still listed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
     Fail,
+    Incomplete,
 }
 
 impl Verdict {
@@ -30,6 +34,7 @@ impl Verdict {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::Incomplete => "incomplete",
         }
     }
 }
@@ -49,6 +54,10 @@ pub struct RunSummary {
     pub planned_duration_secs: f64,
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
+    /// Why the run cannot vouch for anything (verdict `incomplete`): interrupted, drain cut
+    /// short, a heal that failed, nothing checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
     pub run_id: String,
     /// `"INDEX/COUNT"` when this run was one shard of a sharded run (`run --shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +302,8 @@ pub enum CheckOrigin {
     Coverage,
     /// A merged sharded run: every shard must be there and complete.
     Shard,
+    /// After a fault, every workload back to normal within the bound (`recover_within`).
+    Recovery,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -313,6 +324,9 @@ pub struct FaultRecord {
     /// What the fault did, measured: its impact window (see `summary::impact`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impact: Option<Impact>,
+    /// How soon after the heal every workload must be back to normal (`recover_within`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover_within_secs: Option<f64>,
 }
 
 /// A fault's impact window: from its injection until every workload was back to normal (no
