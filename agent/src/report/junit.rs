@@ -1,7 +1,7 @@
 //! `junit.xml` for CI: one testsuite named after the scenario, one testcase per check (the
 //! thresholds, every safety counter — at 0 unless a threshold allows more — and the oracles'
-//! coverage, recovery after each fault), so JUnit and the exit code agree, and one failed
-//! testcase per reason the run is incomplete (a heal failure, an interruption, …).
+//! coverage, recovery after each fault), so JUnit and the exit code agree, one failed testcase
+//! per heal failure and one per other reason the run is incomplete (an interruption, …).
 
 use std::fmt::Write;
 
@@ -16,7 +16,7 @@ struct Case {
 }
 
 /// The testcases, in order: checks, safety counters no check covers (summaries from before
-/// safety counters became checks), why the run is incomplete.
+/// safety counters became checks), heal failures, why else the run is incomplete.
 fn cases(s: &RunSummary) -> Vec<Case> {
     let mut out = vec![];
     for c in &s.checks {
@@ -50,8 +50,16 @@ fn cases(s: &RunSummary) -> Vec<Case> {
             });
         }
     }
-    // Why the run is incomplete: a failed heal, an interruption, a drain cut short, nothing
-    // checked — each a failed case, so JUnit never shows an unfinished run as green.
+    for h in &s.heal_failures {
+        let what = h.split_once(": ").map(|x| x.0).unwrap_or(h);
+        out.push(Case {
+            class: format!("{}.heal", s.scenario),
+            name: format!("heal {what}"),
+            failure: Some((h.clone(), "heal")),
+        });
+    }
+    // Why else the run is incomplete: an interruption, a drain cut short, nothing checked —
+    // each a failed case, so JUnit never shows an unfinished run as green.
     for why in &s.incomplete {
         let what = why.split_once(": ").map(|x| x.0).unwrap_or(why);
         out.push(Case {

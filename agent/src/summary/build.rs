@@ -218,8 +218,8 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Why the run cannot vouch for anything: the gatherer's reasons, then an interruption, failed
-/// heals and a run that checked nothing.
+/// Why the run cannot vouch for anything beyond a failed heal (listed in `heal_failures`): the
+/// gatherer's reasons, then an interruption and a run that checked nothing.
 fn incomplete_reasons(s: &RunSummary) -> Vec<String> {
     let mut out = s.incomplete.clone();
     if s.interrupted {
@@ -227,9 +227,6 @@ fn incomplete_reasons(s: &RunSummary) -> Vec<String> {
             "interrupted after {:.1}s of {:.1}s (Ctrl-C or SIGTERM)",
             s.duration_secs, s.planned_duration_secs
         ));
-    }
-    for h in &s.heal_failures {
-        out.push(format!("a fault was not healed: {h}"));
     }
     if s.checks.is_empty() {
         out.push(
@@ -453,9 +450,10 @@ pub fn implicit_checks(explicit: &[CheckResult], counters: &[CounterValue]) -> V
     out
 }
 
-/// Incomplete when the run cannot vouch for anything; else fail when a check failed.
+/// Incomplete when the run cannot vouch for anything (a heal failed, or an `incomplete` reason);
+/// else fail when a check failed.
 pub fn verdict(s: &RunSummary) -> Verdict {
-    if !s.incomplete.is_empty() {
+    if !s.incomplete.is_empty() || !s.heal_failures.is_empty() {
         Verdict::Incomplete
     } else if s.checks.iter().any(|c| !c.passed) {
         Verdict::Fail

@@ -54,8 +54,8 @@ pub struct RunSummary {
     pub planned_duration_secs: f64,
     /// True when Ctrl-C or SIGTERM ended the run early.
     pub interrupted: bool,
-    /// Why the run cannot vouch for anything (verdict `incomplete`): interrupted, drain cut
-    /// short, a heal that failed, nothing checked.
+    /// Why the run cannot vouch for anything (verdict `incomplete`, as is any `heal_failures`):
+    /// interrupted, drain cut short, nothing checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<String>,
     pub run_id: String,
