@@ -106,7 +106,8 @@ clients = 4
     }
     assert!(s.op("ext", "extend").unwrap().count >= 10, "extends ran");
     // dramatiq-bucket is left out on purpose: Dramatiq's BucketRateLimiter re-creates an expired
-    // bucket key for late requests of the same bucket and over-admits under latency (README).
+    // bucket key for late requests of the same bucket and over-admits under latency
+    // (docs/workloads.md).
     for w in ["fw", "sl", "dc", "dw"] {
         assert!(
             s.counter(w, "admitted").unwrap() > 5.0 && s.counter(w, "rejected").unwrap() > 5.0,

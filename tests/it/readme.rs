@@ -1,9 +1,12 @@
-//! The README is checked against the code: its complete scenarios compile, every subcommand it
-//! names exists, its Quick start commands are cargo aliases of `.cargo/config.toml` that reach the
-//! task runner, every `cargo xtask` task and `just` recipe it names exists, and the justfile is
-//! one-liners calling the same tasks.
+//! The README and the reference in `docs/` are checked against the code: their complete scenarios
+//! and TOML fragments compile, every subcommand they name exists with the flags they give it, the
+//! README's Quick start commands are cargo aliases of `.cargo/config.toml` that reach the task
+//! runner, every `cargo xtask` task and `just` recipe they name exists, the justfile is one-liners
+//! calling the same tasks, every relative link points at a file (and heading) that exists, and the
+//! README fits on a screen or so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,6 +14,58 @@ use crate::support::*;
 
 fn readme() -> String {
     std::fs::read_to_string(repo_root().join("README.md")).unwrap()
+}
+
+/// README.md and every `docs/*.md`: (path relative to the repository root, text).
+fn documents() -> Vec<(PathBuf, String)> {
+    let root = repo_root();
+    let mut paths = vec![PathBuf::from("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("a docs/ folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| p.strip_prefix(&root).unwrap().to_path_buf())
+        .collect();
+    docs.sort();
+    assert!(docs.len() >= 8, "docs/ has the reference pages: {docs:?}");
+    paths.extend(docs);
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(root.join(&p))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, text)
+        })
+        .collect()
+}
+
+/// The text outside fenced code blocks, each fenced line replaced by an empty line.
+fn prose(text: &str) -> String {
+    let mut fenced = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The lines of fenced code blocks.
+fn fenced_lines(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    let mut out = vec![];
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if fenced {
+            out.push(line);
+        }
+    }
+    out
 }
 
 fn toml_blocks(text: &str) -> Vec<String> {
@@ -41,37 +96,54 @@ fn readme_scenarios_compile() {
         .filter(|b| b.lines().any(|l| l.starts_with("duration =")))
         .collect();
     assert!(!complete.is_empty(), "the README has a complete scenario");
-    for b in complete {
-        if let Err(d) =
-            valkey_chaos::scenario::compile::compile_str(std::path::Path::new("README.md"), b)
-        {
-            panic!("README scenario does not compile:\n{d}\n---\n{b}");
-        }
-    }
-    // Fragments for each workload type compile inside a minimal scenario.
-    for b in blocks.iter().filter(|b| b.starts_with("[workload.")) {
-        let kind = b
-            .trim_start_matches("[workload.")
-            .split(']')
-            .next()
-            .unwrap();
-        let mut b = b.clone();
-        if kind == "plugin" {
-            b = b.replace("../plugins", "../../plugins");
-        }
-        let text = format!("duration = \"1s\"\n[[workload]]\nid = \"w\"\ntype = \"{kind}\"\n{b}");
-        let file = repo_root().join("scenarios/cutover/readme-fragment.toml");
-        if let Err(d) = valkey_chaos::scenario::compile::compile_str(&file, &text) {
-            panic!("README fragment [workload.{kind}] does not compile:\n{d}");
+    for (path, text) in documents() {
+        let doc = path.display();
+        for b in toml_blocks(&text) {
+            if b.lines().any(|l| l.starts_with("duration =")) {
+                if let Err(d) = valkey_chaos::scenario::compile::compile_str(&path, &b) {
+                    panic!("{doc}: scenario does not compile:\n{d}\n---\n{b}");
+                }
+            } else if b.starts_with("[workload.") {
+                // Fragments for each workload type compile inside a minimal scenario.
+                compile_workload_fragment(&doc.to_string(), &b);
+            } else {
+                // Any other block ([[workload]], [[fault]], [migration], …) compiles after a
+                // minimal scenario long enough for its timeline.
+                let text = format!(
+                    "duration = \"10m\"\n[[workload]]\nid = \"w\"\ntype = \"commands\"\n{b}"
+                );
+                let file = repo_root().join("scenarios/cutover/readme-fragment.toml");
+                if let Err(d) = valkey_chaos::scenario::compile::compile_str(&file, &text) {
+                    panic!(
+                        "{doc}: TOML block does not compile in a minimal scenario:\n{d}\n---\n{b}"
+                    );
+                }
+            }
         }
     }
 }
 
-#[test]
-fn readme_commands_exist() {
-    let text = readme();
-    let mut subs: Vec<String> = text
-        .split("valkey-chaos ")
+/// A `[workload.<kind>]` fragment inside a minimal scenario with one workload of that kind.
+fn compile_workload_fragment(doc: &str, b: &str) {
+    let kind = b
+        .trim_start_matches("[workload.")
+        .split(']')
+        .next()
+        .unwrap();
+    let mut b = b.to_string();
+    if kind == "plugin" {
+        b = b.replace("../plugins", "../../plugins");
+    }
+    let text = format!("duration = \"1s\"\n[[workload]]\nid = \"w\"\ntype = \"{kind}\"\n{b}");
+    let file = repo_root().join("scenarios/cutover/readme-fragment.toml");
+    if let Err(d) = valkey_chaos::scenario::compile::compile_str(&file, &text) {
+        panic!("{doc}: fragment [workload.{kind}] does not compile:\n{d}");
+    }
+}
+
+/// The first lowercase word of each `valkey-chaos WORD` in `text`.
+fn subcommands(text: &str) -> Vec<String> {
+    text.split("valkey-chaos ")
         .skip(1)
         .filter_map(|r| {
             r.split(|c: char| !c.is_ascii_lowercase() && c != '-')
@@ -79,13 +151,26 @@ fn readme_commands_exist() {
         })
         .filter(|w| !w.is_empty())
         .map(str::to_string)
-        .collect();
+        .collect()
+}
+
+#[test]
+fn readme_commands_exist() {
+    let text = readme();
+    let mut subs = subcommands(&text);
+    for (_, doc) in documents() {
+        subs.extend(subcommands(&doc));
+    }
     subs.sort();
     subs.dedup();
+    let in_readme = subcommands(&text);
     for s in [
-        "run", "validate", "up", "plugin", "merge", "compat", "compare", "bench",
+        "run", "validate", "up", "plugin", "merge", "compat", "compare", "bench", "verify", "lag",
     ] {
-        assert!(subs.iter().any(|x| x == s), "README does not mention {s}");
+        assert!(
+            in_readme.iter().any(|x| x == s),
+            "README does not mention {s}"
+        );
     }
     for s in &subs {
         let o = agent(&[s.as_str(), "--help"], Duration::from_secs(20));
@@ -110,20 +195,105 @@ fn readme_commands_exist() {
             })
         })
         .collect();
-    for w in text
-        .split("just ")
-        .skip(1)
-        .filter_map(|r| {
-            r.split(|c: char| !c.is_ascii_lowercase() && c != '-')
-                .next()
-        })
-        .filter(|w| !w.is_empty())
-    {
-        assert!(
-            recipes.contains(&w),
-            "README names `just {w}`, the justfile has {recipes:?}"
-        );
+    for (path, text) in documents() {
+        for w in text
+            .split("just ")
+            .skip(1)
+            .filter_map(|r| {
+                r.split(|c: char| !c.is_ascii_lowercase() && c != '-')
+                    .next()
+            })
+            .filter(|w| !w.is_empty())
+        {
+            assert!(
+                recipes.contains(&w),
+                "{} names `just {w}`, the justfile has {recipes:?}",
+                path.display()
+            );
+        }
     }
+}
+
+/// Every command line the documents give: inline code spans and the lines of fenced blocks
+/// (a shell prompt `$ ` and a trailing `# comment` dropped).
+fn code_lines(text: &str) -> Vec<String> {
+    let inline = prose(text)
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>();
+    let fenced = fenced_lines(text).into_iter().map(|l| {
+        let l = l.trim().trim_start_matches("$ ");
+        l.split(" #").next().unwrap_or(l).trim().to_string()
+    });
+    inline.into_iter().chain(fenced).collect()
+}
+
+/// The `--long` flags in a command line (`[--out DIR]`, `--rate=0` and `--quiet]` included).
+fn flags(line: &str) -> Vec<String> {
+    line.split_whitespace()
+        .map(|w| w.trim_start_matches(['[', '(']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .next()
+                .unwrap_or(w)
+                .to_string()
+        })
+        .filter(|f| f.len() > 2)
+        .collect()
+}
+
+#[test]
+fn documented_flags_exist() {
+    // `--help` of each subcommand, asked once.
+    let mut help: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    let mut checked = 0;
+    for (path, text) in documents() {
+        for line in code_lines(&text) {
+            let Some(rest) = line.strip_prefix("valkey-chaos ") else {
+                continue;
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let Some(sub) = words
+                .first()
+                .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+            else {
+                continue; // `valkey-chaos COMMAND --help`
+            };
+            let mut command = vec![sub.to_string()];
+            if *sub == "plugin" {
+                command.extend(words.get(1).map(|w| w.to_string()));
+            }
+            let text = help.entry(command.clone()).or_insert_with(|| {
+                let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+                args.push("--help");
+                let o = agent(&args, Duration::from_secs(20));
+                assert_eq!(
+                    o.status.code(),
+                    Some(0),
+                    "`valkey-chaos {}`: {}",
+                    args.join(" "),
+                    show(&o)
+                );
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            });
+            for flag in flags(rest) {
+                let known = text
+                    .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                    .any(|w| w == flag);
+                assert!(
+                    known,
+                    "{}: `valkey-chaos {}` has no flag {flag} (in `{line}`):\n{text}",
+                    path.display(),
+                    command.join(" ")
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} flags found in the documents");
 }
 
 /// The `[alias]` table of `.cargo/config.toml`.
@@ -215,8 +385,20 @@ fn quick_start_commands_are_cargo_aliases_of_the_task_runner() {
         assert!(tasks.iter().any(|t| t == task), "{tasks:?}");
     }
 
-    // Every `cargo NAME` the README puts in backticks or a shell block is cargo's own command or
-    // an alias; every `cargo xtask TASK` is a task.
+    for (path, text) in documents() {
+        cargo_mentions_exist(&path, &text, &aliases, &tasks);
+    }
+}
+
+/// Every `cargo NAME` a document puts in backticks or a shell block is cargo's own command or an
+/// alias; every `cargo xtask TASK` is a task.
+fn cargo_mentions_exist(
+    path: &Path,
+    text: &str,
+    aliases: &BTreeMap<String, String>,
+    tasks: &[String],
+) {
+    let doc = path.display();
     let builtin = ["build", "clippy", "fmt", "install", "run", "test"];
     let shell_lines = text
         .lines()
@@ -239,9 +421,9 @@ fn quick_start_commands_are_cargo_aliases_of_the_task_runner() {
         let name = words[1];
         assert!(
             builtin.contains(&name) || aliases.contains_key(name),
-            "README names `cargo {name}`, neither cargo's nor an alias: {aliases:?}"
+            "{doc} names `cargo {name}`, neither cargo's nor an alias: {aliases:?}"
         );
-        let expanded = expand_alias(&aliases, &words[1..]);
+        let expanded = expand_alias(aliases, &words[1..]);
         if expanded.starts_with(&XTASK.map(String::from)) && expanded.len() > XTASK.len() {
             let task = expanded
                 .get(XTASK.len())
@@ -250,7 +432,7 @@ fn quick_start_commands_are_cargo_aliases_of_the_task_runner() {
                 .unwrap_or_else(|| panic!("`{m}` names no task"));
             assert!(
                 ["TASK", "RECIPE", "help"].contains(&task.as_str()) || tasks.contains(task),
-                "README names xtask task {task:?}; the tasks are {tasks:?}"
+                "{doc} names xtask task {task:?}; the tasks are {tasks:?}"
             );
         }
     }
@@ -289,4 +471,117 @@ fn justfile_recipes_call_the_same_xtask_tasks() {
     let mut tasks = tasks;
     tasks.sort();
     assert_eq!(recipes, tasks, "every task has a recipe, and no more");
+}
+
+/// The README stays an overview that fits on a screen or so; the reference lives in docs/.
+#[test]
+fn readme_is_short() {
+    let lines = readme().lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines (at most 250): move reference material to docs/"
+    );
+}
+
+/// GitHub's anchor for a heading: lowercase, punctuation dropped (`_` and `-` kept), spaces as
+/// hyphens; a repeated heading gets `-1`, `-2`, ….
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for line in prose(text).lines() {
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        let Some(title) = line[hashes..]
+            .strip_prefix(' ')
+            .filter(|_| (1..=6).contains(&hashes))
+        else {
+            continue;
+        };
+        let slug: String = title
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '_' || c == '-' => Some(c),
+                _ => None,
+            })
+            .collect();
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
+/// The targets of the inline links `[text](target)` outside code.
+fn link_targets(text: &str) -> Vec<String> {
+    let prose = prose(text);
+    let outside_code: Vec<&str> = prose.split('`').step_by(2).collect();
+    let mut out = vec![];
+    for part in outside_code {
+        for r in part.split("](").skip(1) {
+            if let Some(target) = r.split(')').next() {
+                out.push(target.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_links_resolve() {
+    let root = repo_root();
+    let mut checked = 0;
+    for (path, text) in documents() {
+        let doc = path.display();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+            let resolved = if file.is_empty() {
+                root.join(&path)
+            } else {
+                root.join(path.parent().unwrap_or(Path::new(""))).join(file)
+            };
+            assert!(
+                resolved.exists(),
+                "{doc}: the link ({target}) points at {}, which does not exist",
+                resolved.display()
+            );
+            if !anchor.is_empty() {
+                assert!(
+                    resolved.extension().is_some_and(|x| x == "md"),
+                    "{doc}: the link ({target}) has an anchor into a file that is not markdown"
+                );
+                let headings = anchors(&std::fs::read_to_string(&resolved).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{doc}: the link ({target}) names no heading of {}; its anchors are {headings:?}",
+                    resolved.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} relative links found");
+}
+
+#[test]
+fn anchors_are_githubs() {
+    let text = "# valkey-chaos\n```sh\n# a comment\n```\n## `compat` — what ECHO's clients rely on, on a managed Valkey\n### `type = \"rate_limit\"`\n## Set-up\n## Set-up\n";
+    let want: BTreeSet<String> = [
+        "valkey-chaos",
+        "compat--what-echos-clients-rely-on-on-a-managed-valkey",
+        "type--rate_limit",
+        "set-up",
+        "set-up-1",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(anchors(text), want);
 }

@@ -208,8 +208,8 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
                     "mode = \"external\": the provider's migration is switched by the provider",
                     Some(
                         "remove the switch: stop writes, wait for `valkey-chaos lag` to show the \
-                         last canary, switch in the provider, repoint REDIS_URL (README: Migration \
-                         runbook)"
+                         last canary, switch in the provider, repoint REDIS_URL \
+                         (docs/migration.md: Migration runbook)"
                             .into(),
                     ),
                 );
