@@ -16,20 +16,37 @@ use crate::plan::LockCounter as C;
 /// The lock oracle's findings as the lock workload's counters.
 pub fn findings(entries: &[Entry], clock: Clock, end: u64) -> super::Findings {
     let f = check(entries, clock, end);
+    let o = orphans(entries, clock, end);
+    let mut notes = vec![];
+    if f.worst_overlap_ns > 0 {
+        notes.push(format!(
+            "{} overlapping holds, the worst {:.1} ms",
+            f.violations.len(),
+            f.worst_overlap_ns as f64 / 1e6
+        ));
+    }
+    if let Some(worst) = o.episodes.iter().max_by_key(|e| e.2 - e.1) {
+        notes.push(format!(
+            "{} orphaned lock name(s) (held by nobody, still set: acquirers blocked until the \
+             TTL), {:.1} s blocked in all, the longest {:.1} s on {}",
+            o.episodes.len(),
+            o.blocked_ns() as f64 / 1e9,
+            (worst.2 - worst.1) as f64 / 1e9,
+            worst.0
+        ));
+    }
     super::Findings {
-        note: (f.worst_overlap_ns > 0).then(|| {
-            format!(
-                "{} overlapping holds, the worst {:.1} ms",
-                f.violations.len(),
-                f.worst_overlap_ns as f64 / 1e6
-            )
-        }),
-        levels: vec![(C::Checked.i(), f.holds)],
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        levels: vec![
+            (C::Checked.i(), f.holds),
+            (C::OrphanedMs.i(), o.blocked_ns() / 1_000_000),
+        ],
         uncertain: f.uncertain,
         events: vec![
             (C::Violations.i(), f.violations),
             (C::LostWhileHeld.i(), f.lost),
             (C::FencingViolations.i(), f.fence_regressions),
+            (C::Orphaned.i(), o.episodes.iter().map(|e| e.1).collect()),
         ],
     }
 }
@@ -60,6 +77,110 @@ pub struct Findings {
     pub worst_overlap_ns: u64,
     /// Overlaps shorter than the clock's tolerance (several hosts): not counted, not excluded.
     pub uncertain: u64,
+}
+
+/// Orphaned names: episodes of acquirers blocked by a key none of the run's commands explains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// `(name, from, to)` on the clock used: from the last explained end of the key (the release
+    /// the server forgot) to the next grant of the name, or the end of the history.
+    pub episodes: Vec<(String, u64, u64)>,
+}
+
+impl Orphans {
+    /// Nanoseconds acquirers were blocked, over every episode.
+    pub fn blocked_ns(&self) -> u64 {
+        self.episodes.iter().map(|e| e.2.saturating_sub(e.1)).sum()
+    }
+}
+
+/// When a name's key may have existed because of the run's own commands: `[from, to]`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: u64,
+    to: u64,
+}
+
+/// Find orphaned names. Needs the failed acquires (`acquire` `fail` entries, with `sent`): a
+/// history without them finds none. `end` closes an episode that never ended.
+pub fn orphans(entries: &[Entry], clock: Clock, end: u64) -> Orphans {
+    let tol = clock.tolerance();
+    let mut sorted: Vec<&Entry> = entries.iter().filter(|e| e.key.is_some()).collect();
+    sorted.sort_by_key(|e| (clock.at(e), e.kind == Type::Invoke));
+    // Per name: spans the run's commands explain, grant times, failed attempts.
+    let mut spans: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
+    let mut grants: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut failed: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut open: HashMap<(&str, &str), usize> = HashMap::new();
+    for e in sorted {
+        let key = e.key.as_deref().unwrap_or_default();
+        let at = clock.at(e);
+        let sent = e.sent.map_or(at, |s| clock.related(e, s));
+        let who = (e.process.as_str(), key);
+        let v = spans.entry(key).or_default();
+        match (e.f.as_str(), e.kind) {
+            ("acquire", Type::Ok) => {
+                // Set somewhere in [sent, at]; there until its release is answered.
+                open.insert(who, v.len());
+                v.push(Span {
+                    from: sent,
+                    to: u64::MAX,
+                });
+                grants.entry(key).or_default().push(at);
+            }
+            ("release", Type::Ok) => {
+                if let Some(i) = open.remove(&who) {
+                    v[i].to = at;
+                }
+            }
+            // A release whose reply was lost leaves its span open: the key may still be there.
+            ("release", Type::Info) => {
+                open.remove(&who);
+            }
+            // An acquire whose reply was lost may have set the key: until its TTL.
+            ("acquire", Type::Info) => v.push(Span {
+                from: sent,
+                to: e
+                    .ttl_ms
+                    .map_or(u64::MAX, |t| at.saturating_add(t.saturating_mul(1_000_000))),
+            }),
+            ("acquire", Type::Fail) => failed.entry(key).or_default().push((sent, at)),
+            _ => {}
+        }
+    }
+    let mut out = Orphans::default();
+    for (key, fails) in failed {
+        let mut v = spans.remove(key).unwrap_or_default();
+        v.sort_by_key(|s| s.from);
+        // The latest end of any span starting at or before each one.
+        let reach: Vec<u64> = v
+            .iter()
+            .scan(0u64, |m, s| {
+                *m = (*m).max(s.to);
+                Some(*m)
+            })
+            .collect();
+        let g = grants.get(key).cloned().unwrap_or_default();
+        for (sent, at) in fails {
+            // Spans that started before the attempt was answered; explained if one still held.
+            let n = v.partition_point(|s| s.from <= at.saturating_add(tol));
+            if n > 0 && reach[n - 1].saturating_add(tol) >= sent {
+                continue;
+            }
+            let from = v[..n]
+                .iter()
+                .map(|s| s.to)
+                .filter(|t| *t < sent)
+                .max()
+                .unwrap_or(sent);
+            let to = g.iter().copied().find(|t| *t > at).unwrap_or(end);
+            match out.episodes.last_mut() {
+                Some(last) if last.0 == key && last.1 == from => last.2 = last.2.max(to),
+                _ => out.episodes.push((key.to_string(), from, to)),
+            }
+        }
+    }
+    out
 }
 
 /// Check the lock histories (any number of agents). `end` closes holds never released (the run
@@ -204,6 +325,103 @@ mod tests {
         let f = check(&h, Clock::Wall { tolerance_ns: 6 }, 100);
         assert!(f.violations.is_empty());
         assert_eq!(f.uncertain, 1);
+    }
+
+    fn sent(mut x: Entry, sent: u64) -> Entry {
+        x.sent = Some(sent);
+        x
+    }
+
+    fn released(x: Entry, value: i64) -> Entry {
+        let mut x = x;
+        x.value = Some(value.into());
+        x
+    }
+
+    /// `check(history, expected episodes)` for the orphan rule.
+    fn orphan_case(h: Vec<Entry>, want: &[(&str, u64, u64)]) {
+        let got = orphans(&h, Clock::Mono, 1000);
+        let want: Vec<(String, u64, u64)> =
+            want.iter().map(|w| (w.0.to_string(), w.1, w.2)).collect();
+        assert_eq!(got.episodes, want);
+    }
+
+    #[test]
+    fn orphaned_names() {
+        use Type::*;
+        // Contention: b fails while a holds k; no orphan.
+        orphan_case(
+            vec![
+                sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                sent(e(Fail, "acquire", "b/1", "k", 15, None), 14),
+                e(Invoke, "release", "a/1", "k", 20, None),
+                released(e(Ok, "release", "a/1", "k", 22, None), 1),
+                sent(e(Ok, "acquire", "b/1", "k", 25, None), 24),
+            ],
+            &[],
+        );
+        // A failed attempt sent before the release was answered: the key may still have been
+        // a's (the DEL had not run yet); no orphan.
+        orphan_case(
+            vec![
+                sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                e(Invoke, "release", "a/1", "k", 20, None),
+                sent(e(Fail, "acquire", "b/1", "k", 23, None), 21),
+                released(e(Ok, "release", "a/1", "k", 22, None), 1),
+            ],
+            &[],
+        );
+        // A grant sent before the failed attempt was answered explains it (its reply was still on
+        // the way); no orphan.
+        orphan_case(
+            vec![
+                sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                released(e(Ok, "release", "a/1", "k", 22, None), 1),
+                sent(e(Fail, "acquire", "b/1", "k", 31, None), 30),
+                sent(e(Ok, "acquire", "c/1", "k", 33, None), 29),
+            ],
+            &[],
+        );
+        // The release was answered, yet attempts after it fail until the TTL ends at 500: the
+        // server forgot the release (a failover). Blocked from the release to the next grant.
+        orphan_case(
+            vec![
+                sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                released(e(Ok, "release", "a/1", "k", 22, None), 1),
+                sent(e(Fail, "acquire", "b/1", "k", 60, None), 50),
+                sent(e(Fail, "acquire", "c/1", "k", 300, None), 290),
+                sent(e(Ok, "acquire", "b/1", "k", 505, None), 501),
+            ],
+            &[("k", 22, 505)],
+        );
+        // Never granted again: blocked until the end of the history.
+        orphan_case(
+            vec![
+                sent(e(Ok, "acquire", "a/1", "j", 10, None), 9),
+                released(e(Ok, "release", "a/1", "j", 22, None), 1),
+                sent(e(Fail, "acquire", "b/1", "j", 60, None), 50),
+            ],
+            &[("j", 22, 1000)],
+        );
+        // A release whose reply was lost, or an acquire whose reply was lost, may have left the
+        // key there: not an orphan (the client saw an error).
+        orphan_case(
+            vec![
+                sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                e(Info, "release", "a/1", "k", 22, None),
+                sent(e(Fail, "acquire", "b/1", "k", 60, None), 50),
+                sent(e(Info, "acquire", "c/1", "m", 70, None), 65),
+                sent(e(Fail, "acquire", "b/1", "m", 90, None), 80),
+            ],
+            &[],
+        );
+        // ... but only until that acquire's TTL.
+        let mut amb = sent(e(Info, "acquire", "c/1", "m", 70, None), 65);
+        amb.ttl_ms = Some(0);
+        orphan_case(
+            vec![amb, sent(e(Fail, "acquire", "b/1", "m", 90, None), 80)],
+            &[("m", 70, 1000)],
+        );
     }
 
     #[test]

@@ -243,6 +243,8 @@ counters! {
         FairnessMax = ("fairness_max", Max, "most grants of any client"),
         ClientsServed = ("clients_served", Total, "clients granted at least once"),
         Checked = ("checked", Checked, "holds the checker judged", covers = "acquired"),
+        Orphaned = ("orphaned", Total, "names held by nobody but still set (a release the server forgot): acquirers blocked until the TTL"),
+        OrphanedMs = ("orphaned_ms", Total, "how long acquirers were blocked by orphaned names (ms)"),
     }
 }
 
