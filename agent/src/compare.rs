@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::Plan;
 use crate::report::{fmt_count, fmt_us};
 use crate::run::{RunError, RunOptions, TargetChoice};
-use crate::summary::RunSummary;
+use crate::summary::{OpSummary, RunSummary};
 
 /// Which server a side runs against.
 #[derive(Debug, Clone)]
@@ -154,28 +154,14 @@ pub fn render(b: &RunSummary, c: &RunSummary) -> String {
         o,
         "one after the other, same seed; cand/base above 1.00x: higher latency or rate on the candidate"
     );
-    let mut keys: Vec<(String, String)> = b
-        .ops
-        .iter()
-        .map(|x| (x.workload.clone(), x.op.clone()))
-        .collect();
-    for x in &c.ops {
-        let k = (x.workload.clone(), x.op.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
-        }
-    }
-    let mut counters: Vec<(String, String)> = b
-        .counters
-        .iter()
-        .map(|x| (x.workload.clone(), x.name.clone()))
-        .collect();
-    for x in &c.counters {
-        let k = (x.workload.clone(), x.name.clone());
-        if !counters.contains(&k) {
-            counters.push(k);
-        }
-    }
+    let keys = union(
+        b.ops.iter().map(|x| (&x.workload, &x.op)),
+        c.ops.iter().map(|x| (&x.workload, &x.op)),
+    );
+    let counters = union(
+        b.counters.iter().map(|x| (&x.workload, &x.name)),
+        c.counters.iter().map(|x| (&x.workload, &x.name)),
+    );
     // Label column: wide enough for every `workload.op` and `workload.counter`.
     let w = keys
         .iter()
@@ -184,92 +170,133 @@ pub fn render(b: &RunSummary, c: &RunSummary) -> String {
         .max()
         .unwrap_or(0)
         .max(22);
-    let wh = w + 2;
-    let head = |o: &mut String, title: &str| {
-        let _ = writeln!(
-            o,
-            "\n{:<wh$} {:>12} {:>12} {:>10}",
-            title, "baseline", "candidate", "cand/base"
-        );
-    };
     for (wl, op) in &keys {
-        let bo = b.op(wl, op);
-        let co = c.op(wl, op);
-        head(&mut o, &format!("{wl}.{op}"));
-        let rate = |x: Option<&crate::summary::OpSummary>| x.map(|x| x.rate_per_sec);
-        let (br, cr) = (rate(bo), rate(co));
-        let cell =
-            |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            o,
-            "  {:<w$} {:>12} {:>12} {:>10}",
-            "ops/s",
-            cell(br, &|v| format!("{v:.1}")),
-            cell(cr, &|v| format!("{v:.1}")),
-            ratio(br.unwrap_or(0.0), cr.unwrap_or(f64::NAN))
-        );
-        type Pick = fn(&crate::metrics::LatencyStats) -> u64;
-        let picks: [(&str, Pick); 3] = [
-            ("p50", |l| l.p50),
-            ("p99", |l| l.p99),
-            ("p99.9", |l| l.p999),
-        ];
-        for (name, pick) in picks {
-            let lat = |x: Option<&crate::summary::OpSummary>| {
-                x.filter(|x| x.ok > 0).map(|x| pick(&x.latency_us) as f64)
-            };
-            let (bl, cl) = (lat(bo), lat(co));
-            let _ = writeln!(
-                o,
-                "  {:<w$} {:>12} {:>12} {:>10}",
-                name,
-                cell(bl, &fmt_us),
-                cell(cl, &fmt_us),
-                ratio(bl.unwrap_or(0.0), cl.unwrap_or(f64::NAN))
-            );
-        }
-        let errs = |x: Option<&crate::summary::OpSummary>| x.map(|x| x.errors as f64);
-        let _ = writeln!(
-            o,
-            "  {:<w$} {:>12} {:>12}",
-            "errors",
-            cell(errs(bo), &num),
-            cell(errs(co), &num)
-        );
+        op_rows(&mut o, w, wl, op, b.op(wl, op), c.op(wl, op));
     }
     if !counters.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n{:<wh$} {:>12} {:>12}",
-            "counters", "baseline", "candidate"
-        );
-        for (wl, n) in &counters {
-            let cell = |s: &RunSummary| s.counter(wl, n).map(num).unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                o,
-                "  {:<w$} {:>12} {:>12}",
-                format!("{wl}.{n}"),
-                cell(b),
-                cell(c)
-            );
-        }
+        counter_rows(&mut o, w, &counters, b, c);
     }
     let _ = writeln!(o);
     for (label, s) in [("baseline", b), ("candidate", c)] {
-        let failed: Vec<String> = s
-            .checks
-            .iter()
-            .filter(|k| !k.passed)
-            .map(|k| format!("{} {} (got {})", k.metric, k.condition, k.shown))
-            .chain(s.heal_failures.iter().map(|h| format!("heal failed: {h}")))
-            .collect();
-        if failed.is_empty() {
-            let _ = writeln!(o, "{label:<10} {} ({} checks)", s.verdict, s.checks.len());
-        } else {
-            let _ = writeln!(o, "{label:<10} {}: {}", s.verdict, failed.join("; "));
-        }
+        verdict_line(&mut o, label, s);
     }
     o
+}
+
+/// The baseline's `(workload, name)` pairs in order, then the candidate's that are new.
+fn union<'a>(
+    b: impl Iterator<Item = (&'a String, &'a String)>,
+    c: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = b.map(|(w, n)| (w.clone(), n.clone())).collect();
+    for (w, n) in c {
+        let k = (w.clone(), n.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// One operation's block: ops/s, latency percentiles with ratios, errors. `w` is the label
+/// column's width.
+fn op_rows(
+    o: &mut String,
+    w: usize,
+    wl: &str,
+    op: &str,
+    bo: Option<&OpSummary>,
+    co: Option<&OpSummary>,
+) {
+    let wh = w + 2;
+    let _ = writeln!(
+        o,
+        "\n{:<wh$} {:>12} {:>12} {:>10}",
+        format!("{wl}.{op}"),
+        "baseline",
+        "candidate",
+        "cand/base"
+    );
+    let rate = |x: Option<&OpSummary>| x.map(|x| x.rate_per_sec);
+    let (br, cr) = (rate(bo), rate(co));
+    let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        o,
+        "  {:<w$} {:>12} {:>12} {:>10}",
+        "ops/s",
+        cell(br, &|v| format!("{v:.1}")),
+        cell(cr, &|v| format!("{v:.1}")),
+        ratio(br.unwrap_or(0.0), cr.unwrap_or(f64::NAN))
+    );
+    type Pick = fn(&crate::metrics::LatencyStats) -> u64;
+    let picks: [(&str, Pick); 3] = [
+        ("p50", |l| l.p50),
+        ("p99", |l| l.p99),
+        ("p99.9", |l| l.p999),
+    ];
+    for (name, pick) in picks {
+        let lat =
+            |x: Option<&OpSummary>| x.filter(|x| x.ok > 0).map(|x| pick(&x.latency_us) as f64);
+        let (bl, cl) = (lat(bo), lat(co));
+        let _ = writeln!(
+            o,
+            "  {:<w$} {:>12} {:>12} {:>10}",
+            name,
+            cell(bl, &fmt_us),
+            cell(cl, &fmt_us),
+            ratio(bl.unwrap_or(0.0), cl.unwrap_or(f64::NAN))
+        );
+    }
+    let errs = |x: Option<&OpSummary>| x.map(|x| x.errors as f64);
+    let _ = writeln!(
+        o,
+        "  {:<w$} {:>12} {:>12}",
+        "errors",
+        cell(errs(bo), &num),
+        cell(errs(co), &num)
+    );
+}
+
+/// The counters of both sides, one row each.
+fn counter_rows(
+    o: &mut String,
+    w: usize,
+    counters: &[(String, String)],
+    b: &RunSummary,
+    c: &RunSummary,
+) {
+    let wh = w + 2;
+    let _ = writeln!(
+        o,
+        "\n{:<wh$} {:>12} {:>12}",
+        "counters", "baseline", "candidate"
+    );
+    for (wl, n) in counters {
+        let cell = |s: &RunSummary| s.counter(wl, n).map(num).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "  {:<w$} {:>12} {:>12}",
+            format!("{wl}.{n}"),
+            cell(b),
+            cell(c)
+        );
+    }
+}
+
+/// A side's verdict, with its failed checks and heals when there are any.
+fn verdict_line(o: &mut String, label: &str, s: &RunSummary) {
+    let failed: Vec<String> = s
+        .checks
+        .iter()
+        .filter(|k| !k.passed)
+        .map(|k| format!("{} {} (got {})", k.metric, k.condition, k.shown))
+        .chain(s.heal_failures.iter().map(|h| format!("heal failed: {h}")))
+        .collect();
+    if failed.is_empty() {
+        let _ = writeln!(o, "{label:<10} {} ({} checks)", s.verdict, s.checks.len());
+    } else {
+        let _ = writeln!(o, "{label:<10} {}: {}", s.verdict, failed.join("; "));
+    }
 }
 
 /// Write `DIR/baseline/…`, `DIR/candidate/…` (each a normal run output) and `DIR/compare.txt`.

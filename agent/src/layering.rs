@@ -10,6 +10,9 @@
 //!   `fault`, `scenario`);
 //! - `workload`, `fault`, `plugin` act on servers (never `run`);
 //! - `run`, `merge`, `compat`, `compare`, `bench`, `cli` sit on top.
+//!
+//! The same source check keeps functions short: no function outside `#[cfg(test)]` code is longer
+//! than [`MAX_FN_LINES`] (see [`long_functions`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -190,6 +193,165 @@ pub fn violations(src: &Path) -> Vec<String> {
     out
 }
 
+/// The longest a function in the agent's source (outside `#[cfg(test)]` code) may be, counted
+/// from its `fn` line to its closing brace: a longer one is split into named pieces.
+pub const MAX_FN_LINES: usize = 120;
+
+/// Functions over [`MAX_FN_LINES`] that other work in progress is splitting, as (file under
+/// `src`, fn name). This list must only shrink: never add an entry, remove each one as its
+/// function is split (`functions_are_short` fails on an entry that is no longer needed).
+const LONG_FN_ALLOWED: &[(&str, &str)] = &[
+    ("fault/env.rs", "prepare"),
+    ("fault/timeline.rs", "run_occurrence"),
+    ("run/barrier.rs", "meet"),
+    ("workload/dramatiq/mod.rs", "consumer"),
+    ("workload/dramatiq/mod.rs", "finish"),
+    ("workload/dramatiq/mod.rs", "handle"),
+    ("workload/lock.rs", "client"),
+    ("workload/plugin.rs", "vu"),
+    ("workload/rate_limit.rs", "attempt"),
+];
+
+/// A function longer than the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongFn {
+    /// The file, relative to `src`, with `/` separators.
+    pub file: String,
+    /// 1-based line of the `fn`.
+    pub line: usize,
+    pub name: String,
+    pub lines: usize,
+}
+
+impl std::fmt::Display for LongFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{} fn {} ({} lines)",
+            self.file, self.line, self.name, self.lines
+        )
+    }
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The name of the function a line starts, if it does: `[pub[(…)]] [const] [async] [unsafe]
+/// [extern "…"] fn name`.
+fn fn_name(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    if let Some(r) = rest.strip_prefix("pub") {
+        rest = match r.strip_prefix('(') {
+            Some(r) => r.split_once(')')?.1,
+            None => r,
+        }
+        .trim_start();
+    }
+    for q in ["const ", "async ", "unsafe "] {
+        rest = rest.strip_prefix(q).unwrap_or(rest).trim_start();
+    }
+    if let Some(r) = rest.strip_prefix("extern ") {
+        let r = r.trim_start();
+        rest = match r.strip_prefix('"') {
+            Some(r) => r.split_once('"')?.1.trim_start(),
+            None => r,
+        };
+    }
+    let rest = rest.strip_prefix("fn ")?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|n| !n.is_empty())
+}
+
+/// The line (index) that closes the item opened at `start`: the first line after it at the same
+/// indentation that starts with `}` (rustfmt's layout). `None` for an item that ends with `;`
+/// before any body opens (a declaration), or when no such line follows.
+fn item_end(lines: &[&str], start: usize) -> Option<usize> {
+    let ind = indent(lines[start]);
+    let mut j = start;
+    loop {
+        let t = lines.get(j)?.split("//").next().unwrap_or("").trim_end();
+        if t.ends_with('{') {
+            break;
+        }
+        if t.ends_with(';') {
+            return None;
+        }
+        // A body on the signature's last line: `fn f() {}`.
+        if t.ends_with('}') && t.contains('{') {
+            return Some(j);
+        }
+        j += 1;
+    }
+    (j + 1..lines.len())
+        .find(|&k| indent(lines[k]) == ind && lines[k].trim_start().starts_with('}'))
+}
+
+/// Every function longer than `max` lines in one file's text, outside `#[cfg(test)]` items, as
+/// `(line, name, length)`.
+fn long_fns_in(text: &str, max: usize) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < lines.len() {
+        let t = lines[i].trim_start();
+        if t.starts_with("#[cfg(test)]") {
+            // Skip the item the attribute is on (after any further attributes).
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].trim_start().starts_with("#[") {
+                j += 1;
+            }
+            i = match (j < lines.len()).then(|| item_end(&lines, j)) {
+                Some(Some(end)) => end + 1,
+                _ => j + 1,
+            };
+            continue;
+        }
+        if let Some(name) = fn_name(lines[i]) {
+            if let Some(end) = item_end(&lines, i) {
+                let n = end - i + 1;
+                if n > max {
+                    out.push((i + 1, name.to_string(), n));
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Every function in the agent's source longer than `max` lines (`layering.rs`, test-only, is
+/// not looked at), in file order.
+pub fn long_functions(src: &Path, max: usize) -> Vec<LongFn> {
+    let mut files = vec![];
+    rs_files(src, &mut files);
+    files.sort();
+    let mut out = vec![];
+    for f in files {
+        let rel = f.strip_prefix(src).expect("under src");
+        let file = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if file == "layering.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("read source file");
+        for (line, name, lines) in long_fns_in(&text, max) {
+            out.push(LongFn {
+                file: file.clone(),
+                line,
+                name,
+                lines,
+            });
+        }
+    }
+    out
+}
+
 #[test]
 fn modules_import_only_layers_below_them() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -218,6 +380,75 @@ fn the_checker_sees_a_violation() {
         vec![
             "plan/mod.rs:3: `plan` imports `run`".to_string(),
             "scenario.rs:1: `scenario` imports `valkey::conn`".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn functions_are_short() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let long = long_functions(&src, MAX_FN_LINES);
+    let allowed = |l: &LongFn| LONG_FN_ALLOWED.contains(&(l.file.as_str(), l.name.as_str()));
+    let offenders: Vec<String> = long
+        .iter()
+        .filter(|l| !allowed(l))
+        .map(|l| l.to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "functions longer than {MAX_FN_LINES} lines (split them into named pieces):\n{}",
+        offenders.join("\n")
+    );
+    let stale: Vec<String> = LONG_FN_ALLOWED
+        .iter()
+        .filter(|(file, name)| !long.iter().any(|l| l.file == *file && l.name == *name))
+        .map(|(file, name)| format!("({file:?}, {name:?})"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "no longer over {MAX_FN_LINES} lines: remove from LONG_FN_ALLOWED:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_sees_a_long_function() {
+    let body = |n: usize| vec!["    let _ = 1;"; n];
+    let mut lines = vec!["pub(crate) async fn planted(", "    a: u32,", ") -> u32 {"];
+    lines.extend(body(10));
+    lines.extend(["    a", "}", "fn short() {}", "fn decl();", "impl X {"]);
+    lines.push("    fn at_limit() {");
+    lines.extend(body(8));
+    lines.extend([
+        "    }",
+        "}",
+        "#[cfg(test)]",
+        "#[allow(unused)]",
+        "mod tests {",
+    ]);
+    lines.push("    fn long_test() {");
+    lines.extend(body(30));
+    lines.extend(["    }", "}", "/// after the tests", "fn late() {"]);
+    lines.extend(body(11));
+    lines.push("}");
+    let text = lines.join("\n");
+    // planted: lines 1..=15; at_limit: 10 lines (not over); long_test: test code; late: lines
+    // 67..=79, after the tests.
+    assert_eq!(
+        long_fns_in(&text, 10),
+        vec![(1, "planted".to_string(), 15), (67, "late".to_string(), 13)]
+    );
+    let dir = std::env::temp_dir().join(format!("vc-fnlen-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    std::fs::write(dir.join("run/mod.rs"), &text).unwrap();
+    let long = long_functions(&dir, 10);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let shown: Vec<String> = long.iter().map(|l| l.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "run/mod.rs:1 fn planted (15 lines)".to_string(),
+            "run/mod.rs:67 fn late (13 lines)".to_string(),
         ]
     );
 }

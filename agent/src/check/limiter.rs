@@ -79,6 +79,38 @@ pub fn check(entries: &[Entry], cfg: &Config, clock: Clock) -> Findings {
     let tol = clock.tolerance();
     let limit = cfg.limit as usize;
     let mut f = Findings::default();
+    let mut per_key = admissions(entries, clock, &mut f);
+    if cfg.limiter == "dramatiq-concurrent" {
+        return concurrent(entries, cfg, clock, f);
+    }
+    for v in per_key.values_mut() {
+        v.sort_by_key(|a| a.sent);
+        match cfg.limiter.as_str() {
+            "fixed-window" | "check-then-incr" => fixed_window(v, limit, tol, &mut f),
+            "sliding-log" => sliding_log(v, limit, cfg.window_ms, &mut f),
+            "dramatiq-bucket" => {
+                let mut per: HashMap<i64, usize> = HashMap::new();
+                for x in v.iter() {
+                    *per.entry(x.count).or_default() += 1;
+                    if per[&x.count] > limit {
+                        f.overshoot.push(x.recv);
+                    }
+                }
+                f.checked += v.len() as u64;
+            }
+            "dramatiq-window" => dramatiq_window(v, limit, cfg.window_ms, &mut f),
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Successful admissions per limiter key, counted in `f.admitted`.
+fn admissions<'e>(
+    entries: &'e [Entry],
+    clock: Clock,
+    f: &mut Findings,
+) -> BTreeMap<&'e str, Vec<Adm>> {
     let mut per_key: BTreeMap<&str, Vec<Adm>> = BTreeMap::new();
     for e in entries
         .iter()
@@ -99,113 +131,102 @@ pub fn check(entries: &[Entry], cfg: &Config, clock: Clock) -> Findings {
             recv_second: (e.wall / 1_000_000_000) as i64,
         });
     }
-    if cfg.limiter == "dramatiq-concurrent" {
-        return concurrent(entries, cfg, clock, f);
+    per_key
+}
+
+/// `fixed-window` / `check-then-incr` on one key's admissions, sorted by send time: each
+/// creator's window holds at most `limit` of the admissions certainly inside it, and no `INCR`
+/// counts past `limit`.
+fn fixed_window(v: &[Adm], limit: usize, tol: u64, f: &mut Findings) {
+    let mut judged = vec![false; v.len()];
+    let mut next_from: Option<u64> = None;
+    for (i, a) in v.iter().enumerate().filter(|(_, a)| a.count == 1) {
+        let Some((exp_sent, ttl)) = a.expire else {
+            continue;
+        };
+        if next_from.is_some_and(|t| a.sent < t) {
+            continue;
+        }
+        let start = a.recv + tol;
+        let end = (exp_sent + ttl * 1_000_000).saturating_sub(tol);
+        judged[i] = true;
+        let inside: Vec<usize> = v
+            .iter()
+            .enumerate()
+            .filter(|(j, x)| *j != i && x.sent >= start && x.recv <= end)
+            .map(|(j, _)| j)
+            .collect();
+        for j in &inside {
+            judged[*j] = true;
+        }
+        // The creator plus everything certainly inside its window.
+        let n = 1 + inside.len();
+        if n > limit {
+            let mut times: Vec<u64> = inside.iter().map(|j| v[*j].recv).collect();
+            times.sort_unstable();
+            f.overshoot
+                .extend(times.into_iter().skip(limit.saturating_sub(1)));
+        }
+        next_from = Some(end);
     }
-    for v in per_key.values_mut() {
-        v.sort_by_key(|a| a.sent);
-        match cfg.limiter.as_str() {
-            "fixed-window" | "check-then-incr" => {
-                let mut judged = vec![false; v.len()];
-                let mut next_from: Option<u64> = None;
-                for (i, a) in v.iter().enumerate().filter(|(_, a)| a.count == 1) {
-                    let Some((exp_sent, ttl)) = a.expire else {
-                        continue;
-                    };
-                    if next_from.is_some_and(|t| a.sent < t) {
-                        continue;
-                    }
-                    let start = a.recv + tol;
-                    let end = (exp_sent + ttl * 1_000_000).saturating_sub(tol);
-                    judged[i] = true;
-                    let inside: Vec<usize> = v
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, x)| *j != i && x.sent >= start && x.recv <= end)
-                        .map(|(j, _)| j)
-                        .collect();
-                    for j in &inside {
-                        judged[*j] = true;
-                    }
-                    // The creator plus everything certainly inside its window.
-                    let n = 1 + inside.len();
-                    if n > limit {
-                        let mut times: Vec<u64> = inside.iter().map(|j| v[*j].recv).collect();
-                        times.sort_unstable();
-                        f.overshoot
-                            .extend(times.into_iter().skip(limit.saturating_sub(1)));
-                    }
-                    next_from = Some(end);
-                }
-                // Needing no timing at all: an INCR that counted past the limit was admitted
-                // over it.
-                let past: Vec<u64> = v
-                    .iter()
-                    .filter(|x| x.count > limit as i64)
-                    .map(|x| x.recv)
-                    .collect();
-                for (i, x) in v.iter().enumerate() {
-                    if x.count > limit as i64 {
-                        judged[i] = true;
-                    }
-                }
-                if past.len() > f.overshoot.len() {
-                    f.overshoot = past;
-                }
-                f.checked += judged.iter().filter(|j| **j).count() as u64;
-            }
-            "sliding-log" => {
-                let mut ts: Vec<i64> = v.iter().map(|x| x.count).collect();
-                ts.sort_unstable();
-                let w = (cfg.window_ms * 1000) as i64;
-                let mut lo = 0;
-                for hi in 0..ts.len() {
-                    while ts[lo] <= ts[hi] - w {
-                        lo += 1;
-                    }
-                    if hi - lo + 1 > limit {
-                        f.overshoot.push(v[hi].recv);
-                    }
-                }
-                f.checked += ts.len() as u64;
-            }
-            "dramatiq-bucket" => {
-                let mut per: HashMap<i64, usize> = HashMap::new();
-                for x in v.iter() {
-                    *per.entry(x.count).or_default() += 1;
-                    if per[&x.count] > limit {
-                        f.overshoot.push(x.recv);
-                    }
-                }
-                f.checked += v.len() as u64;
-            }
-            "dramatiq-window" => {
-                // The client computes its second before it sends. An admission answered in a
-                // later second than the one it computed is judged nowhere, by Dramatiq's own
-                // races at a boundary: executed after the next second's checks, it was not seen
-                // by them; executed a second or more late, it may have found the oldest bucket
-                // of its own window expired (the keys live one window from their last write)
-                // and counted without it. Every other admission is certainly inside each
-                // window that holds its second: at most `limit` per window.
-                let w = (cfg.window_ms / 1000).max(1) as i64;
-                let mut per: HashMap<i64, usize> = HashMap::new();
-                let mut judged = 0;
-                for x in v.iter().filter(|x| x.recv_second <= x.count) {
-                    *per.entry(x.count).or_default() += 1;
-                    judged += 1;
-                }
-                let mut worst = 0;
-                for t in per.keys() {
-                    let n: usize = (0..w).filter_map(|i| per.get(&(t - i))).sum();
-                    worst = worst.max(n.saturating_sub(limit));
-                }
-                f.overshoot.extend(v.iter().take(worst).map(|x| x.recv));
-                f.checked += judged;
-            }
-            _ => {}
+    // Needing no timing at all: an INCR that counted past the limit was admitted
+    // over it.
+    let past: Vec<u64> = v
+        .iter()
+        .filter(|x| x.count > limit as i64)
+        .map(|x| x.recv)
+        .collect();
+    for (i, x) in v.iter().enumerate() {
+        if x.count > limit as i64 {
+            judged[i] = true;
         }
     }
-    f
+    if past.len() > f.overshoot.len() {
+        f.overshoot = past;
+    }
+    f.checked += judged.iter().filter(|j| **j).count() as u64;
+}
+
+/// `sliding-log` on one key: any `window_ms` of server timestamps holds at most `limit`.
+fn sliding_log(v: &[Adm], limit: usize, window_ms: u64, f: &mut Findings) {
+    let mut ts: Vec<i64> = v.iter().map(|x| x.count).collect();
+    ts.sort_unstable();
+    let w = (window_ms * 1000) as i64;
+    let mut lo = 0;
+    for hi in 0..ts.len() {
+        while ts[lo] <= ts[hi] - w {
+            lo += 1;
+        }
+        if hi - lo + 1 > limit {
+            f.overshoot.push(v[hi].recv);
+        }
+    }
+    f.checked += ts.len() as u64;
+}
+
+/// `dramatiq-window` on one key: at most `limit` per window of client-computed seconds.
+fn dramatiq_window(v: &[Adm], limit: usize, window_ms: u64, f: &mut Findings) {
+    // The client computes its second before it sends. An admission answered in a
+    // later second than the one it computed is judged nowhere, by Dramatiq's own
+    // races at a boundary: executed after the next second's checks, it was not seen
+    // by them; executed a second or more late, it may have found the oldest bucket
+    // of its own window expired (the keys live one window from their last write)
+    // and counted without it. Every other admission is certainly inside each
+    // window that holds its second: at most `limit` per window.
+    let w = (window_ms / 1000).max(1) as i64;
+    let mut per: HashMap<i64, usize> = HashMap::new();
+    let mut judged = 0;
+    for x in v.iter().filter(|x| x.recv_second <= x.count) {
+        *per.entry(x.count).or_default() += 1;
+        judged += 1;
+    }
+    let mut worst = 0;
+    for t in per.keys() {
+        let n: usize = (0..w).filter_map(|i| per.get(&(t - i))).sum();
+        worst = worst.max(n.saturating_sub(limit));
+    }
+    f.overshoot.extend(v.iter().take(worst).map(|x| x.recv));
+    f.checked += judged;
 }
 
 /// Holds of a concurrency limiter never exceed `limit` at once.

@@ -292,6 +292,89 @@ pub struct Server {
     pub port: u16,
 }
 
+/// The endpoint as a URL: `None` when it is empty or `OTEL_SDK_DISABLED=true`; `host:port` means
+/// plain http, as collectors listen by default.
+fn endpoint_url(endpoint: &str) -> Option<String> {
+    let endpoint = Some(endpoint.trim()).filter(|s| !s.is_empty())?;
+    if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    Some(if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    })
+}
+
+/// The run's root span, started at time zero (`at`, on the wall clock).
+fn root_span(tracer: &SdkTracer, plan: &Plan, run_id: String, at: SystemTime) -> Context {
+    let root_span = tracer
+        .span_builder(format!("run {}", plan.name))
+        .with_kind(SpanKind::Internal)
+        .with_start_time(at)
+        .with_attributes([
+            KeyValue::new("valkey_chaos.scenario", plan.name.clone()),
+            KeyValue::new("valkey_chaos.run_id", run_id),
+            KeyValue::new("valkey_chaos.seed", plan.seed.to_string()),
+        ])
+        .start(tracer);
+    Context::new().with_span(root_span)
+}
+
+impl Instruments {
+    /// The fixed instruments; counters and gauges are made as workloads report them.
+    fn new(meter: Meter) -> Instruments {
+        Instruments {
+            duration: meter
+                .f64_histogram(DURATION)
+                .with_unit("s")
+                .with_description(
+                    "Latency of successful operations from their intended start (coordinated-omission corrected)",
+                )
+                .build(),
+            operations: meter
+                .u64_counter("valkey_chaos_operations_total")
+                .with_description("Completed operations by outcome (ok, error)")
+                .build(),
+            errors: meter
+                .u64_counter("valkey_chaos_errors_total")
+                .with_description("Failed operations by error kind")
+                .build(),
+            counters: HashMap::new(),
+            gauges: HashMap::new(),
+            meter,
+        }
+    }
+}
+
+/// Give every workload a sampler feeding a task that turns the samples into spans under
+/// `root`; the token stops the task.
+fn spawn_op_spans(
+    sample: f64,
+    collector: &Collector,
+    dropped: &Arc<AtomicU64>,
+    tracer: &SdkTracer,
+    root: &Context,
+    clock: Clock,
+    server: Server,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(OP_QUEUE);
+    for (i, m) in collector.workloads.iter().enumerate() {
+        m.set_sampler(OpSampler::new(i, sample, tx.clone(), dropped.clone()));
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(op_spans(OpSpans {
+        rx,
+        stop: stop.clone(),
+        tracer: tracer.clone(),
+        root: root.clone(),
+        clock,
+        workloads: collector.workloads.clone(),
+        server,
+    }));
+    (stop, task)
+}
+
 impl Exporter {
     /// Start exporting to `opts.endpoint`; `None` when it is empty, when the SDK is disabled,
     /// or when the exporter cannot be built (a warning says why; the run goes on).
@@ -303,16 +386,7 @@ impl Exporter {
         start: Instant,
         run_key: Option<&str>,
     ) -> Option<Exporter> {
-        let endpoint = Some(opts.endpoint.trim()).filter(|s| !s.is_empty())?;
-        if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-            return None;
-        }
-        // `host:port` means plain http, as collectors listen by default.
-        let endpoint = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
-        };
+        let endpoint = endpoint_url(&opts.endpoint)?;
         let endpoint = endpoint.as_str();
         let protocol = opts.protocol;
         let sample = opts.trace_sample;
@@ -339,58 +413,12 @@ impl Exporter {
             wall: collector.started_wall,
             start,
         };
-        let root_span = tracer
-            .span_builder(format!("run {}", plan.name))
-            .with_kind(SpanKind::Internal)
-            .with_start_time(clock.wall(start))
-            .with_attributes([
-                KeyValue::new("valkey_chaos.scenario", plan.name.clone()),
-                KeyValue::new("valkey_chaos.run_id", run_id),
-                KeyValue::new("valkey_chaos.seed", plan.seed.to_string()),
-            ])
-            .start(&tracer);
-        let root = Context::new().with_span(root_span);
-        let meter = meter_provider.meter("valkey-chaos");
-        let inst = Instruments {
-            duration: meter
-                .f64_histogram(DURATION)
-                .with_unit("s")
-                .with_description(
-                    "Latency of successful operations from their intended start (coordinated-omission corrected)",
-                )
-                .build(),
-            operations: meter
-                .u64_counter("valkey_chaos_operations_total")
-                .with_description("Completed operations by outcome (ok, error)")
-                .build(),
-            errors: meter
-                .u64_counter("valkey_chaos_errors_total")
-                .with_description("Failed operations by error kind")
-                .build(),
-            counters: HashMap::new(),
-            gauges: HashMap::new(),
-            meter,
-        };
-
+        let root = root_span(&tracer, plan, run_id, clock.wall(start));
+        let inst = Instruments::new(meter_provider.meter("valkey-chaos"));
         // Sampled operation spans: workers hand samples over without waiting.
         let dropped = Arc::new(AtomicU64::new(0));
-        let op_task = (sample > 0.0).then(|| {
-            let (tx, rx) = mpsc::channel(OP_QUEUE);
-            for (i, m) in collector.workloads.iter().enumerate() {
-                m.set_sampler(OpSampler::new(i, sample, tx.clone(), dropped.clone()));
-            }
-            let stop = CancellationToken::new();
-            let task = tokio::spawn(op_spans(OpSpans {
-                rx,
-                stop: stop.clone(),
-                tracer: tracer.clone(),
-                root: root.clone(),
-                clock,
-                workloads: collector.workloads.clone(),
-                server,
-            }));
-            (stop, task)
-        });
+        let op_task = (sample > 0.0)
+            .then(|| spawn_op_spans(sample, collector, &dropped, &tracer, &root, clock, server));
         eprintln!(
             "exporting OpenTelemetry traces and metrics to {endpoint} ({}, {}% of operations traced)",
             protocol.name(),

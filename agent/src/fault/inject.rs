@@ -109,43 +109,9 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
                 ..Guard::new(done.target, undo)
             })
         }
-        FaultKind::Kill { .. } => {
-            let (idx, _, name) = resolve(env, &f.node).await?;
-            let idx = idx.ok_or("kill needs a managed node")?;
-            let mut t = env.target.lock().await;
-            if let Target::Embedded(topo) = &mut *t {
-                topo.kill_node(idx);
-            }
-            Ok(Guard::new(name, Undo::Restart(idx)))
-        }
-        FaultKind::Pause => {
-            let (idx, _, name) = resolve(env, &f.node).await?;
-            let idx = idx.ok_or("pause needs a managed node")?;
-            let t = env.target.lock().await;
-            if let Target::Embedded(topo) = &*t {
-                topo.signal_node(idx, libc::SIGSTOP)?;
-            }
-            Ok(Guard::new(name, Undo::Continue(idx)))
-        }
-        FaultKind::ClientPause { all } => {
-            let (_, addr, name) = resolve(env, &f.node).await?;
-            // `WRITE`: a second longer than the fault, so the heal's CLIENT UNPAUSE ends it on the
-            // timeline. `ALL` pauses every client's commands, CLIENT UNPAUSE included (it would
-            // wait the pause out): the server's own timeout must end it, so it is exactly the
-            // fault's duration, and the heal's UNPAUSE returns when it has.
-            let d = f.duration.unwrap_or(Duration::from_secs(5)).as_millis() as u64;
-            let ms = if *all { d.max(1) } else { d + 1000 };
-            admin(
-                env,
-                addr,
-                &[Cmd::new("CLIENT")
-                    .arg("PAUSE")
-                    .arg(ms)
-                    .arg(if *all { "ALL" } else { "WRITE" })],
-            )
-            .await?;
-            Ok(Guard::new(name, Undo::Unpause(addr)))
-        }
+        FaultKind::Kill { .. } => kill(f, env).await,
+        FaultKind::Pause => pause(f, env).await,
+        FaultKind::ClientPause { all } => client_pause(f, env, *all).await,
         FaultKind::ClientKill => {
             let (_, addr, name) = resolve(env, &f.node).await?;
             admin(
@@ -156,62 +122,9 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             .await?;
             Ok(Guard::new(name, Undo::Nothing))
         }
-        FaultKind::DebugSleep => {
-            let (_, addr, name) = resolve(env, &f.node).await?;
-            let secs = f.duration.unwrap_or(Duration::from_secs(1)).as_secs_f64();
-            let mut c = admin_conn(env, addr).await?;
-            c.set_timeout(Duration::from_secs_f64(secs + 30.0));
-            let h = tokio::spawn(async move {
-                let _ = c
-                    .request(&Cmd::new("DEBUG").arg("SLEEP").arg(format!("{secs:.3}")))
-                    .await;
-            });
-            Ok(Guard::new(name, Undo::Join(h)))
-        }
-        FaultKind::Memory { maxmemory, policy } => {
-            let (_, addr, name) = resolve(env, &f.node).await?;
-            let mut c = admin_conn(env, addr).await?;
-            let saved = config_get(&mut c, &["maxmemory", "maxmemory-policy"]).await?;
-            let bytes = match maxmemory {
-                MemLimit::Bytes(b) => *b,
-                MemLimit::UsedPlus(h) => {
-                    let info = c
-                        .request(&Cmd::new("INFO").arg("memory"))
-                        .await
-                        .map_err(|e| e.msg)?;
-                    let used: u64 = info
-                        .as_str()
-                        .and_then(|t| embedded::parse_info(t, "used_memory"))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    used + h
-                }
-            };
-            for (k, v) in [
-                ("maxmemory-policy", policy.clone()),
-                ("maxmemory", bytes.to_string()),
-            ] {
-                c.request(&Cmd::new("CONFIG").arg("SET").arg(k).arg(v.as_str()))
-                    .await
-                    .map_err(|e| format!("CONFIG SET {k} at {addr}: {}", e.msg))?;
-            }
-            Ok(Guard::new(
-                format!("{name} maxmemory={bytes} policy={policy}"),
-                Undo::Config(addr, saved),
-            ))
-        }
-        FaultKind::IdleTimeout { seconds } => {
-            let (_, addr, name) = resolve(env, &f.node).await?;
-            let mut c = admin_conn(env, addr).await?;
-            let saved = config_get(&mut c, &["timeout"]).await?;
-            c.request(&Cmd::new("CONFIG").arg("SET").arg("timeout").arg(*seconds))
-                .await
-                .map_err(|e| format!("CONFIG SET timeout at {addr}: {}", e.msg))?;
-            Ok(Guard::new(
-                format!("{name} timeout={seconds}s"),
-                Undo::Config(addr, saved),
-            ))
-        }
+        FaultKind::DebugSleep => debug_sleep(f, env).await,
+        FaultKind::Memory { maxmemory, policy } => memory(f, env, maxmemory, policy).await,
+        FaultKind::IdleTimeout { seconds } => idle_timeout(f, env, *seconds).await,
         FaultKind::Switch { procedure } => {
             let done = super::switch::run(env, *procedure).await?;
             let undo = done.paused.map_or(Undo::Nothing, Undo::Unpause);
@@ -221,20 +134,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             workload,
             consumer,
             restart_after,
-        } => {
-            let sw = env
-                .controls
-                .consumers(workload)
-                .ok_or_else(|| format!("no dramatiq workload {workload:?} with consumers"))?;
-            let what = sw.crash(*consumer)?;
-            Ok(Guard::new(
-                format!("{workload}: {what}"),
-                match restart_after {
-                    Some(_) => Undo::Revive(sw, *consumer),
-                    None => Undo::Nothing,
-                },
-            ))
-        }
+        } => consumer_crash(env, workload, *consumer, restart_after.is_some()),
         FaultKind::Latency {
             delay,
             jitter,
@@ -259,6 +159,140 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             .await
         }
     }
+}
+
+/// SIGKILL a managed node; the heal restarts it.
+async fn kill(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, String> {
+    let (idx, _, name) = resolve(env, &f.node).await?;
+    let idx = idx.ok_or("kill needs a managed node")?;
+    let mut t = env.target.lock().await;
+    if let Target::Embedded(topo) = &mut *t {
+        topo.kill_node(idx);
+    }
+    Ok(Guard::new(name, Undo::Restart(idx)))
+}
+
+/// SIGSTOP a managed node; the heal continues it.
+async fn pause(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, String> {
+    let (idx, _, name) = resolve(env, &f.node).await?;
+    let idx = idx.ok_or("pause needs a managed node")?;
+    let t = env.target.lock().await;
+    if let Target::Embedded(topo) = &*t {
+        topo.signal_node(idx, libc::SIGSTOP)?;
+    }
+    Ok(Guard::new(name, Undo::Continue(idx)))
+}
+
+/// `CLIENT PAUSE` writes (or all commands); the heal unpauses.
+async fn client_pause(f: &FaultPlan, env: &FaultEnv, all: bool) -> Result<Guard, String> {
+    let (_, addr, name) = resolve(env, &f.node).await?;
+    // `WRITE`: a second longer than the fault, so the heal's CLIENT UNPAUSE ends it on the
+    // timeline. `ALL` pauses every client's commands, CLIENT UNPAUSE included (it would
+    // wait the pause out): the server's own timeout must end it, so it is exactly the
+    // fault's duration, and the heal's UNPAUSE returns when it has.
+    let d = f.duration.unwrap_or(Duration::from_secs(5)).as_millis() as u64;
+    let ms = if all { d.max(1) } else { d + 1000 };
+    admin(
+        env,
+        addr,
+        &[Cmd::new("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg(if all { "ALL" } else { "WRITE" })],
+    )
+    .await?;
+    Ok(Guard::new(name, Undo::Unpause(addr)))
+}
+
+/// `DEBUG SLEEP` for the fault's duration on a connection of its own; the heal waits for the
+/// reply, so the server is known to be back.
+async fn debug_sleep(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, String> {
+    let (_, addr, name) = resolve(env, &f.node).await?;
+    let secs = f.duration.unwrap_or(Duration::from_secs(1)).as_secs_f64();
+    let mut c = admin_conn(env, addr).await?;
+    c.set_timeout(Duration::from_secs_f64(secs + 30.0));
+    let h = tokio::spawn(async move {
+        let _ = c
+            .request(&Cmd::new("DEBUG").arg("SLEEP").arg(format!("{secs:.3}")))
+            .await;
+    });
+    Ok(Guard::new(name, Undo::Join(h)))
+}
+
+/// Lower `maxmemory` (to a size, or to what is used plus a headroom) with an eviction policy;
+/// the heal puts both settings back.
+async fn memory(
+    f: &FaultPlan,
+    env: &FaultEnv,
+    maxmemory: &MemLimit,
+    policy: &str,
+) -> Result<Guard, String> {
+    let (_, addr, name) = resolve(env, &f.node).await?;
+    let mut c = admin_conn(env, addr).await?;
+    let saved = config_get(&mut c, &["maxmemory", "maxmemory-policy"]).await?;
+    let bytes = match maxmemory {
+        MemLimit::Bytes(b) => *b,
+        MemLimit::UsedPlus(h) => {
+            let info = c
+                .request(&Cmd::new("INFO").arg("memory"))
+                .await
+                .map_err(|e| e.msg)?;
+            let used: u64 = info
+                .as_str()
+                .and_then(|t| embedded::parse_info(t, "used_memory"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            used + h
+        }
+    };
+    for (k, v) in [
+        ("maxmemory-policy", policy.to_string()),
+        ("maxmemory", bytes.to_string()),
+    ] {
+        c.request(&Cmd::new("CONFIG").arg("SET").arg(k).arg(v.as_str()))
+            .await
+            .map_err(|e| format!("CONFIG SET {k} at {addr}: {}", e.msg))?;
+    }
+    Ok(Guard::new(
+        format!("{name} maxmemory={bytes} policy={policy}"),
+        Undo::Config(addr, saved),
+    ))
+}
+
+/// Set the server's idle-client `timeout`; the heal puts it back.
+async fn idle_timeout(f: &FaultPlan, env: &FaultEnv, seconds: u64) -> Result<Guard, String> {
+    let (_, addr, name) = resolve(env, &f.node).await?;
+    let mut c = admin_conn(env, addr).await?;
+    let saved = config_get(&mut c, &["timeout"]).await?;
+    c.request(&Cmd::new("CONFIG").arg("SET").arg("timeout").arg(seconds))
+        .await
+        .map_err(|e| format!("CONFIG SET timeout at {addr}: {}", e.msg))?;
+    Ok(Guard::new(
+        format!("{name} timeout={seconds}s"),
+        Undo::Config(addr, saved),
+    ))
+}
+
+/// Crash one consumer of a dramatiq workload; it comes back at the heal when it `restarts`.
+fn consumer_crash(
+    env: &FaultEnv,
+    workload: &str,
+    consumer: u32,
+    restarts: bool,
+) -> Result<Guard, String> {
+    let sw = env
+        .controls
+        .consumers(workload)
+        .ok_or_else(|| format!("no dramatiq workload {workload:?} with consumers"))?;
+    let what = sw.crash(consumer)?;
+    Ok(Guard::new(
+        format!("{workload}: {what}"),
+        if restarts {
+            Undo::Revive(sw, consumer)
+        } else {
+            Undo::Nothing
+        },
+    ))
 }
 
 /// Set a toxic on the proxy this fault acts on (the node's client proxy, or a replica's

@@ -1,13 +1,40 @@
 //! The terminal summary: per workload tables, counters, faults, checks, and the verdict line.
+//!
+//! One function per section, each appending to the same string in the order `render` calls them.
 
 use std::fmt::Write;
 
 use super::{fmt_count, fmt_us};
-use crate::summary::RunSummary;
+use crate::summary::{
+    CheckResult, FaultRecord, MigrationReport, MigrationVerify, OpSummary, RunSummary,
+    WorkloadSummary,
+};
 
 pub fn render(s: &RunSummary) -> String {
     let mut o = String::new();
     let _ = writeln!(o);
+    header(&mut o, s);
+    for w in &s.workloads {
+        workload(&mut o, s, w);
+    }
+    if !s.faults.is_empty() {
+        faults(&mut o, &s.faults);
+    }
+    if let Some(m) = &s.migration {
+        migration(&mut o, m);
+    }
+    if !s.heal_failures.is_empty() {
+        heal_failures(&mut o, &s.heal_failures);
+    }
+    if !s.checks.is_empty() {
+        checks(&mut o, &s.checks);
+    }
+    verdict(&mut o, s);
+    o
+}
+
+/// The run's identity: scenario, seed, target, duration, shard and start, server.
+fn header(o: &mut String, s: &RunSummary) {
     let _ = writeln!(
         o,
         "scenario {}  seed {}  target {}  ran {:.1}s of {:.1}s{}",
@@ -59,222 +86,255 @@ pub fn render(s: &RunSummary) -> String {
             s.server.server_name, s.server.version, s.server.redis_version
         );
     }
-    for w in &s.workloads {
-        let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "workload {} ({}, {} clients, {})",
-            w.id, w.kind, w.clients, w.model
-        );
-        let _ = writeln!(
-            o,
-            "  {:<14} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-            "op", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
-        );
-        for op in s.ops.iter().filter(|x| x.workload == w.id) {
-            let l = &op.latency_us;
-            let has = op.ok > 0;
-            let f = |v: u64| if has { fmt_us(v as f64) } else { "-".into() };
-            let _ = writeln!(
-                o,
-                "  {:<14} {:>10} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-                op.op,
-                fmt_count(op.count),
-                op.rate_per_sec,
-                f(l.p50),
-                f(l.p90),
-                f(l.p99),
-                f(l.p999),
-                f(l.max),
-                fmt_count(op.errors)
-            );
-            if op.errors > 0 {
-                let kinds: Vec<String> = op
-                    .errors_by_kind
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect();
-                let _ = writeln!(o, "  {:<14} errors: {}", "", kinds.join(", "));
-            }
-        }
-        if let Some(l) = &w.send_lag_us {
-            let _ = writeln!(
-                o,
-                "  generator lag p50 {} p99 {} max {} (release − intended start, {} starts)",
-                fmt_us(l.p50),
-                fmt_us(l.p99),
-                fmt_us(l.max),
-                fmt_count(l.starts)
-            );
-        }
-        if w.late_starts > 0 || w.dropped_starts > 0 {
-            let _ = writeln!(
-                o,
-                "  pacing: {} late starts, {} dropped starts",
-                fmt_count(w.late_starts),
-                fmt_count(w.dropped_starts)
-            );
-        }
-        if let Some(why) = &w.generator_bound {
-            let _ = writeln!(
-                o,
-                "  GENERATOR-BOUND: the agent, not the server, set the pace: {why}"
-            );
-        }
-        let cs: Vec<String> = s
-            .counters
-            .iter()
-            .filter(|c| c.workload == w.id)
-            .map(|c| {
-                if c.value.fract() == 0.0 {
-                    format!("{} {}", c.name, c.value)
-                } else {
-                    format!("{} {:.3}", c.name, c.value)
-                }
-            })
-            .collect();
-        if !cs.is_empty() {
-            let _ = writeln!(o, "  counters: {}", cs.join(", "));
-        }
+}
+
+/// One workload's table of operations, its pacing and its counters.
+fn workload(o: &mut String, s: &RunSummary, w: &WorkloadSummary) {
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "workload {} ({}, {} clients, {})",
+        w.id, w.kind, w.clients, w.model
+    );
+    let _ = writeln!(
+        o,
+        "  {:<14} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "op", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+    );
+    for op in s.ops.iter().filter(|x| x.workload == w.id) {
+        op_row(o, op);
     }
-    if !s.faults.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "faults");
-        for f in &s.faults {
-            let when = match (f.injected_at_secs, f.healed_at_secs) {
-                (Some(i), Some(h)) => format!("{i:.1}s → {h:.1}s"),
-                (Some(i), None) => format!("{i:.1}s → not healed"),
-                _ => "not injected".into(),
-            };
-            let _ = write!(
-                o,
-                "  #{} {} ({}) on {}: {}",
-                f.index, f.name, f.kind, f.target, when
-            );
-            if let Some(sk) = &f.skipped {
-                let _ = write!(o, "  skipped: {sk}");
+    pacing(o, w);
+    let cs: Vec<String> = s
+        .counters
+        .iter()
+        .filter(|c| c.workload == w.id)
+        .map(|c| {
+            if c.value.fract() == 0.0 {
+                format!("{} {}", c.name, c.value)
+            } else {
+                format!("{} {:.3}", c.name, c.value)
             }
-            if let Some(e) = &f.heal_error {
-                let _ = write!(o, "  HEAL FAILED: {e}");
-            }
-            let _ = writeln!(o, "  errors {}", f.errors_during);
-            for u in &f.unavailability {
-                match u.window_secs {
-                    Some(w) => {
-                        let _ = writeln!(
-                            o,
-                            "      {} unavailable {:.2}s (first error at {:.2}s)",
-                            u.workload, w, u.first_error_secs
-                        );
-                    }
-                    None => {
-                        let _ = writeln!(
-                            o,
-                            "      {} errors from {:.2}s, no success after",
-                            u.workload, u.first_error_secs
-                        );
-                    }
-                }
-            }
-            if let Some(i) = &f.impact {
+        })
+        .collect();
+    if !cs.is_empty() {
+        let _ = writeln!(o, "  counters: {}", cs.join(", "));
+    }
+}
+
+/// One operation's row, and its errors by kind when it had any.
+fn op_row(o: &mut String, op: &OpSummary) {
+    let l = &op.latency_us;
+    let has = op.ok > 0;
+    let f = |v: u64| if has { fmt_us(v as f64) } else { "-".into() };
+    let _ = writeln!(
+        o,
+        "  {:<14} {:>10} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        op.op,
+        fmt_count(op.count),
+        op.rate_per_sec,
+        f(l.p50),
+        f(l.p90),
+        f(l.p99),
+        f(l.p999),
+        f(l.max),
+        fmt_count(op.errors)
+    );
+    if op.errors > 0 {
+        let kinds: Vec<String> = op
+            .errors_by_kind
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(o, "  {:<14} errors: {}", "", kinds.join(", "));
+    }
+}
+
+/// How well the generator kept to its schedule.
+fn pacing(o: &mut String, w: &WorkloadSummary) {
+    if let Some(l) = &w.send_lag_us {
+        let _ = writeln!(
+            o,
+            "  generator lag p50 {} p99 {} max {} (release − intended start, {} starts)",
+            fmt_us(l.p50),
+            fmt_us(l.p99),
+            fmt_us(l.max),
+            fmt_count(l.starts)
+        );
+    }
+    if w.late_starts > 0 || w.dropped_starts > 0 {
+        let _ = writeln!(
+            o,
+            "  pacing: {} late starts, {} dropped starts",
+            fmt_count(w.late_starts),
+            fmt_count(w.dropped_starts)
+        );
+    }
+    if let Some(why) = &w.generator_bound {
+        let _ = writeln!(
+            o,
+            "  GENERATOR-BOUND: the agent, not the server, set the pace: {why}"
+        );
+    }
+}
+
+/// The faults section: one line per fault, then what it did.
+fn faults(o: &mut String, faults: &[FaultRecord]) {
+    let _ = writeln!(o);
+    let _ = writeln!(o, "faults");
+    for f in faults {
+        let when = match (f.injected_at_secs, f.healed_at_secs) {
+            (Some(i), Some(h)) => format!("{i:.1}s → {h:.1}s"),
+            (Some(i), None) => format!("{i:.1}s → not healed"),
+            _ => "not injected".into(),
+        };
+        let _ = write!(
+            o,
+            "  #{} {} ({}) on {}: {}",
+            f.index, f.name, f.kind, f.target, when
+        );
+        if let Some(sk) = &f.skipped {
+            let _ = write!(o, "  skipped: {sk}");
+        }
+        if let Some(e) = &f.heal_error {
+            let _ = write!(o, "  HEAL FAILED: {e}");
+        }
+        let _ = writeln!(o, "  errors {}", f.errors_during);
+        fault_effect(o, f);
+    }
+}
+
+/// What one fault did: unavailability per workload, then its impact window (or p99 recovery).
+fn fault_effect(o: &mut String, f: &FaultRecord) {
+    for u in &f.unavailability {
+        match u.window_secs {
+            Some(w) => {
                 let _ = writeln!(
                     o,
-                    "      impact window {:.0} ms (until {:.1}s{})",
-                    i.window_ms,
-                    i.until_secs,
-                    if i.recovered {
-                        ""
-                    } else {
-                        ", not back to normal before the load ended"
-                    }
+                    "      {} unavailable {:.2}s (first error at {:.2}s)",
+                    u.workload, w, u.first_error_secs
                 );
-                for (k, n) in &i.safety {
-                    let _ = writeln!(o, "      inside it: {k} {n}");
-                }
-            } else if let Some(r) = f.p99_recovery_secs {
-                let _ = writeln!(o, "      p99 back to normal {r:.1}s after heal");
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "      {} errors from {:.2}s, no success after",
+                    u.workload, u.first_error_secs
+                );
             }
         }
     }
-    if let Some(m) = &s.migration {
-        let _ = writeln!(o, "\nmigration ({}) {}", m.mode, m.from_to);
-        if m.seed_keys > 0 {
-            let _ = writeln!(o, "  seed          {} keys", fmt_count(m.seed_keys));
-        }
-        let lag = |v: Option<f64>| v.map(|x| format!("{x:.1}ms")).unwrap_or_else(|| "-".into());
+    if let Some(i) = &f.impact {
         let _ = writeln!(
             o,
-            "  lag (canary)  p50 {}  p99 {}  max {}  ({} samples before the switch)",
-            lag(m.lag.p50_ms),
-            lag(m.lag.p99_ms),
-            lag(m.lag.max_ms),
-            m.lag.samples
+            "      impact window {:.0} ms (until {:.1}s{})",
+            i.window_ms,
+            i.until_secs,
+            if i.recovered {
+                ""
+            } else {
+                ", not back to normal before the load ended"
+            }
         );
-        if let Some(sw) = &m.switch {
+        for (k, n) in &i.safety {
+            let _ = writeln!(o, "      inside it: {k} {n}");
+        }
+    } else if let Some(r) = f.p99_recovery_secs {
+        let _ = writeln!(o, "      p99 back to normal {r:.1}s after heal");
+    }
+}
+
+/// A cutover rehearsal: seed, canary lag, the switch, NOSCRIPT replies, the verify.
+fn migration(o: &mut String, m: &MigrationReport) {
+    let _ = writeln!(o, "\nmigration ({}) {}", m.mode, m.from_to);
+    if m.seed_keys > 0 {
+        let _ = writeln!(o, "  seed          {} keys", fmt_count(m.seed_keys));
+    }
+    let lag = |v: Option<f64>| v.map(|x| format!("{x:.1}ms")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        o,
+        "  lag (canary)  p50 {}  p99 {}  max {}  ({} samples before the switch)",
+        lag(m.lag.p50_ms),
+        lag(m.lag.p99_ms),
+        lag(m.lag.max_ms),
+        m.lag.samples
+    );
+    if let Some(sw) = &m.switch {
+        let _ = writeln!(
+            o,
+            "  switch        {} at {:.1}s{}{}",
+            sw.procedure,
+            sw.at_secs,
+            sw.paused_ms
+                .map(|p| format!(", writes paused {p:.0}ms"))
+                .unwrap_or_default(),
+            sw.behind_bytes
+                .map(|b| format!(", destination {b} bytes behind"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  NOSCRIPT after the switch: {}",
+        m.noscript_after_switch
+    );
+    if let Some(v) = &m.verify {
+        migration_verify(o, v);
+    }
+}
+
+/// The key-by-key verify of a migrated copy.
+fn migration_verify(o: &mut String, v: &MigrationVerify) {
+    match &v.error {
+        Some(e) => {
+            let _ = writeln!(o, "  verify        could not run: {e}");
+        }
+        None => {
+            let kinds: Vec<String> = v.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
             let _ = writeln!(
                 o,
-                "  switch        {} at {:.1}s{}{}",
-                sw.procedure,
-                sw.at_secs,
-                sw.paused_ms
-                    .map(|p| format!(", writes paused {p:.0}ms"))
-                    .unwrap_or_default(),
-                sw.behind_bytes
-                    .map(|b| format!(", destination {b} bytes behind"))
-                    .unwrap_or_default()
+                "  verify        {} keys, {} differences{}",
+                fmt_count(v.keys_checked),
+                v.differences,
+                if kinds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", kinds.join(", "))
+                }
             );
-        }
-        let _ = writeln!(
-            o,
-            "  NOSCRIPT after the switch: {}",
-            m.noscript_after_switch
-        );
-        if let Some(v) = &m.verify {
-            match &v.error {
-                Some(e) => {
-                    let _ = writeln!(o, "  verify        could not run: {e}");
-                }
-                None => {
-                    let kinds: Vec<String> =
-                        v.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-                    let _ = writeln!(
-                        o,
-                        "  verify        {} keys, {} differences{}",
-                        fmt_count(v.keys_checked),
-                        v.differences,
-                        if kinds.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", kinds.join(", "))
-                        }
-                    );
-                    for d in &v.first {
-                        let _ = writeln!(o, "      {d}");
-                    }
-                }
+            for d in &v.first {
+                let _ = writeln!(o, "      {d}");
             }
         }
     }
-    if !s.heal_failures.is_empty() {
-        let _ = writeln!(o, "\nHEAL FAILURES (the target may still be degraded):");
-        for h in &s.heal_failures {
-            let _ = writeln!(o, "  {h}");
-        }
+}
+
+/// Heals that failed: the target may still be degraded.
+fn heal_failures(o: &mut String, failures: &[String]) {
+    let _ = writeln!(o, "\nHEAL FAILURES (the target may still be degraded):");
+    for h in failures {
+        let _ = writeln!(o, "  {h}");
     }
-    if !s.checks.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "checks");
-        for c in &s.checks {
-            let _ = writeln!(
-                o,
-                "  {} {:<40} {:<12} got {}",
-                if c.passed { "PASS" } else { "FAIL" },
-                c.metric,
-                c.condition,
-                c.shown
-            );
-        }
+}
+
+/// One line per check, PASS or FAIL.
+fn checks(o: &mut String, checks: &[CheckResult]) {
+    let _ = writeln!(o);
+    let _ = writeln!(o, "checks");
+    for c in checks {
+        let _ = writeln!(
+            o,
+            "  {} {:<40} {:<12} got {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.metric,
+            c.condition,
+            c.shown
+        );
     }
+}
+
+/// The verdict line.
+fn verdict(o: &mut String, s: &RunSummary) {
     let failed = s.checks.iter().filter(|c| !c.passed).count();
     let _ = writeln!(o);
     let _ = writeln!(
@@ -289,5 +349,4 @@ pub fn render(s: &RunSummary) -> String {
             "; heal failures"
         }
     );
-    o
 }

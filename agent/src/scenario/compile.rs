@@ -1,5 +1,8 @@
 //! Scenario file → [`Plan`]: resolve defaults and cross-references, report every problem at once.
 //! Never touches the network.
+//!
+//! `compile_root` reads the top-level sections in a fixed order (the order decides the order of
+//! the diagnostics), one function per section, then checks what spans sections.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -9,10 +12,11 @@ use toml::de::DeTable;
 
 use super::diag::{Diagnostics, Source};
 use super::load::read_load;
-use super::reader::{Ctx, Obj};
+use super::reader::{At, Ctx, Obj};
 use super::threshold::{self, Catalog, Part};
 use super::workload;
 use crate::plan::fault::{topology_needs, FaultPlan};
+use crate::plan::migration::{Migration, Mode};
 use crate::plan::*;
 
 /// Compile one scenario text. `file` is used for messages and to resolve relative plugin paths.
@@ -55,6 +59,52 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         .uint("seed", u64::MAX >> 1)
         .map(|s| s.value)
         .unwrap_or(1);
+    let duration = read_duration(root);
+    let allow_destructive = root
+        .bool("allow_destructive")
+        .map(|b| b.value)
+        .unwrap_or(false);
+    let target = read_target(root);
+    let mut topology = read_topology(root);
+    let (workloads, broken) = read_workloads(root, file);
+    let migration = root.table("migration").map(|t| {
+        let m = super::migration::read(&t);
+        t.finish();
+        m
+    });
+    let faults = read_faults(root);
+    if let Some(d) = &duration {
+        check_fault_times(root, &faults, d.value);
+    }
+    check_migration_faults(root, migration.as_ref(), &faults);
+    // Faults that need replicas or sentinels grow the embedded topology.
+    if migration.is_none() {
+        let need = topology_needs(&faults);
+        topology.replicas = topology.replicas.max(need.replicas);
+        topology.sentinels = topology.sentinels.max(need.sentinels);
+        topology.replication_proxy = need.replication_proxy;
+    }
+    let thresholds = read_thresholds(root, &workloads, &faults, &broken);
+    Some(Plan {
+        name,
+        source: file.to_path_buf(),
+        seed,
+        duration: duration?.value,
+        target_url: target.url,
+        key_prefix: target.key_prefix,
+        topology,
+        request_timeout: target.request_timeout,
+        workloads,
+        faults,
+        thresholds,
+        allow_destructive,
+        shard: None,
+        migration,
+    })
+}
+
+/// `duration`: required and more than 0s.
+fn read_duration(root: &Obj) -> Option<At<Duration>> {
     let duration = root.duration("duration");
     if duration.is_none() && !root.has("duration") {
         root.missing("duration", Some("add e.g. duration = \"30s\"".into()));
@@ -65,14 +115,23 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
                 .error(&d.span, "`duration` must be more than 0s", None);
         }
     }
-    let allow_destructive = root
-        .bool("allow_destructive")
-        .map(|b| b.value)
-        .unwrap_or(false);
+    duration
+}
 
-    let mut target_url = None;
-    let mut key_prefix = "vc:".to_string();
-    let mut request_timeout = Duration::from_secs(2);
+/// What `[target]` sets, with its defaults.
+struct TargetSettings {
+    url: Option<String>,
+    key_prefix: String,
+    request_timeout: Duration,
+}
+
+/// `[target]`: url, key prefix, request timeout.
+fn read_target(root: &Obj) -> TargetSettings {
+    let mut out = TargetSettings {
+        url: None,
+        key_prefix: "vc:".to_string(),
+        request_timeout: Duration::from_secs(2),
+    };
     if let Some(t) = root.table("target") {
         if let Some(u) = t.str("url") {
             if let Err(e) = crate::valkey::url::TargetUrl::parse(&u.value) {
@@ -82,16 +141,21 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
                     Some("write redis://[user:password@]host:port[/db] or rediss://…".into()),
                 );
             }
-            target_url = Some(u.value);
+            out.url = Some(u.value);
         }
         if let Some(p) = t.str("key_prefix") {
-            key_prefix = p.value;
+            out.key_prefix = p.value;
         }
         if let Some(d) = t.duration("timeout") {
-            request_timeout = d.value;
+            out.request_timeout = d.value;
         }
         t.finish();
     }
+    out
+}
+
+/// `[topology]`: replicas and sentinels of the embedded target (faults may grow it later).
+fn read_topology(root: &Obj) -> Topology {
     let mut topology = Topology::default();
     if let Some(t) = root.table("topology") {
         if let Some(r) = t.uint("replicas", 5) {
@@ -102,10 +166,14 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         }
         t.finish();
     }
+    topology
+}
 
+/// Every `[[workload]]`, and the ids of those that failed to compile (thresholds on them are
+/// not reported again).
+fn read_workloads(root: &Obj, file: &Path) -> (Vec<WorkloadPlan>, HashSet<String>) {
     let mut workloads = vec![];
     let mut ids: HashSet<String> = HashSet::new();
-    // Workloads that failed to compile: thresholds on them are not reported again.
     let mut broken: HashSet<String> = HashSet::new();
     let wl_objs = root.tables("workload");
     if wl_objs.is_empty() && !root.has("workload") {
@@ -132,12 +200,11 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         }
         w.finish();
     }
+    (workloads, broken)
+}
 
-    let migration = root.table("migration").map(|t| {
-        let m = super::migration::read(&t);
-        t.finish();
-        m
-    });
+/// Every `[[fault]]` that compiled, indexed in file order.
+fn read_faults(root: &Obj) -> Vec<FaultPlan> {
     let mut faults: Vec<FaultPlan> = vec![];
     for f in root.tables("fault") {
         if let Some(fp) = super::fault::read(&f, faults.len()) {
@@ -145,23 +212,29 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         }
         f.finish();
     }
-    if let Some(d) = &duration {
-        for f in &faults {
-            if f.at >= d.value {
-                root.ctx.error(
-                    &f.span,
-                    format!(
-                        "fault {:?} starts at {:?}, after the run ends ({:?})",
-                        f.name, f.at, d.value
-                    ),
-                    Some("lower `at` or raise `duration`".into()),
-                );
-            }
+    faults
+}
+
+/// Every fault starts before the run ends.
+fn check_fault_times(root: &Obj, faults: &[FaultPlan], duration: Duration) {
+    for f in faults {
+        if f.at >= duration {
+            root.ctx.error(
+                &f.span,
+                format!(
+                    "fault {:?} starts at {:?}, after the run ends ({:?})",
+                    f.name, f.at, duration
+                ),
+                Some("lower `at` or raise `duration`".into()),
+            );
         }
     }
-    // A switch needs a migration; a migration takes the faults that make sense around a cutover.
-    for f in &faults {
-        let ok = match (&migration, &f.kind) {
+}
+
+/// A switch needs a migration; a migration takes the faults that make sense around a cutover.
+fn check_migration_faults(root: &Obj, migration: Option<&Migration>, faults: &[FaultPlan]) {
+    for f in faults {
+        let ok = match (migration, &f.kind) {
             (None, FaultKind::Switch { .. }) => {
                 root.ctx.error(
                     &f.span,
@@ -197,46 +270,53 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
             );
         }
     }
-    if let Some(m) = &migration {
-        if m.mode == crate::plan::migration::Mode::External {
-            for f in faults
-                .iter()
-                .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
-            {
-                root.ctx.error(
-                    &f.span,
-                    "mode = \"external\": the provider's migration is switched by the provider",
-                    Some(
-                        "remove the switch: stop writes, wait for `valkey-chaos lag` to show the \
-                         last canary, switch in the provider, repoint REDIS_URL \
-                         (docs/migration.md: Migration runbook)"
-                            .into(),
-                    ),
-                );
-            }
-        }
-        if m.mode == crate::plan::migration::Mode::ReplicaOf
-            && faults
-                .iter()
-                .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
-                .count()
-                > 1
-        {
-            root.ctx
-                .error(&root.span, "a migration has one switch", None);
-        }
+    if let Some(m) = migration {
+        check_switches(root, m, faults);
     }
-    // Faults that need replicas or sentinels grow the embedded topology.
-    if migration.is_none() {
-        let need = topology_needs(&faults);
-        topology.replicas = topology.replicas.max(need.replicas);
-        topology.sentinels = topology.sentinels.max(need.sentinels);
-        topology.replication_proxy = need.replication_proxy;
-    }
+}
 
+/// The switches a migration's mode allows: none for an external one, one for `replicaof`.
+fn check_switches(root: &Obj, m: &Migration, faults: &[FaultPlan]) {
+    if m.mode == Mode::External {
+        for f in faults
+            .iter()
+            .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
+        {
+            root.ctx.error(
+                &f.span,
+                "mode = \"external\": the provider's migration is switched by the provider",
+                Some(
+                    "remove the switch: stop writes, wait for `valkey-chaos lag` to show the \
+                     last canary, switch in the provider, repoint REDIS_URL (docs/migration.md: Migration \
+                     runbook)"
+                        .into(),
+                ),
+            );
+        }
+    }
+    if m.mode == Mode::ReplicaOf
+        && faults
+            .iter()
+            .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
+            .count()
+            > 1
+    {
+        root.ctx
+            .error(&root.span, "a migration has one switch", None);
+    }
+}
+
+/// `[thresholds]`, checked against the workloads and faults of the plan; thresholds on a
+/// workload that failed to compile are skipped.
+fn read_thresholds(
+    root: &Obj,
+    workloads: &[WorkloadPlan],
+    faults: &[FaultPlan],
+    broken: &HashSet<String>,
+) -> Vec<Threshold> {
     let mut thresholds = vec![];
     if let Some(t) = root.table("thresholds") {
-        let cat = Catalog::of_plan(&workloads, &faults);
+        let cat = Catalog::of_plan(workloads, faults);
         for (k, v) in t.entries() {
             if broken.contains(k.value.split(['.', '{']).next().unwrap_or("")) {
                 continue;
@@ -264,23 +344,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
             }
         }
     }
-
-    Some(Plan {
-        name,
-        source: file.to_path_buf(),
-        seed,
-        duration: duration?.value,
-        target_url,
-        key_prefix,
-        topology,
-        request_timeout,
-        workloads,
-        faults,
-        thresholds,
-        allow_destructive,
-        shard: None,
-        migration,
-    })
+    thresholds
 }
 
 fn compile_workload(w: &Obj, file: &Path) -> Option<WorkloadPlan> {

@@ -114,121 +114,108 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
 fn read_kind(f: &Obj, ty: &str, restart_after: Option<Duration>) -> Option<FaultKind> {
     let sub = |k: &'static str| f.table(k);
     Some(match ty {
-        "failover" => {
-            let t = sub("failover");
-            let mode = read_failover(t.as_ref());
-            if let Some(t) = t {
-                t.finish();
-            }
-            FaultKind::Failover { mode }
-        }
+        "failover" => with_table(sub("failover"), |t| FaultKind::Failover {
+            mode: read_failover(t),
+        }),
         "kill" => FaultKind::Kill { restart_after },
         "pause" => FaultKind::Pause,
-        "client-pause" => {
-            let all = sub("client-pause").map(|t| {
-                let m = t
-                    .choice("mode", &["write", "all"])
-                    .map(|s| s.value == "all")
-                    .unwrap_or(false);
-                t.finish();
-                m
-            });
-            FaultKind::ClientPause {
-                all: all.unwrap_or(false),
-            }
-        }
+        "client-pause" => with_table(sub("client-pause"), read_client_pause),
         "client-kill" => FaultKind::ClientKill,
         "debug-sleep" => FaultKind::DebugSleep,
         "memory" => read_memory(f)?,
-        "idle-timeout" => {
-            let t = sub("idle-timeout");
-            let secs = t
-                .as_ref()
-                .and_then(|t| t.duration("timeout"))
-                .map(|d| d.value.as_secs().max(1))
-                .unwrap_or(1);
-            if let Some(t) = t {
-                t.finish();
-            }
-            FaultKind::IdleTimeout { seconds: secs }
-        }
-        "latency" => {
-            let t = sub("latency");
-            let (delay, jitter) = read_delay(t.as_ref());
-            let direction = t.as_ref().map(read_dir).unwrap_or(Direction::Downstream);
-            if let Some(t) = t {
-                t.finish();
-            }
-            FaultKind::Latency {
-                delay,
-                jitter,
-                direction,
-            }
-        }
+        "idle-timeout" => with_table(sub("idle-timeout"), read_idle_timeout),
+        "latency" => with_table(sub("latency"), read_latency),
         "bandwidth" => read_bandwidth(sub("bandwidth")),
         "reset" => FaultKind::Reset,
         "blackhole" => FaultKind::Blackhole,
-        "slow-close" => {
-            let t = sub("slow-close");
-            let d = t
-                .as_ref()
-                .and_then(|t| t.duration("delay"))
-                .map(|d| d.value)
-                .unwrap_or(Duration::from_secs(1));
-            if let Some(t) = t {
-                t.finish();
-            }
-            FaultKind::SlowClose { delay: d }
-        }
-        "limit-data" => {
-            let t = sub("limit-data");
-            let b = t
-                .as_ref()
-                .and_then(|t| t.str("bytes"))
-                .and_then(|s| parse_bytes(&s.value))
-                .unwrap_or(64 * 1024);
-            if let Some(t) = t {
-                t.finish();
-            }
-            FaultKind::LimitData { bytes: b }
-        }
+        "slow-close" => with_table(sub("slow-close"), read_slow_close),
+        "limit-data" => with_table(sub("limit-data"), read_limit_data),
         "partition" => FaultKind::Partition,
-        "replication-lag" => {
-            let t = sub("replication-lag");
-            let (delay, jitter) = read_delay(t.as_ref());
-            if let Some(t) = t {
-                t.finish();
-            }
+        "replication-lag" => with_table(sub("replication-lag"), |t| {
+            let (delay, jitter) = read_delay(t);
             FaultKind::ReplicationLag { delay, jitter }
-        }
+        }),
         "replication-partition" => FaultKind::ReplicationPartition,
         "consumer-crash" => read_consumer_crash(f, restart_after)?,
-        "switch" => {
-            let t = sub("switch");
-            let procedure = match &t {
-                Some(t)
-                    if t.choice("procedure", &["pause-and-drain", "repoint-only"])
-                        .is_some_and(|p| p.value == "repoint-only") =>
-                {
-                    SwitchProcedure::RepointOnly
-                }
-                Some(t) => SwitchProcedure::PauseAndDrain {
-                    max_pause: t
-                        .duration("max_pause")
-                        .map(|d| d.value)
-                        .unwrap_or(Duration::from_secs(5)),
-                },
-                None => SwitchProcedure::PauseAndDrain {
-                    max_pause: Duration::from_secs(5),
-                },
-            };
-            if let Some(t) = t {
-                t.finish();
-            }
-            FaultKind::Switch { procedure }
-        }
+        "switch" => with_table(sub("switch"), read_switch),
         _ => return None,
     })
+}
+
+/// Read a kind's own table, when the scenario has one, then finish it (its unknown keys are
+/// reported after the known ones were read).
+fn with_table<R>(t: Option<Obj>, read: impl FnOnce(Option<&Obj>) -> R) -> R {
+    let r = read(t.as_ref());
+    if let Some(t) = t {
+        t.finish();
+    }
+    r
+}
+
+fn read_client_pause(t: Option<&Obj>) -> FaultKind {
+    let all = t.map(|t| {
+        t.choice("mode", &["write", "all"])
+            .map(|s| s.value == "all")
+            .unwrap_or(false)
+    });
+    FaultKind::ClientPause {
+        all: all.unwrap_or(false),
+    }
+}
+
+fn read_idle_timeout(t: Option<&Obj>) -> FaultKind {
+    let secs = t
+        .and_then(|t| t.duration("timeout"))
+        .map(|d| d.value.as_secs().max(1))
+        .unwrap_or(1);
+    FaultKind::IdleTimeout { seconds: secs }
+}
+
+fn read_latency(t: Option<&Obj>) -> FaultKind {
+    let (delay, jitter) = read_delay(t);
+    let direction = t.map(read_dir).unwrap_or(Direction::Downstream);
+    FaultKind::Latency {
+        delay,
+        jitter,
+        direction,
+    }
+}
+
+fn read_slow_close(t: Option<&Obj>) -> FaultKind {
+    let d = t
+        .and_then(|t| t.duration("delay"))
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(1));
+    FaultKind::SlowClose { delay: d }
+}
+
+fn read_limit_data(t: Option<&Obj>) -> FaultKind {
+    let b = t
+        .and_then(|t| t.str("bytes"))
+        .and_then(|s| parse_bytes(&s.value))
+        .unwrap_or(64 * 1024);
+    FaultKind::LimitData { bytes: b }
+}
+
+fn read_switch(t: Option<&Obj>) -> FaultKind {
+    let procedure = match t {
+        Some(t)
+            if t.choice("procedure", &["pause-and-drain", "repoint-only"])
+                .is_some_and(|p| p.value == "repoint-only") =>
+        {
+            SwitchProcedure::RepointOnly
+        }
+        Some(t) => SwitchProcedure::PauseAndDrain {
+            max_pause: t
+                .duration("max_pause")
+                .map(|d| d.value)
+                .unwrap_or(Duration::from_secs(5)),
+        },
+        None => SwitchProcedure::PauseAndDrain {
+            max_pause: Duration::from_secs(5),
+        },
+    };
+    FaultKind::Switch { procedure }
 }
 
 fn read_dir(o: &Obj) -> Direction {

@@ -73,99 +73,15 @@ fn err(part: Part, message: String, hint: Option<String>) -> ThresholdError {
 
 /// Parse `metric` (e.g. `cache.get.p99{after}`) and `condition` (e.g. `< 5ms`).
 pub fn parse(metric: &str, condition: &str, cat: &Catalog) -> Result<Threshold, ThresholdError> {
-    let (metric_part, phase) = match metric.split_once('{') {
-        Some((m, rest)) => {
-            let Some(inner) = rest.strip_suffix('}') else {
-                return Err(err(
-                    Part::Metric,
-                    format!("unclosed phase in {metric:?}"),
-                    Some("write metric{before}, metric{during:<fault>} or metric{after}".into()),
-                ));
-            };
-            (m, Some(parse_phase(inner, cat)?))
-        }
-        None => (metric, None),
-    };
+    let (metric_part, phase) = split_phase(metric, cat)?;
     let parts: Vec<&str> = metric_part.split('.').collect();
-    let Some(wl) = cat.workloads.iter().find(|w| w.id == parts[0]) else {
-        let ids: Vec<&str> = cat.workloads.iter().map(|w| w.id.as_str()).collect();
-        let hint = suggest(parts[0], ids.iter().copied())
-            .map(|g| format!("did you mean `{g}`?"))
-            .unwrap_or_else(|| format!("workload ids: {}", ids.join(", ")));
-        return Err(err(
-            Part::Metric,
-            format!("unknown metric {metric:?}: no workload {:?}", parts[0]),
-            Some(hint),
-        ));
-    };
+    let wl = find_workload(metric, parts[0], cat)?;
     let (path, kind) = match parts.len() {
         2 => {
-            let c = parts[1];
-            let kind = match c {
-                "errors" => CounterKind::Total,
-                "error_rate" => CounterKind::Ratio,
-                _ => match wl.counters.iter().find(|(n, _)| n == c) {
-                    Some((_, k)) => *k,
-                    None => {
-                        let known: Vec<&str> = ["errors", "error_rate"]
-                            .into_iter()
-                            .chain(wl.counters.iter().map(|(n, _)| n.as_str()))
-                            .collect();
-                        let hint = if wl.ops.iter().any(|o| o == c) {
-                            format!("`{c}` is an operation: add a stat, e.g. {}.{c}.p99", wl.id)
-                        } else if let Some(g) = suggest(c, known.iter().copied()) {
-                            format!("did you mean `{g}`?")
-                        } else {
-                            format!(
-                                "counters of `{}`: {}; or <op>.<stat> with ops {}",
-                                wl.id,
-                                known.join(", "),
-                                wl.ops.join(", ")
-                            )
-                        };
-                        return Err(err(
-                            Part::Metric,
-                            format!("unknown metric {metric:?}"),
-                            Some(hint),
-                        ));
-                    }
-                },
-            };
-            (MetricPath::Counter(c.to_string()), Some(kind))
+            let kind = counter_kind(metric, wl, parts[1])?;
+            (MetricPath::Counter(parts[1].to_string()), Some(kind))
         }
-        3 => {
-            let (op, stat) = (parts[1], parts[2]);
-            if !wl.open_ops && !wl.ops.iter().any(|o| o == op) {
-                let hint = suggest(op, wl.ops.iter().map(|s| s.as_str()))
-                    .map(|g| format!("did you mean `{g}`?"))
-                    .unwrap_or_else(|| format!("operations of `{}`: {}", wl.id, wl.ops.join(", ")));
-                return Err(err(
-                    Part::Metric,
-                    format!(
-                        "unknown metric {metric:?}: `{}` has no operation {op:?}",
-                        wl.id
-                    ),
-                    Some(hint),
-                ));
-            }
-            let Some(stat) = Stat::parse(stat) else {
-                let hint = suggest(stat, Stat::NAMES.iter().copied())
-                    .map(|g| format!("did you mean `{g}`?"))
-                    .unwrap_or_else(|| format!("stats: {}", Stat::NAMES.join(", ")));
-                return Err(err(
-                    Part::Metric,
-                    format!("unknown statistic {stat:?} in {metric:?}"),
-                    Some(hint),
-                ));
-            };
-            (
-                MetricPath::Op {
-                    op: op.to_string(),
-                    stat,
-                },
-                None,
-            )
-        }
+        3 => (op_path(metric, wl, parts[1], parts[2])?, None),
         _ => {
             return Err(err(
                 Part::Metric,
@@ -174,15 +90,146 @@ pub fn parse(metric: &str, condition: &str, cat: &Catalog) -> Result<Threshold, 
             ))
         }
     };
-    let is_latency = matches!(&path, MetricPath::Op { stat, .. } if stat.is_latency());
+    let (op, value) = condition_of(metric, condition, &path, kind)?;
+    Ok(Threshold {
+        metric: metric.to_string(),
+        workload: wl.id.clone(),
+        path,
+        phase,
+        op,
+        value,
+        condition: condition.to_string(),
+    })
+}
+
+/// `cache.get.p99{after}` → (`cache.get.p99`, the phase).
+fn split_phase<'m>(
+    metric: &'m str,
+    cat: &Catalog,
+) -> Result<(&'m str, Option<Phase>), ThresholdError> {
+    match metric.split_once('{') {
+        Some((m, rest)) => {
+            let Some(inner) = rest.strip_suffix('}') else {
+                return Err(err(
+                    Part::Metric,
+                    format!("unclosed phase in {metric:?}"),
+                    Some("write metric{before}, metric{during:<fault>} or metric{after}".into()),
+                ));
+            };
+            Ok((m, Some(parse_phase(inner, cat)?)))
+        }
+        None => Ok((metric, None)),
+    }
+}
+
+/// The workload a metric's first part names.
+fn find_workload<'c>(
+    metric: &str,
+    id: &str,
+    cat: &'c Catalog,
+) -> Result<&'c CatalogWorkload, ThresholdError> {
+    cat.workloads.iter().find(|w| w.id == id).ok_or_else(|| {
+        let ids: Vec<&str> = cat.workloads.iter().map(|w| w.id.as_str()).collect();
+        let hint = suggest(id, ids.iter().copied())
+            .map(|g| format!("did you mean `{g}`?"))
+            .unwrap_or_else(|| format!("workload ids: {}", ids.join(", ")));
+        err(
+            Part::Metric,
+            format!("unknown metric {metric:?}: no workload {id:?}"),
+            Some(hint),
+        )
+    })
+}
+
+/// `<workload>.<counter>`: what kind of counter `c` is (errors and error_rate are built in).
+fn counter_kind(
+    metric: &str,
+    wl: &CatalogWorkload,
+    c: &str,
+) -> Result<CounterKind, ThresholdError> {
+    match c {
+        "errors" => return Ok(CounterKind::Total),
+        "error_rate" => return Ok(CounterKind::Ratio),
+        _ => {}
+    }
+    if let Some((_, k)) = wl.counters.iter().find(|(n, _)| n == c) {
+        return Ok(*k);
+    }
+    let known: Vec<&str> = ["errors", "error_rate"]
+        .into_iter()
+        .chain(wl.counters.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    let hint = if wl.ops.iter().any(|o| o == c) {
+        format!("`{c}` is an operation: add a stat, e.g. {}.{c}.p99", wl.id)
+    } else if let Some(g) = suggest(c, known.iter().copied()) {
+        format!("did you mean `{g}`?")
+    } else {
+        format!(
+            "counters of `{}`: {}; or <op>.<stat> with ops {}",
+            wl.id,
+            known.join(", "),
+            wl.ops.join(", ")
+        )
+    };
+    Err(err(
+        Part::Metric,
+        format!("unknown metric {metric:?}"),
+        Some(hint),
+    ))
+}
+
+/// `<workload>.<op>.<stat>`: the operation must be the workload's (unless its ops are open).
+fn op_path(
+    metric: &str,
+    wl: &CatalogWorkload,
+    op: &str,
+    stat: &str,
+) -> Result<MetricPath, ThresholdError> {
+    if !wl.open_ops && !wl.ops.iter().any(|o| o == op) {
+        let hint = suggest(op, wl.ops.iter().map(|s| s.as_str()))
+            .map(|g| format!("did you mean `{g}`?"))
+            .unwrap_or_else(|| format!("operations of `{}`: {}", wl.id, wl.ops.join(", ")));
+        return Err(err(
+            Part::Metric,
+            format!(
+                "unknown metric {metric:?}: `{}` has no operation {op:?}",
+                wl.id
+            ),
+            Some(hint),
+        ));
+    }
+    let Some(stat) = Stat::parse(stat) else {
+        let hint = suggest(stat, Stat::NAMES.iter().copied())
+            .map(|g| format!("did you mean `{g}`?"))
+            .unwrap_or_else(|| format!("stats: {}", Stat::NAMES.join(", ")));
+        return Err(err(
+            Part::Metric,
+            format!("unknown statistic {stat:?} in {metric:?}"),
+            Some(hint),
+        ));
+    };
+    Ok(MetricPath::Op {
+        op: op.to_string(),
+        stat,
+    })
+}
+
+/// The condition, read in the metric's unit: latency, ratio or plain number.
+fn condition_of(
+    metric: &str,
+    condition: &str,
+    path: &MetricPath,
+    kind: Option<CounterKind>,
+) -> Result<(CmpOp, f64), ThresholdError> {
+    let is_latency = matches!(path, MetricPath::Op { stat, .. } if stat.is_latency());
     let is_ratio = matches!(
-        &path,
+        path,
         MetricPath::Op {
             stat: Stat::ErrorRate,
             ..
         }
     ) || kind == Some(CounterKind::Ratio);
-    let (op, value) = parse_condition(condition, is_latency, is_ratio).map_err(|e| {
+    parse_condition(condition, is_latency, is_ratio).map_err(|e| {
         err(
             Part::Condition,
             format!("bad condition {condition:?} for {metric:?}: {e}"),
@@ -194,15 +241,6 @@ pub fn parse(metric: &str, condition: &str, cat: &Catalog) -> Result<Threshold, 
                 "e.g. \"== 0\" or \">= 100\"".into()
             }),
         )
-    })?;
-    Ok(Threshold {
-        metric: metric.to_string(),
-        workload: wl.id.clone(),
-        path,
-        phase,
-        op,
-        value,
-        condition: condition.to_string(),
     })
 }
 

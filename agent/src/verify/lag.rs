@@ -13,9 +13,9 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::side::{self, Endpoint, Link, Replication, Role, ServerInfo};
+use super::side::{self, Endpoint, Link, Replication, ServerInfo};
 use super::VerifyError;
-use crate::valkey::target::{TargetUrl, TlsChoice};
+use crate::valkey::target::TlsChoice;
 use crate::valkey::{Cmd, Conn, Value};
 
 /// Every canary key starts with this (then a per-run nonce); `verify` skips such keys.
@@ -158,15 +158,7 @@ pub async fn run(
             "--interval and --max-lag must be above zero".into(),
         ));
     }
-    let src_url =
-        TargetUrl::parse(&opts.source).map_err(|e| VerifyError::Usage(format!("--source: {e}")))?;
-    let mut dst_url = TargetUrl::parse(&opts.destination)
-        .map_err(|e| VerifyError::Usage(format!("--destination: {e}")))?;
-    if dst_url.password.is_none() {
-        dst_url.password = opts.destination_password.clone();
-    }
-    let src = Endpoint::new(Role::Source, src_url, &opts.tls, opts.timeout)?;
-    let dst = Endpoint::new(Role::Destination, dst_url, &opts.tls, opts.timeout)?;
+    let (src, dst) = endpoints(opts)?;
     let mut sc = src.connect().await?;
     let mut dc = dst.connect().await?;
     let source = side::server_info(&mut sc, &src.url).await;
@@ -196,10 +188,65 @@ pub async fn run(
         max_lag: opts.max_lag,
         cleanup_error: None,
     };
+    let mut c = Canary {
+        opts,
+        shutdown: &shutdown,
+        src,
+        dst,
+        sc,
+        dc,
+        key,
+        ttl,
+        offsets_readable: true,
+    };
     let t0 = Instant::now();
-    let end = opts.duration.map(|d| t0 + d);
-    let mut offsets_readable = true;
-    let result = async {
+    let result = c.sample(&mut r, t0, &mut on_sample).await;
+    // The canary goes whatever happened (its TTL covers a connection that is gone).
+    if r.sent > 0 {
+        r.cleanup_error = c.delete().await;
+    }
+    result?;
+    r.replication_end = (replication(&mut c.sc).await, replication(&mut c.dc).await);
+    r.elapsed = t0.elapsed();
+    r.interrupted = shutdown.is_cancelled();
+    Ok(r)
+}
+
+/// Both sides from the options (usage errors, before any connection).
+fn endpoints(opts: &Options) -> Result<(Endpoint, Endpoint), VerifyError> {
+    super::endpoint_pair(
+        &opts.source,
+        &opts.destination,
+        opts.destination_password.as_deref(),
+        &opts.tls,
+        opts.timeout,
+    )
+}
+
+/// The canary's state over a lag run: both connections, its key and TTL.
+struct Canary<'a> {
+    opts: &'a Options,
+    shutdown: &'a CancellationToken,
+    src: Endpoint,
+    dst: Endpoint,
+    sc: Conn,
+    dc: Conn,
+    key: String,
+    ttl: Duration,
+    /// False once either side's `INFO replication` could not be read: offsets are not asked for
+    /// again.
+    offsets_readable: bool,
+}
+
+impl Canary<'_> {
+    /// One canary per interval until the end (or Ctrl-C), each recorded in `r`.
+    async fn sample(
+        &mut self,
+        r: &mut LagReport,
+        t0: Instant,
+        on_sample: &mut impl FnMut(&Sample, &LagReport),
+    ) -> Result<(), VerifyError> {
+        let end = self.opts.duration.map(|d| t0 + d);
         // A late canary delays the next one: samples never overlap or catch up in a burst.
         let mut next = t0;
         for seq in 1u64.. {
@@ -207,71 +254,20 @@ pub async fn run(
                 break;
             }
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {}
             }
             let started = Instant::now();
             let value = format!("{seq}:{}", unix_ms());
             let at = t0.elapsed();
-            sc.request(
-                &Cmd::new("SET")
-                    .arg(key.as_str())
-                    .arg(value.as_str())
-                    .arg("PX")
-                    .arg(ttl.as_millis() as u64),
-            )
-            .await
-            .map_err(|e| {
-                VerifyError::Target(format!(
-                    "cannot write the canary {key} on source {}: {}",
-                    src.url, e.msg
-                ))
-            })?;
+            self.write(&value).await?;
             r.sent += 1;
-            let written = Instant::now();
-            let deadline = written + opts.max_lag;
-            let mut lag = None;
-            loop {
-                let v = dc
-                    .request(&Cmd::new("GET").arg(key.as_str()))
-                    .await
-                    .map_err(|e| dst.lost(&e))?;
-                let seen = match &v {
-                    Value::Nil => None,
-                    v => v.as_bytes().and_then(canary_seq),
-                };
-                let now = Instant::now();
-                if seen.is_some_and(|s| s >= seq) {
-                    lag = Some(now - written);
-                    break;
-                }
-                if now >= deadline {
-                    break;
-                }
-                let wake = (now + poll_step(now - written)).min(deadline);
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep_until(wake) => {}
-                }
-            }
-            if shutdown.is_cancelled() && lag.is_none() {
+            let lag = self.arrival(seq, Instant::now()).await?;
+            if self.shutdown.is_cancelled() && lag.is_none() {
                 // Stopped while waiting: neither arrived nor lost.
                 break;
             }
-            let offsets = if offsets_readable {
-                match (replication(&mut sc).await, replication(&mut dc).await) {
-                    (Some(s), Some(d)) if d.is_replica() => {
-                        s.master_repl_offset.zip(d.slave_repl_offset)
-                    }
-                    (Some(_), Some(_)) => None,
-                    _ => {
-                        offsets_readable = false;
-                        None
-                    }
-                }
-            } else {
-                None
-            };
+            let offsets = self.offsets().await;
             match lag {
                 Some(l) => {
                     r.arrived += 1;
@@ -285,31 +281,101 @@ pub async fn run(
                 lag,
                 offsets,
             };
-            on_sample(&s, &r);
+            on_sample(&s, r);
             if r.samples.len() < MAX_KEPT_SAMPLES {
                 r.samples.push(s);
             }
-            next = (started + opts.interval).max(Instant::now());
+            next = (started + self.opts.interval).max(Instant::now());
         }
-        Ok::<(), VerifyError>(())
+        Ok(())
     }
-    .await;
-    // The canary goes whatever happened (its TTL covers a connection that is gone).
-    if r.sent > 0 {
-        if let Err(e) = sc.request(&Cmd::new("DEL").arg(key.as_str())).await {
-            r.cleanup_error = Some(format!(
-                "cannot delete the canary {key} on source {} ({}); its TTL of {}s removes it",
-                src.url,
-                e.msg,
-                ttl.as_secs()
-            ));
+
+    /// `SET` the canary on the source, with its TTL.
+    async fn write(&mut self, value: &str) -> Result<(), VerifyError> {
+        self.sc
+            .request(
+                &Cmd::new("SET")
+                    .arg(self.key.as_str())
+                    .arg(value)
+                    .arg("PX")
+                    .arg(self.ttl.as_millis() as u64),
+            )
+            .await
+            .map_err(|e| {
+                VerifyError::Target(format!(
+                    "cannot write the canary {} on source {}: {}",
+                    self.key, self.src.url, e.msg
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Poll the destination until it shows canary `seq` (or a later one): its lag from
+    /// `written`, or `None` when `max_lag` passed first (or Ctrl-C came).
+    async fn arrival(
+        &mut self,
+        seq: u64,
+        written: Instant,
+    ) -> Result<Option<Duration>, VerifyError> {
+        let deadline = written + self.opts.max_lag;
+        loop {
+            let v = self
+                .dc
+                .request(&Cmd::new("GET").arg(self.key.as_str()))
+                .await
+                .map_err(|e| self.dst.lost(&e))?;
+            let seen = match &v {
+                Value::Nil => None,
+                v => v.as_bytes().and_then(canary_seq),
+            };
+            let now = Instant::now();
+            if seen.is_some_and(|s| s >= seq) {
+                return Ok(Some(now - written));
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+            let wake = (now + poll_step(now - written)).min(deadline);
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep_until(wake) => {}
+            }
         }
     }
-    result?;
-    r.replication_end = (replication(&mut sc).await, replication(&mut dc).await);
-    r.elapsed = t0.elapsed();
-    r.interrupted = shutdown.is_cancelled();
-    Ok(r)
+
+    /// Both replication offsets, when both sides show them and the destination is a replica.
+    async fn offsets(&mut self) -> Option<(i64, i64)> {
+        if !self.offsets_readable {
+            return None;
+        }
+        match (
+            replication(&mut self.sc).await,
+            replication(&mut self.dc).await,
+        ) {
+            (Some(s), Some(d)) if d.is_replica() => s.master_repl_offset.zip(d.slave_repl_offset),
+            (Some(_), Some(_)) => None,
+            _ => {
+                self.offsets_readable = false;
+                None
+            }
+        }
+    }
+
+    /// Delete the canary; what went wrong when it could not be.
+    async fn delete(&mut self) -> Option<String> {
+        let e = self
+            .sc
+            .request(&Cmd::new("DEL").arg(self.key.as_str()))
+            .await
+            .err()?;
+        Some(format!(
+            "cannot delete the canary {} on source {} ({}); its TTL of {}s removes it",
+            self.key,
+            self.src.url,
+            e.msg,
+            self.ttl.as_secs()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -216,16 +216,33 @@ struct ScanEnd {
 
 /// Parse both URLs and check their TLS settings (usage errors, before any connection).
 pub fn endpoints(opts: &Options) -> Result<(Endpoint, Endpoint), VerifyError> {
-    let src =
-        TargetUrl::parse(&opts.source).map_err(|e| VerifyError::Usage(format!("--source: {e}")))?;
-    let mut dst = TargetUrl::parse(&opts.destination)
+    endpoint_pair(
+        &opts.source,
+        &opts.destination,
+        opts.destination_password.as_deref(),
+        &opts.tls,
+        opts.timeout,
+    )
+}
+
+/// Both sides from their URLs (`verify` and `lag` alike); the destination's missing password is
+/// `destination_password`.
+fn endpoint_pair(
+    source: &str,
+    destination: &str,
+    destination_password: Option<&str>,
+    tls: &TlsChoice,
+    timeout: Duration,
+) -> Result<(Endpoint, Endpoint), VerifyError> {
+    let src = TargetUrl::parse(source).map_err(|e| VerifyError::Usage(format!("--source: {e}")))?;
+    let mut dst = TargetUrl::parse(destination)
         .map_err(|e| VerifyError::Usage(format!("--destination: {e}")))?;
     if dst.password.is_none() {
-        dst.password = opts.destination_password.clone();
+        dst.password = destination_password.map(str::to_string);
     }
     Ok((
-        Endpoint::new(Role::Source, src, &opts.tls, opts.timeout)?,
-        Endpoint::new(Role::Destination, dst, &opts.tls, opts.timeout)?,
+        Endpoint::new(Role::Source, src, tls, timeout)?,
+        Endpoint::new(Role::Destination, dst, tls, timeout)?,
     ))
 }
 
@@ -251,28 +268,79 @@ pub async fn run(opts: &Options, shutdown: CancellationToken) -> Result<Report, 
         (None, false) => ExtraCheck::Skipped,
         (None, true) => ExtraCheck::Checked,
     };
-    let total = match (opts.sample, &opts.pattern) {
+    let total = total_keys(opts, extra, &mut sc, &mut dc).await;
+
+    let t0 = Instant::now();
+    let cancel = shutdown.child_token();
+    let (job_tx, job_rx) = mpsc::channel::<Job>(opts.parallel * 2);
+    let (res_tx, res_rx) = mpsc::channel::<Result<Outcome, VerifyError>>(opts.parallel * 4);
+    let cfg = Arc::new(opts.clone());
+    let mut workers = spawn_workers(&src, &dst, &cfg, job_rx, res_tx, &cancel);
+    let scanner = {
+        let (src, dst, cfg, cancel) = (src.clone(), dst.clone(), cfg.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let r = scan_all(&mut sc, &mut dc, &src, &dst, &cfg, job_tx, &cancel).await;
+            if r.is_err() {
+                cancel.cancel();
+            }
+            r
+        })
+    };
+
+    let mut r = Report::empty(source, destination, opts, extra);
+    let progress = render::Progress::new(total, opts.progress);
+    let failure = r.collect(res_rx, opts.keep, progress, &cancel, t0).await;
+    while workers.join_next().await.is_some() {}
+    let end = scanner
+        .await
+        .map_err(|e| VerifyError::Target(format!("scanner task failed: {e}")))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let end = end?;
+    r.mode = end.mode;
+    r.skipped_canaries = end.skipped_canaries;
+    r.elapsed = t0.elapsed();
+    r.interrupted = shutdown.is_cancelled();
+    Ok(r)
+}
+
+/// Keys to check, for the progress line: the sample's size, or both `DBSIZE`s (the
+/// destination's only when extra keys are looked for); unknown with a pattern.
+async fn total_keys(
+    opts: &Options,
+    extra: ExtraCheck,
+    sc: &mut Conn,
+    dc: &mut Conn,
+) -> Option<u64> {
+    match (opts.sample, &opts.pattern) {
         (Some(n), _) => Some(n),
         (None, Some(_)) => None,
         (None, None) => {
-            let s = dbsize(&mut sc).await;
+            let s = dbsize(sc).await;
             let d = if extra == ExtraCheck::Checked {
-                dbsize(&mut dc).await
+                dbsize(dc).await
             } else {
                 Some(0)
             };
             s.zip(d).map(|(s, d)| s + d)
         }
-    };
+    }
+}
 
-    let t0 = Instant::now();
-    let cancel = shutdown.child_token();
-    let (job_tx, job_rx) = mpsc::channel::<Job>(opts.parallel * 2);
+/// `opts.parallel` workers sharing the job queue; a worker that fails sends its error as its
+/// last result.
+fn spawn_workers(
+    src: &Arc<Endpoint>,
+    dst: &Arc<Endpoint>,
+    cfg: &Arc<Options>,
+    job_rx: mpsc::Receiver<Job>,
+    res_tx: mpsc::Sender<Result<Outcome, VerifyError>>,
+    cancel: &CancellationToken,
+) -> tokio::task::JoinSet<()> {
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, mut res_rx) = mpsc::channel::<Result<Outcome, VerifyError>>(opts.parallel * 4);
-    let cfg = Arc::new(opts.clone());
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..opts.parallel {
+    for _ in 0..cfg.parallel {
         let (src, dst, cfg) = (src.clone(), dst.clone(), cfg.clone());
         let (jobs, results, cancel) = (job_rx.clone(), res_tx.clone(), cancel.clone());
         workers.spawn(async move {
@@ -293,82 +361,84 @@ pub async fn run(opts: &Options, shutdown: CancellationToken) -> Result<Report, 
             }
         });
     }
-    drop(res_tx);
-    let scanner = {
-        let (src, dst, cfg, cancel) = (src.clone(), dst.clone(), cfg.clone(), cancel.clone());
-        tokio::spawn(async move {
-            let r = scan_all(&mut sc, &mut dc, &src, &dst, &cfg, job_tx, &cancel).await;
-            if r.is_err() {
-                cancel.cancel();
-            }
-            r
-        })
-    };
+    workers
+}
 
-    let mut progress = render::Progress::new(total, opts.progress);
-    let mut r = Report {
-        source,
-        destination,
-        mode: Mode::Full,
-        pattern: opts.pattern.clone(),
-        extra,
-        keys_checked: 0,
-        identical: 0,
-        vanished: 0,
-        rechecked: 0,
-        settled: 0,
-        destination_scanned: 0,
-        skipped_canaries: 0,
-        by_kind: BTreeMap::new(),
-        differences: vec![],
-        elapsed: Duration::ZERO,
-        interrupted: false,
-        ttl_tolerance: opts.ttl_tolerance,
-        recheck_after: opts.recheck_after,
-        rate: opts.rate,
-    };
-    let mut failure = None;
-    while let Some(res) = res_rx.recv().await {
-        match res {
-            Ok(o) => {
-                r.keys_checked += o.checked;
-                r.identical += o.identical;
-                r.vanished += o.vanished;
-                r.destination_scanned += o.destination_scanned;
-                r.rechecked += o.rechecked;
-                r.settled += o.settled;
-                for d in o.diffs {
-                    *r.by_kind.entry(d.kind).or_default() += 1;
-                    if r.differences.len() < opts.keep {
-                        r.differences.push(d);
-                    }
+impl Report {
+    /// Nothing checked yet.
+    fn empty(
+        source: ServerInfo,
+        destination: ServerInfo,
+        opts: &Options,
+        extra: ExtraCheck,
+    ) -> Report {
+        Report {
+            source,
+            destination,
+            mode: Mode::Full,
+            pattern: opts.pattern.clone(),
+            extra,
+            keys_checked: 0,
+            identical: 0,
+            vanished: 0,
+            rechecked: 0,
+            settled: 0,
+            destination_scanned: 0,
+            skipped_canaries: 0,
+            by_kind: BTreeMap::new(),
+            differences: vec![],
+            elapsed: Duration::ZERO,
+            interrupted: false,
+            ttl_tolerance: opts.ttl_tolerance,
+            recheck_after: opts.recheck_after,
+            rate: opts.rate,
+        }
+    }
+
+    /// Add the workers' results until every worker is done, driving the progress line; the
+    /// first error stops the verify (`cancel`) and is returned.
+    async fn collect(
+        &mut self,
+        mut results: mpsc::Receiver<Result<Outcome, VerifyError>>,
+        keep: usize,
+        mut progress: render::Progress,
+        cancel: &CancellationToken,
+        t0: Instant,
+    ) -> Option<VerifyError> {
+        let mut failure = None;
+        while let Some(res) = results.recv().await {
+            match res {
+                Ok(o) => self.add(o, keep),
+                Err(e) => {
+                    cancel.cancel();
+                    failure.get_or_insert(e);
                 }
             }
-            Err(e) => {
-                cancel.cancel();
-                failure.get_or_insert(e);
+            progress.update(
+                self.keys_checked + self.destination_scanned,
+                self.total_differences(),
+                t0.elapsed(),
+            );
+        }
+        progress.finish();
+        failure
+    }
+
+    /// Count one batch's outcome; keep its differences while fewer than `keep` are kept.
+    fn add(&mut self, o: Outcome, keep: usize) {
+        self.keys_checked += o.checked;
+        self.identical += o.identical;
+        self.vanished += o.vanished;
+        self.destination_scanned += o.destination_scanned;
+        self.rechecked += o.rechecked;
+        self.settled += o.settled;
+        for d in o.diffs {
+            *self.by_kind.entry(d.kind).or_default() += 1;
+            if self.differences.len() < keep {
+                self.differences.push(d);
             }
         }
-        progress.update(
-            r.keys_checked + r.destination_scanned,
-            r.total_differences(),
-            t0.elapsed(),
-        );
     }
-    progress.finish();
-    while workers.join_next().await.is_some() {}
-    let end = scanner
-        .await
-        .map_err(|e| VerifyError::Target(format!("scanner task failed: {e}")))?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let end = end?;
-    r.mode = end.mode;
-    r.skipped_canaries = end.skipped_canaries;
-    r.elapsed = t0.elapsed();
-    r.interrupted = shutdown.is_cancelled();
-    Ok(r)
 }
 
 async fn dbsize(c: &mut Conn) -> Option<u64> {

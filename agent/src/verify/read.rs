@@ -56,8 +56,39 @@ pub async fn read_states(
         cmds.push(Cmd::new("TYPE").arg(k));
         cmds.push(Cmd::new("PTTL").arg(k));
     }
-    let replies = conn.pipeline(&cmds).await?;
-    let mut shapes = Vec::with_capacity(keys.len());
+    let shapes = shapes(conn.pipeline(&cmds).await?);
+
+    // Round trip 2: the values, by type.
+    let mut cmds = vec![];
+    let mut spans = Vec::with_capacity(keys.len());
+    for (k, s) in keys.iter().zip(&shapes) {
+        let start = cmds.len();
+        if let Shape::Type(ty, _) = s {
+            value_reads(&mut cmds, ty, k, chunk);
+        }
+        spans.push(start..cmds.len());
+    }
+    let replies = if cmds.is_empty() {
+        vec![]
+    } else {
+        conn.pipeline(&cmds).await?
+    };
+    let mut replies: Vec<Option<Result<Value, Error>>> = replies.into_iter().map(Some).collect();
+
+    let mut out = Vec::with_capacity(keys.len());
+    for ((k, shape), span) in keys.iter().zip(shapes).zip(spans) {
+        let rs: Vec<Result<Value, Error>> = replies[span]
+            .iter_mut()
+            .map(|r| r.take().expect("each reply is taken once"))
+            .collect();
+        out.push(key_state(conn, k, shape, rs, chunk).await?);
+    }
+    Ok(out)
+}
+
+/// Each key's shape from the `TYPE` + `PTTL` replies, in pairs.
+fn shapes(replies: Vec<Result<Value, Error>>) -> Vec<Shape> {
+    let mut shapes = Vec::with_capacity(replies.len() / 2);
     let mut it = replies.into_iter();
     while let (Some(t), Some(p)) = (it.next(), it.next()) {
         shapes.push(match (t, p) {
@@ -71,98 +102,85 @@ pub async fn read_states(
             }
         });
     }
+    shapes
+}
 
-    // Round trip 2: the values, by type.
-    let mut cmds = vec![];
-    let mut spans = Vec::with_capacity(keys.len());
-    for (k, s) in keys.iter().zip(&shapes) {
-        let start = cmds.len();
-        if let Shape::Type(ty, _) = s {
-            let last = (chunk - 1) as u64;
-            match ty.as_str() {
-                "string" => cmds.push(Cmd::new("GET").arg(k)),
-                "hash" => {
-                    cmds.push(Cmd::new("HLEN").arg(k));
-                    cmds.push(Cmd::new("HSCAN").arg(k).arg("0").arg("COUNT").arg(chunk));
-                }
-                "list" => {
-                    cmds.push(Cmd::new("LLEN").arg(k));
-                    cmds.push(Cmd::new("LRANGE").arg(k).arg(0u64).arg(last));
-                }
-                "set" => {
-                    cmds.push(Cmd::new("SCARD").arg(k));
-                    cmds.push(Cmd::new("SSCAN").arg(k).arg("0").arg("COUNT").arg(chunk));
-                }
-                "zset" => {
-                    cmds.push(Cmd::new("ZCARD").arg(k));
-                    cmds.push(
-                        Cmd::new("ZRANGE")
-                            .arg(k)
-                            .arg(0u64)
-                            .arg(last)
-                            .arg("WITHSCORES"),
-                    );
-                }
-                "stream" => {
-                    cmds.push(Cmd::new("XLEN").arg(k));
-                    cmds.push(
-                        Cmd::new("XRANGE")
-                            .arg(k)
-                            .arg("-")
-                            .arg("+")
-                            .arg("COUNT")
-                            .arg(chunk),
-                    );
-                    cmds.push(Cmd::new("XINFO").arg("GROUPS").arg(k));
-                }
-                _ => {}
-            }
+/// The first reads of a key of type `ty` (the table at the top of this file).
+fn value_reads(cmds: &mut Vec<Cmd>, ty: &str, k: &[u8], chunk: usize) {
+    let last = (chunk - 1) as u64;
+    match ty {
+        "string" => cmds.push(Cmd::new("GET").arg(k)),
+        "hash" => {
+            cmds.push(Cmd::new("HLEN").arg(k));
+            cmds.push(Cmd::new("HSCAN").arg(k).arg("0").arg("COUNT").arg(chunk));
         }
-        spans.push(start..cmds.len());
+        "list" => {
+            cmds.push(Cmd::new("LLEN").arg(k));
+            cmds.push(Cmd::new("LRANGE").arg(k).arg(0u64).arg(last));
+        }
+        "set" => {
+            cmds.push(Cmd::new("SCARD").arg(k));
+            cmds.push(Cmd::new("SSCAN").arg(k).arg("0").arg("COUNT").arg(chunk));
+        }
+        "zset" => {
+            cmds.push(Cmd::new("ZCARD").arg(k));
+            cmds.push(
+                Cmd::new("ZRANGE")
+                    .arg(k)
+                    .arg(0u64)
+                    .arg(last)
+                    .arg("WITHSCORES"),
+            );
+        }
+        "stream" => {
+            cmds.push(Cmd::new("XLEN").arg(k));
+            cmds.push(
+                Cmd::new("XRANGE")
+                    .arg(k)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(chunk),
+            );
+            cmds.push(Cmd::new("XINFO").arg("GROUPS").arg(k));
+        }
+        _ => {}
     }
-    let replies = if cmds.is_empty() {
-        vec![]
-    } else {
-        conn.pipeline(&cmds).await?
-    };
-    let mut replies: Vec<Option<Result<Value, Error>>> = replies.into_iter().map(Some).collect();
+}
 
-    let mut out = Vec::with_capacity(keys.len());
-    for ((k, shape), span) in keys.iter().zip(shapes).zip(spans) {
-        let (ty, ttl) = match shape {
-            Shape::Absent => {
-                out.push(KeyState::absent());
-                continue;
-            }
-            Shape::Unreadable(e) => {
-                out.push(KeyState {
-                    data: Data::Unreadable(e),
-                    ttl: Ttl::Persistent,
-                });
-                continue;
-            }
-            Shape::Type(ty, ttl) => (ty, ttl),
-        };
-        let rs: Vec<Result<Value, Error>> = replies[span]
-            .iter_mut()
-            .map(|r| r.take().expect("each reply is taken once"))
-            .collect();
-        let partial = match first_read(&ty, rs) {
-            Ok(p) => p,
-            Err(e) if is_fatal(&e, conn) => return Err(e),
-            Err(e) => Partial::Done(Data::Unreadable(e.msg)),
-        };
-        let data = match finish(conn, k, partial, chunk).await {
-            Ok(d) => d,
-            Err(e) if is_fatal(&e, conn) => return Err(e),
-            Err(e) => Data::Unreadable(e.msg),
-        };
-        out.push(match data {
-            Data::Absent => KeyState::absent(),
-            data => KeyState { data, ttl },
-        });
-    }
-    Ok(out)
+/// One key's state from its shape and its first reads `rs`, with the follow-ups it needs. A
+/// server error makes the key unreadable; only a connection failure is an `Err`.
+async fn key_state(
+    conn: &mut Conn,
+    k: &[u8],
+    shape: Shape,
+    rs: Vec<Result<Value, Error>>,
+    chunk: usize,
+) -> Result<KeyState, Error> {
+    let (ty, ttl) = match shape {
+        Shape::Absent => return Ok(KeyState::absent()),
+        Shape::Unreadable(e) => {
+            return Ok(KeyState {
+                data: Data::Unreadable(e),
+                ttl: Ttl::Persistent,
+            })
+        }
+        Shape::Type(ty, ttl) => (ty, ttl),
+    };
+    let partial = match first_read(&ty, rs) {
+        Ok(p) => p,
+        Err(e) if is_fatal(&e, conn) => return Err(e),
+        Err(e) => Partial::Done(Data::Unreadable(e.msg)),
+    };
+    let data = match finish(conn, k, partial, chunk).await {
+        Ok(d) => d,
+        Err(e) if is_fatal(&e, conn) => return Err(e),
+        Err(e) => Data::Unreadable(e.msg),
+    };
+    Ok(match data {
+        Data::Absent => KeyState::absent(),
+        data => KeyState { data, ttl },
+    })
 }
 
 /// A connection-level failure stops the verify; a server error reply concerns one key.
@@ -346,121 +364,154 @@ fn first_read(ty: &str, rs: Vec<Result<Value, Error>>) -> Result<Partial, Error>
 
 /// Follow-up reads until the value is complete (bounded by the size read first).
 async fn finish(conn: &mut Conn, k: &[u8], p: Partial, chunk: usize) -> Result<Data, Error> {
-    let c = chunk as u64;
     Ok(match p {
         Partial::Done(d) => d,
-        Partial::Hash(mut m, mut cursor, len) => {
-            let limit = len + 1000;
-            let mut calls = 0u64;
-            while cursor != "0" {
-                calls += 1;
-                if calls > limit {
-                    return Err(walk_limit("HSCAN", limit));
-                }
-                let v = conn
-                    .request(
-                        &Cmd::new("HSCAN")
-                            .arg(k)
-                            .arg(cursor.as_str())
-                            .arg("COUNT")
-                            .arg(chunk),
-                    )
-                    .await?;
-                let (cur, items) = parse_scan_reply(v).ok_or_else(|| bad("HSCAN"))?;
-                pairs_into(items, &mut m, Ok)?;
-                cursor = cur;
-            }
+        Partial::Hash(mut m, cursor, len) => {
+            scan_rest(conn, "HSCAN", k, cursor, len, chunk, |items| {
+                pairs_into(items, &mut m, Ok)
+            })
+            .await?;
             Data::Hash(m)
         }
-        Partial::Set(mut s, mut cursor, len) => {
-            let limit = len + 1000;
-            let mut calls = 0u64;
-            while cursor != "0" {
-                calls += 1;
-                if calls > limit {
-                    return Err(walk_limit("SSCAN", limit));
-                }
-                let v = conn
-                    .request(
-                        &Cmd::new("SSCAN")
-                            .arg(k)
-                            .arg(cursor.as_str())
-                            .arg("COUNT")
-                            .arg(chunk),
-                    )
-                    .await?;
-                let (cur, items) = parse_scan_reply(v).ok_or_else(|| bad("SSCAN"))?;
+        Partial::Set(mut s, cursor, len) => {
+            scan_rest(conn, "SSCAN", k, cursor, len, chunk, |items| {
                 s.extend(items);
-                cursor = cur;
-            }
+                Ok(())
+            })
+            .await?;
             Data::Set(s)
         }
-        Partial::List(mut l, len) => {
-            // At most len/chunk more requests; a list that shrinks ends the walk early.
-            while (l.len() as u64) < len {
-                let from = l.len() as u64;
-                let to = (from + c - 1).min(len - 1);
-                let v = conn
-                    .request(&Cmd::new("LRANGE").arg(k).arg(from).arg(to))
-                    .await?;
-                let items = bytes_list(v, "LRANGE")?;
-                let n = items.len() as u64;
-                l.extend(items);
-                if n < to - from + 1 {
-                    break;
-                }
-            }
-            Data::List(l)
-        }
-        Partial::ZSet(mut m, mut got, len) => {
-            // At most len/chunk more requests; a sorted set that shrinks ends the walk early.
-            while got < len {
-                let from = got;
-                let to = (from + c - 1).min(len - 1);
-                let v = conn
-                    .request(
-                        &Cmd::new("ZRANGE")
-                            .arg(k)
-                            .arg(from)
-                            .arg(to)
-                            .arg("WITHSCORES"),
-                    )
-                    .await?;
-                let items = bytes_list(v, "ZRANGE")?;
-                let n = (items.len() / 2) as u64;
-                pairs_into(items, &mut m, score)?;
-                got += n;
-                if n < to - from + 1 {
-                    break;
-                }
-            }
-            Data::ZSet(m)
-        }
-        Partial::Stream(mut s, len) => {
-            let mut calls = 0u64;
-            let limit = len / c + 2;
-            while s.entries.len() as u64 >= c * (calls + 1) && calls < limit {
-                calls += 1;
-                let last = s.entries.last().map(|e| e.0.clone()).unwrap_or_default();
-                let v = conn
-                    .request(
-                        &Cmd::new("XRANGE")
-                            .arg(k)
-                            .arg(format!("({last}"))
-                            .arg("+")
-                            .arg("COUNT")
-                            .arg(chunk),
-                    )
-                    .await?;
-                let more = entries(v)?;
-                if more.is_empty() {
-                    break;
-                }
-                s.entries.extend(more);
-            }
-            Data::Stream(s)
-        }
+        Partial::List(l, len) => Data::List(list_rest(conn, k, l, len, chunk).await?),
+        Partial::ZSet(m, got, len) => Data::ZSet(zset_rest(conn, k, m, got, len, chunk).await?),
+        Partial::Stream(s, len) => Data::Stream(stream_rest(conn, k, s, len, chunk).await?),
     })
+}
+
+/// Walk a hash or set (`cmd` is `HSCAN` or `SSCAN`) from `cursor` back to 0, handing each
+/// reply's items to `add`; at most `len + 1000` calls.
+async fn scan_rest(
+    conn: &mut Conn,
+    cmd: &'static str,
+    k: &[u8],
+    mut cursor: String,
+    len: u64,
+    chunk: usize,
+    mut add: impl FnMut(Vec<Vec<u8>>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let limit = len + 1000;
+    let mut calls = 0u64;
+    while cursor != "0" {
+        calls += 1;
+        if calls > limit {
+            return Err(walk_limit(cmd, limit));
+        }
+        let v = conn
+            .request(
+                &Cmd::new(cmd)
+                    .arg(k)
+                    .arg(cursor.as_str())
+                    .arg("COUNT")
+                    .arg(chunk),
+            )
+            .await?;
+        let (cur, items) = parse_scan_reply(v).ok_or_else(|| bad(cmd))?;
+        add(items)?;
+        cursor = cur;
+    }
+    Ok(())
+}
+
+/// The rest of a list of `len` elements, a chunk per request.
+async fn list_rest(
+    conn: &mut Conn,
+    k: &[u8],
+    mut l: Vec<Vec<u8>>,
+    len: u64,
+    chunk: usize,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let c = chunk as u64;
+    // At most len/chunk more requests; a list that shrinks ends the walk early.
+    while (l.len() as u64) < len {
+        let from = l.len() as u64;
+        let to = (from + c - 1).min(len - 1);
+        let v = conn
+            .request(&Cmd::new("LRANGE").arg(k).arg(from).arg(to))
+            .await?;
+        let items = bytes_list(v, "LRANGE")?;
+        let n = items.len() as u64;
+        l.extend(items);
+        if n < to - from + 1 {
+            break;
+        }
+    }
+    Ok(l)
+}
+
+/// The rest of a sorted set of `len` members (`got` read so far), a chunk per request.
+async fn zset_rest(
+    conn: &mut Conn,
+    k: &[u8],
+    mut m: BTreeMap<Vec<u8>, Score>,
+    mut got: u64,
+    len: u64,
+    chunk: usize,
+) -> Result<BTreeMap<Vec<u8>, Score>, Error> {
+    let c = chunk as u64;
+    // At most len/chunk more requests; a sorted set that shrinks ends the walk early.
+    while got < len {
+        let from = got;
+        let to = (from + c - 1).min(len - 1);
+        let v = conn
+            .request(
+                &Cmd::new("ZRANGE")
+                    .arg(k)
+                    .arg(from)
+                    .arg(to)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        let items = bytes_list(v, "ZRANGE")?;
+        let n = (items.len() / 2) as u64;
+        pairs_into(items, &mut m, score)?;
+        got += n;
+        if n < to - from + 1 {
+            break;
+        }
+    }
+    Ok(m)
+}
+
+/// The rest of a stream of `len` entries, after the last entry read, a chunk per request.
+async fn stream_rest(
+    conn: &mut Conn,
+    k: &[u8],
+    mut s: Stream,
+    len: u64,
+    chunk: usize,
+) -> Result<Stream, Error> {
+    let c = chunk as u64;
+    let mut calls = 0u64;
+    let limit = len / c + 2;
+    while s.entries.len() as u64 >= c * (calls + 1) && calls < limit {
+        calls += 1;
+        let last = s.entries.last().map(|e| e.0.clone()).unwrap_or_default();
+        let v = conn
+            .request(
+                &Cmd::new("XRANGE")
+                    .arg(k)
+                    .arg(format!("({last}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(chunk),
+            )
+            .await?;
+        let more = entries(v)?;
+        if more.is_empty() {
+            break;
+        }
+        s.entries.extend(more);
+    }
+    Ok(s)
 }
 
 fn walk_limit(cmd: &str, limit: u64) -> Error {
