@@ -1152,6 +1152,68 @@ impl LatencyStats {
     }
 }
 
+/// Test-only: a [`Collector`] over hand-made operations at chosen offsets from the run start,
+/// for the unit tables of the verdict logic (`summary::impact`, `summary::check`).
+#[cfg(test)]
+pub(crate) struct Sketch {
+    c: Collector,
+    recs: Vec<Recorder>,
+}
+
+#[cfg(test)]
+impl Sketch {
+    /// Workloads as `(id, ops)`, with the counters `defs` declares.
+    pub(crate) fn new(workloads: &[(&str, &[&str], &'static [CounterDef])]) -> Sketch {
+        let metrics: Vec<Arc<WorkloadMetrics>> = workloads
+            .iter()
+            .map(|(id, ops, defs)| {
+                WorkloadMetrics::new(id, ops.iter().map(|o| o.to_string()).collect(), defs)
+            })
+            .collect();
+        let recs = metrics.iter().map(|m| m.recorder(0)).collect();
+        Sketch {
+            c: Collector::new(metrics, Instant::now()),
+            recs,
+        }
+    }
+
+    /// Cut a slot boundary at `at`, as a fault's injection or heal does (before recording
+    /// operations meant to start around it).
+    pub(crate) fn cut(&self, at: Duration) {
+        let mut cuts = self.c.timebase.cuts.write().expect("cuts lock");
+        if !at.is_zero() && !cuts.contains(&at) {
+            cuts.push(at);
+            cuts.sort();
+        }
+    }
+
+    /// One operation of workload `w`: meant to start and sent at `at`, completed `latency` later.
+    pub(crate) fn op(
+        &self,
+        w: usize,
+        op: usize,
+        at: Duration,
+        latency: Duration,
+        outcome: Result<(), ErrorKind>,
+    ) {
+        let t = self.c.started + at;
+        self.recs[w].record(op, t, t, t + latency, outcome);
+    }
+
+    /// Counter `idx` of workload `w` counted `n` at `at`.
+    pub(crate) fn count(&self, w: usize, idx: usize, n: u64, at: Duration) {
+        self.c.workloads[w]
+            .counters
+            .add_at(idx, n, self.c.started + at);
+    }
+
+    /// Close every slot and hand the collector over.
+    pub(crate) fn finish(mut self) -> Collector {
+        self.c.finish();
+        self.c
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
