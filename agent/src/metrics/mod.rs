@@ -1162,7 +1162,7 @@ pub(crate) struct Sketch {
 
 #[cfg(test)]
 impl Sketch {
-    /// Workloads as `(id, ops)`, with the counters `defs` declares.
+    /// Workloads as `(id, ops, counter definitions)`.
     pub(crate) fn new(workloads: &[(&str, &[&str], &'static [CounterDef])]) -> Sketch {
         let metrics: Vec<Arc<WorkloadMetrics>> = workloads
             .iter()
