@@ -4,9 +4,10 @@
 //! `client-kill`, `debug-sleep`, `memory`, `idle-timeout`) and network through the proxy
 //! (`latency`, `bandwidth`, `reset`, `blackhole`, `slow-close`, `limit-data`, `partition`).
 //!
-//! [`env`] refuses what may not run and starts the proxies, [`timeline`] schedules occurrences,
-//! [`inject`] injects one and returns its healing guard, [`nodes`] resolves which node a fault
-//! hits, [`proxy`] carries the network toxics. What a fault did is measured afterwards from the
+//! [`env`] refuses what may not run and starts the proxies, [`schedule`] lists the occurrences (a
+//! pure function of the plan), [`timeline`] runs them, [`inject`] injects one and returns its
+//! healing guard, [`nodes`] resolves which node a fault hits, [`proxy`] carries the network
+//! toxics. What a fault did is measured afterwards from the
 //! recorded metrics (`summary::impact`), not here.
 
 pub mod env;
@@ -14,6 +15,7 @@ mod failover;
 pub mod inject;
 pub mod nodes;
 pub mod proxy;
+pub mod schedule;
 pub mod switch;
 pub mod timeline;
 

@@ -820,6 +820,9 @@ pub struct Pulse {
     pub by_end: Vec<(u32, u32)>,
     /// Per send bucket: the earliest completion bucket of an operation sent then that succeeded.
     pub first_ok_end_by_sent: Vec<u32>,
+    /// Per completion bucket: the earliest send bucket of an operation that failed then (so a
+    /// failure can be told apart by when its operation was sent).
+    pub first_fail_sent_by_end: Vec<u32>,
 }
 
 impl Pulse {
@@ -831,6 +834,7 @@ impl Pulse {
         if self.by_end.len() < need {
             self.by_end.resize(need, (0, 0));
             self.first_ok_end_by_sent.resize(need, u32::MAX);
+            self.first_fail_sent_by_end.resize(need, u32::MAX);
         }
         let e = &mut self.by_end[m.end as usize];
         if m.ok {
@@ -839,6 +843,8 @@ impl Pulse {
             *f = (*f).min(m.end);
         } else {
             e.1 += 1;
+            let f = &mut self.first_fail_sent_by_end[m.end as usize];
+            *f = (*f).min(m.sent);
         }
     }
 }
@@ -1149,6 +1155,68 @@ impl LatencyStats {
             mean: (h.mean() * 10.0).round() / 10.0,
             min: h.min(),
         }
+    }
+}
+
+/// Test-only: a [`Collector`] over hand-made operations at chosen offsets from the run start,
+/// for the unit tables of the verdict logic (`summary::impact`, `summary::check`).
+#[cfg(test)]
+pub(crate) struct Sketch {
+    c: Collector,
+    recs: Vec<Recorder>,
+}
+
+#[cfg(test)]
+impl Sketch {
+    /// Workloads as `(id, ops, counter definitions)`.
+    pub(crate) fn new(workloads: &[(&str, &[&str], &'static [CounterDef])]) -> Sketch {
+        let metrics: Vec<Arc<WorkloadMetrics>> = workloads
+            .iter()
+            .map(|(id, ops, defs)| {
+                WorkloadMetrics::new(id, ops.iter().map(|o| o.to_string()).collect(), defs)
+            })
+            .collect();
+        let recs = metrics.iter().map(|m| m.recorder(0)).collect();
+        Sketch {
+            c: Collector::new(metrics, Instant::now()),
+            recs,
+        }
+    }
+
+    /// Cut a slot boundary at `at`, as a fault's injection or heal does (before recording
+    /// operations meant to start around it).
+    pub(crate) fn cut(&self, at: Duration) {
+        let mut cuts = self.c.timebase.cuts.write().expect("cuts lock");
+        if !at.is_zero() && !cuts.contains(&at) {
+            cuts.push(at);
+            cuts.sort();
+        }
+    }
+
+    /// One operation of workload `w`: meant to start and sent at `at`, completed `latency` later.
+    pub(crate) fn op(
+        &self,
+        w: usize,
+        op: usize,
+        at: Duration,
+        latency: Duration,
+        outcome: Result<(), ErrorKind>,
+    ) {
+        let t = self.c.started + at;
+        self.recs[w].record(op, t, t, t + latency, outcome);
+    }
+
+    /// Counter `idx` of workload `w` counted `n` at `at`.
+    pub(crate) fn count(&self, w: usize, idx: usize, n: u64, at: Duration) {
+        self.c.workloads[w]
+            .counters
+            .add_at(idx, n, self.c.started + at);
+    }
+
+    /// Close every slot and hand the collector over.
+    pub(crate) fn finish(mut self) -> Collector {
+        self.c.finish();
+        self.c
     }
 }
 

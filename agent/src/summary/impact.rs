@@ -156,7 +156,11 @@ fn measure(
                 break;
             }
         }
-        let pulse = pulse_window(c, w, inj, next.min(load_end.as_secs_f64()));
+        // Failures of operations sent after the workload had settled again are a later event,
+        // not this fault's: only operations sent before then count (an in-flight operation of
+        // the fault that fails late still does).
+        let sent_before = back.map_or(f64::INFINITY, |b| secs(b + SETTLE));
+        let pulse = pulse_window(c, w, inj, next.min(load_end.as_secs_f64()), sent_before);
         let back_at = match (back, pulse.recovered) {
             (Some(b), Some(r)) => Some(b.max(snap_up(c, r, inj_d))),
             (Some(b), None) if pulse.first_failure.is_none() => Some(b),
@@ -248,9 +252,10 @@ struct PulseWindow {
     unavailable_ms: Option<f64>,
 }
 
-/// Unavailability from the outcome pulse: the first failure completing in `[inj, until)`, the
-/// last success completing before it, and the first success of an operation sent after it.
-fn pulse_window(c: &Collector, w: usize, inj: f64, until: f64) -> PulseWindow {
+/// Unavailability from the outcome pulse: the first failure completing in `[inj, until)` of an
+/// operation sent before `sent_before`, the last success completing before it, and the first
+/// success of an operation sent after it.
+fn pulse_window(c: &Collector, w: usize, inj: f64, until: f64, sent_before: f64) -> PulseWindow {
     let p = &c.pulses[w];
     let b = |t: f64| (t / PULSE.as_secs_f64()).floor().max(0.0) as usize;
     let t = |b: usize| b as f64 * PULSE.as_secs_f64();
@@ -261,7 +266,14 @@ fn pulse_window(c: &Collector, w: usize, inj: f64, until: f64) -> PulseWindow {
         unavailable_ms: None,
     };
     let end = b(until).min(p.by_end.len());
-    let Some(f) = (b(inj)..end).find(|i| p.by_end[*i].1 > 0) else {
+    let sent_limit = if sent_before.is_finite() {
+        b(sent_before)
+    } else {
+        usize::MAX
+    };
+    let Some(f) = (b(inj)..end)
+        .find(|i| p.by_end[*i].1 > 0 && (p.first_fail_sent_by_end[*i] as usize) < sent_limit)
+    else {
         return out;
     };
     out.first_failure = Some(t(f));
@@ -280,4 +292,445 @@ fn pulse_window(c: &Collector, w: usize, inj: f64, until: f64) -> PulseWindow {
         out.unavailable_ms = Some(((r - l) * 1000.0).round());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write;
+
+    use super::*;
+    use crate::metrics::Sketch;
+    use crate::plan::counter::{CounterDef, CounterKind};
+
+    /// A safety counter for the workloads of these tables (`jobs.lost`).
+    const LOST: &[CounterDef] = &[CounterDef {
+        name: "lost",
+        kind: CounterKind::Safety,
+        help: "",
+        covers: None,
+    }];
+
+    /// What one 100 ms slot of a lane holds: ten operations meant to start 10 ms apart.
+    fn slot(sk: &Sketch, w: usize, op: usize, k: usize, c: char) {
+        let ms = Duration::from_millis;
+        for i in 0..10u64 {
+            let at = ms(k as u64 * 100 + i * 10);
+            let (latency, outcome) = match c {
+                // Served: 1 ms each.
+                '.' => (ms(1), Ok(())),
+                // Slow: 80 ms each.
+                's' => (ms(80), Ok(())),
+                // Every operation fails fast: a timeout, a dropped connection.
+                'x' => (ms(1), Err(ErrorKind::Timeout)),
+                'c' => (ms(1), Err(ErrorKind::Connection)),
+                // One failure (the first), nine served.
+                '!' if i == 0 => (ms(1), Err(ErrorKind::Timeout)),
+                '!' => (ms(1), Ok(())),
+                // Every operation hangs and times out 250 ms after it was sent.
+                'T' => (ms(250), Err(ErrorKind::Timeout)),
+                // Nothing sent.
+                '_' => return,
+                // A safety violation counted at the slot's start, else served.
+                'L' => {
+                    if i == 0 {
+                        sk.count(w, 0, 1, at);
+                    }
+                    (ms(1), Ok(()))
+                }
+                other => panic!("unknown slot {other:?}"),
+            };
+            sk.op(w, op, at, latency, outcome);
+        }
+    }
+
+    /// `lanes`: `("<workload>.<op>", slots)`, one character per 100 ms slot from time zero (see
+    /// [`slot`]); the load ends with the longest lane. `faults`: `(injected, healed)` seconds, a
+    /// fault never injected as `None`. Slots are cut at every injection and heal, as the timeline
+    /// does.
+    fn run(lanes: &[(&str, &str)], faults: &[(Option<f64>, Option<f64>)]) -> Vec<FaultRecord> {
+        let mut ids: Vec<(String, Vec<String>)> = vec![];
+        for (name, _) in lanes {
+            let (w, op) = name.split_once('.').expect("<workload>.<op>");
+            match ids.iter_mut().find(|x| x.0 == w) {
+                Some(x) => x.1.push(op.to_string()),
+                None => ids.push((w.to_string(), vec![op.to_string()])),
+            }
+        }
+        let ops: Vec<Vec<&str>> = ids
+            .iter()
+            .map(|x| x.1.iter().map(|s| s.as_str()).collect())
+            .collect();
+        let spec: Vec<(&str, &[&str], &'static [CounterDef])> = ids
+            .iter()
+            .zip(&ops)
+            .map(|(x, o)| (x.0.as_str(), o.as_slice(), LOST))
+            .collect();
+        let sk = Sketch::new(&spec);
+        for (inj, heal) in faults {
+            for t in [inj, heal].into_iter().flatten() {
+                sk.cut(Duration::from_secs_f64(*t));
+            }
+        }
+        for (name, slots) in lanes {
+            let (w, op) = name.split_once('.').expect("<workload>.<op>");
+            let wi = ids.iter().position(|x| x.0 == w).expect("listed");
+            let oi = ids[wi].1.iter().position(|o| o == op).expect("listed");
+            for (k, c) in slots.chars().enumerate() {
+                slot(&sk, wi, oi, k, c);
+            }
+        }
+        let c = sk.finish();
+        let load_end = lanes.iter().map(|l| l.1.len()).max().unwrap_or(0) as f64 / 10.0;
+        let mut recs: Vec<FaultRecord> = faults
+            .iter()
+            .enumerate()
+            .map(|(i, (inj, heal))| FaultRecord {
+                recover_within_secs: None,
+                index: i,
+                name: format!("f{i}"),
+                kind: "latency".into(),
+                target: String::new(),
+                injected_at_secs: *inj,
+                healed_at_secs: *heal,
+                heal_error: None,
+                skipped: None,
+                unavailability: vec![],
+                p99_recovery_secs: None,
+                errors_during: 0,
+                impact: None,
+            })
+            .collect();
+        analyse(&mut recs, &c, load_end);
+        recs
+    }
+
+    fn opt(v: Option<f64>) -> String {
+        v.map_or("-".into(), |v| format!("{v}"))
+    }
+
+    /// Each fault's impact: the window, then one line per workload.
+    fn render(recs: &[FaultRecord]) -> String {
+        let mut s = String::new();
+        for f in recs {
+            let Some(i) = &f.impact else {
+                let _ = writeln!(s, "#{} no impact", f.index);
+                continue;
+            };
+            let _ =
+                writeln!(
+                s,
+                "#{} until {} ({} ms) {} errors {:?} safety {:?} p99_recovery {} errors_during {}",
+                f.index,
+                i.until_secs,
+                i.window_ms,
+                if i.recovered { "recovered" } else { "NOT recovered" },
+                i.errors_by_kind,
+                i.safety,
+                opt(f.p99_recovery_secs),
+                f.errors_during,
+            );
+            for w in &i.workloads {
+                let _ = writeln!(
+                    s,
+                    "  {}: back {} fail {} last_ok {} ok_after {} unavailable {} errors {} p99 {}->{}",
+                    w.workload,
+                    opt(w.back_to_normal_secs),
+                    opt(w.first_failure_secs),
+                    opt(w.last_success_before_secs),
+                    opt(w.first_success_after_secs),
+                    opt(w.unavailable_ms),
+                    w.errors,
+                    w.p99_before_us,
+                    w.p99_during_us,
+                );
+            }
+        }
+        s
+    }
+
+    fn check(lanes: &[(&str, &str)], faults: &[(Option<f64>, Option<f64>)], expect: &str) {
+        let got = render(&run(lanes, faults));
+        let want: Vec<&str> = expect.trim().lines().map(str::trim).collect();
+        let have: Vec<&str> = got.trim().lines().map(str::trim).collect();
+        assert_eq!(have, want, "\n{got}");
+    }
+
+    const SERVED: &str = "..............................";
+
+    #[test]
+    fn a_fault_with_no_effect_lasts_until_its_heal() {
+        check(
+            &[("cache.get", SERVED)],
+            &[(Some(1.0), Some(1.5))],
+            "
+            #0 until 1.5 (500 ms) recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back 1.5 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn a_one_off_fault_with_no_effect_is_an_empty_window() {
+        check(
+            &[("cache.get", SERVED)],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1 (0 ms) recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back 1 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->0",
+        );
+    }
+
+    #[test]
+    fn a_window_off_the_slot_grid_starts_at_the_injection_cut() {
+        // Injected at 1.05 and healed at 1.25: the cuts split slots 1.0 and 1.2; the window runs
+        // to the heal cut.
+        check(
+            &[("cache.get", SERVED)],
+            &[(Some(1.05), Some(1.25))],
+            "
+            #0 until 1.25 (200 ms) recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back 1.25 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn errors_that_stop_end_the_window_where_the_workload_is_back() {
+        // Failing 1.0–1.4; normal from 1.4 on. The first success after the failures completes
+        // inside slot 1.4 (at 1.401, the 10 ms pulse says 1.41), so the window covers that slot.
+        check(
+            &[("cache.get", "..........xxxx................")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.5 (500 ms) recovered errors {\"timeout\": 40} safety {} p99_recovery 0.5 errors_during 40
+              cache: back 1.5 fail 1 last_ok 1 ok_after 1.41 unavailable 410 errors 40 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn errors_by_kind_are_counted_inside_the_window_only() {
+        check(
+            &[("cache.get", "..........xxcc..........x.....")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.5 (500 ms) recovered errors {\"connection\": 20, \"timeout\": 20} safety {} p99_recovery 0.5 errors_during 40
+              cache: back 1.5 fail 1 last_ok 1 ok_after 1.41 unavailable 410 errors 40 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn flapping_holds_the_window_past_the_last_error_unavailability_is_the_first_outage() {
+        check(
+            &[("cache.get", "..........x.x.................")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.3 (300 ms) recovered errors {\"timeout\": 20} safety {} p99_recovery 0.3 errors_during 20
+              cache: back 1.3 fail 1 last_ok 1 ok_after 1.11 unavailable 110 errors 20 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn operations_in_flight_at_the_injection_that_fail_later_are_the_faults() {
+        // Sent at 0.9–0.99 (before the fault, so their slot is too), they hang and fail at
+        // 1.15–1.24: the pulse sees the outage and the window covers it, though every slot from
+        // the injection on is clean.
+        check(
+            &[("cache.get", ".........T....................")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.2 (200 ms) recovered errors {} safety {} p99_recovery 0.2 errors_during 0
+              cache: back 1.2 fail 1.15 last_ok 1.15 ok_after 1.17 unavailable 20 errors 0 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn a_p99_spike_lasts_until_latency_is_back_within_the_limit() {
+        // Baseline p99 1 ms: the limit is 6 ms (1.5× or +5 ms); 80 ms operations exceed it.
+        check(
+            &[("cache.get", "..........sssss...............")],
+            &[(Some(1.0), Some(1.2))],
+            "
+            #0 until 1.5 (500 ms) recovered errors {} safety {} p99_recovery 0.3 errors_during 0
+              cache: back 1.5 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->80063",
+        );
+    }
+
+    #[test]
+    fn a_spike_on_one_op_holds_the_whole_workload() {
+        check(
+            &[
+                ("cache.get", SERVED),
+                ("cache.set", "..........sss................."),
+            ],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.3 (300 ms) recovered errors {} safety {} p99_recovery 0.3 errors_during 0
+              cache: back 1.3 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->80063",
+        );
+    }
+
+    #[test]
+    fn an_op_with_no_baseline_has_no_latency_limit() {
+        // `del` is first sent during the fault: its latency cannot be judged against a baseline.
+        check(
+            &[
+                ("cache.get", SERVED),
+                ("cache.del", "__________ssssssssssssssssssss"),
+            ],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1 (0 ms) recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back 1 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->0",
+        );
+    }
+
+    #[test]
+    fn a_workload_never_served_again_is_not_recovered() {
+        // Nothing completes after the injection: not back, the window runs to the end of load.
+        check(
+            &[("cache.get", "..........____________________")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 3 (2000 ms) NOT recovered errors {} safety {} p99_recovery 2 errors_during 0
+              cache: back - fail - last_ok - ok_after - unavailable - errors 0 p99 1000->0",
+        );
+        // Failing until the end: the failure is measured, a recovery never comes.
+        check(
+            &[("cache.get", "..........xxxxxxxxxxxxxxxxxxxx")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 3 (2000 ms) NOT recovered errors {\"timeout\": 200} safety {} p99_recovery 2 errors_during 200
+              cache: back - fail 1 last_ok 1 ok_after - unavailable - errors 200 p99 1000->0",
+        );
+    }
+
+    #[test]
+    fn one_workload_not_back_holds_the_window_to_the_end() {
+        check(
+            &[
+                ("cache.get", "..........xx.................."),
+                ("jobs.push", "..........xxxxxxxxxxxxxxxxxxxx"),
+            ],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 3 (2000 ms) NOT recovered errors {\"timeout\": 220} safety {} p99_recovery 2 errors_during 220
+              cache: back 1.3 fail 1 last_ok 1 ok_after 1.21 unavailable 210 errors 20 p99 1000->1000
+              jobs: back - fail 1 last_ok 1 ok_after - unavailable - errors 200 p99 1000->0",
+        );
+    }
+
+    #[test]
+    fn a_blip_right_at_the_heal_is_the_faults() {
+        // Healing drops connections: one failure in the heal's slot.
+        check(
+            &[("cache.get", "...............!..............")],
+            &[(Some(1.0), Some(1.5))],
+            "
+            #0 until 1.6 (600 ms) recovered errors {\"timeout\": 1} safety {} p99_recovery 0.1 errors_during 1
+              cache: back 1.6 fail 1.5 last_ok 1.5 ok_after 1.52 unavailable 20 errors 1 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn a_later_unrelated_blip_does_not_stretch_the_window() {
+        // Back to normal at the heal (1.5) and for a second after it; one failure at 2.5 is
+        // not this fault's (the module's promise: a later hiccup does not stretch the window).
+        check(
+            &[("cache.get", ".........................!....")],
+            &[(Some(1.0), Some(1.5))],
+            "
+            #0 until 1.5 (500 ms) recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back 1.5 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn two_faults_in_a_row_each_get_their_own_failures() {
+        check(
+            &[("cache.get", "..........xxx.......xxx.......")],
+            &[(Some(1.0), Some(1.0)), (Some(2.0), Some(2.0))],
+            "
+            #0 until 1.4 (400 ms) recovered errors {\"timeout\": 30} safety {} p99_recovery 0.4 errors_during 30
+              cache: back 1.4 fail 1 last_ok 1 ok_after 1.31 unavailable 310 errors 30 p99 1000->1000
+            #1 until 2.4 (400 ms) recovered errors {\"timeout\": 30} safety {} p99_recovery 0.4 errors_during 30
+              cache: back 2.4 fail 2 last_ok 2 ok_after 2.31 unavailable 310 errors 30 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn a_fault_does_not_take_the_next_faults_failures() {
+        // The first fault did nothing; the second one's failures are searched from its own
+        // injection, and the first's search stops there.
+        check(
+            &[("cache.get", "....................xxx.......")],
+            &[(Some(1.0), Some(1.5)), (Some(2.0), Some(2.0))],
+            "
+            #0 until 1.5 (500 ms) recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back 1.5 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000
+            #1 until 2.4 (400 ms) recovered errors {\"timeout\": 30} safety {} p99_recovery 0.4 errors_during 30
+              cache: back 2.4 fail 2 last_ok 2 ok_after 2.31 unavailable 310 errors 30 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn at_the_end_of_load_a_shorter_settle_is_accepted() {
+        // Errors stop 200 ms before the end: two clean slots are enough there.
+        check(
+            &[("cache.get", "..........xxxxxxxxxxxxxxxxxx..")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 2.9 (1900 ms) recovered errors {\"timeout\": 180} safety {} p99_recovery 1.9 errors_during 180
+              cache: back 2.9 fail 1 last_ok 1 ok_after 2.81 unavailable 1810 errors 180 p99 1000->1000",
+        );
+        // 100 ms before the end: one clean slot is not.
+        check(
+            &[("cache.get", "..........xxxxxxxxxxxxxxxxxxx.")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 3 (2000 ms) NOT recovered errors {\"timeout\": 190} safety {} p99_recovery 2 errors_during 190
+              cache: back - fail 1 last_ok 1 ok_after 2.91 unavailable 1910 errors 190 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn a_workload_with_no_baseline_is_judged_on_errors_only() {
+        // `jobs` sends nothing before the fault: no latency limit, and it need not be served.
+        // Its first success (sent at 1.3, 80 ms) completes at 1.38: the pulse says 1.39; with no
+        // success before the failure, unavailability counts from the failure.
+        check(
+            &[
+                ("cache.get", SERVED),
+                ("jobs.push", "__________xxxsssssssssssssssss"),
+            ],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.4 (400 ms) recovered errors {\"timeout\": 30} safety {} p99_recovery 0.4 errors_during 30
+              cache: back 1 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000
+              jobs: back 1.4 fail 1 last_ok - ok_after 1.39 unavailable 390 errors 30 p99 0->80063",
+        );
+    }
+
+    #[test]
+    fn safety_counts_inside_the_window_are_the_faults() {
+        // One loss at 1.2 (inside the window, which runs to 1.3) and one at 2.1 (after it).
+        check(
+            &[("jobs.push", "..........xxL........L........")],
+            &[(Some(1.0), Some(1.0))],
+            "
+            #0 until 1.3 (300 ms) recovered errors {\"timeout\": 20} safety {\"jobs.lost\": 1} p99_recovery 0.3 errors_during 20
+              jobs: back 1.3 fail 1 last_ok 1 ok_after 1.21 unavailable 210 errors 20 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn an_unmeasured_heal_runs_to_the_end_of_load_and_a_skipped_fault_has_no_impact() {
+        // No heal: the fault held until the end of the load, so nothing after it shows the
+        // workload back to normal.
+        check(
+            &[("cache.get", SERVED)],
+            &[(Some(1.0), None), (None, None)],
+            "
+            #0 until 3 (2000 ms) NOT recovered errors {} safety {} p99_recovery 0 errors_during 0
+              cache: back - fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000
+            #1 no impact",
+        );
+    }
 }
