@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
@@ -10,7 +11,7 @@ use super::proxy::Proxy;
 use crate::control::Controls;
 use crate::events::Events;
 use crate::metrics::Timebase;
-use crate::plan::fault::Link;
+use crate::plan::fault::{Link, SwitchProcedure};
 use crate::plan::provider::Provider;
 use crate::plan::Plan;
 use crate::valkey::embedded::{self, NodeRole, Topology};
@@ -43,7 +44,32 @@ pub(super) struct ProxyEntry {
     pub link: Link,
 }
 
-/// Everything the timeline needs to inject and heal.
+/// What the switch did, for the fault record and the migration report.
+#[derive(Debug, Clone)]
+pub struct SwitchOutcome {
+    pub procedure: SwitchProcedure,
+    /// When the endpoint was repointed.
+    pub at: Instant,
+    /// How long writes on the source were paused (pause-and-drain).
+    pub paused: Option<Duration>,
+    /// Replication bytes the destination had not received when it was promoted.
+    pub behind_bytes: Option<i64>,
+    /// `NOSCRIPT` replies seen before the switch.
+    pub noscript_before: u64,
+}
+
+/// What [`prepare`] set up before any load: the target, the proxies (running from now on), the
+/// workloads' switches, how to reach a node as an admin, and the faults skipped with why.
+pub struct Prepared {
+    target: Arc<Mutex<Target>>,
+    proxies: Vec<ProxyEntry>,
+    controls: Controls,
+    admin: ConnectOptions,
+    skipped: Vec<(usize, String)>,
+}
+
+/// Everything the timeline needs to inject and heal, built when the run starts
+/// ([`FaultEnv::new`]) from what was prepared and where the run records.
 pub struct FaultEnv {
     pub(super) target: Arc<Mutex<Target>>,
     pub(super) proxies: Vec<ProxyEntry>,
@@ -51,11 +77,27 @@ pub struct FaultEnv {
     pub(super) controls: Controls,
     pub(super) admin: ConnectOptions,
     pub(super) skipped: Vec<(usize, String)>,
-    pub events: Option<Events>,
+    /// The run's events: every injection, heal and primary change.
+    pub(super) events: Events,
     /// Where phase boundaries are cut, exactly at every injection and heal.
-    pub timebase: Option<Arc<Timebase>>,
+    pub(super) timebase: Arc<Timebase>,
     /// What a migration's switch did (read by the run for its migration report).
-    pub switch: std::sync::Mutex<Option<super::switch::SwitchOutcome>>,
+    pub switch: std::sync::Mutex<Option<SwitchOutcome>>,
+}
+
+impl FaultEnv {
+    pub fn new(p: Prepared, events: Events, timebase: Arc<Timebase>) -> FaultEnv {
+        FaultEnv {
+            target: p.target,
+            proxies: p.proxies,
+            controls: p.controls,
+            admin: p.admin,
+            skipped: p.skipped,
+            events,
+            timebase,
+            switch: Default::default(),
+        }
+    }
 }
 
 /// Check every fault against the target (refusals name the fault and why) and start the proxies
@@ -68,7 +110,7 @@ pub async fn prepare(
     controls: Controls,
     provider: Option<Provider>,
     skip_forbidden: bool,
-) -> Result<FaultEnv, PrepareError> {
+) -> Result<Prepared, PrepareError> {
     let mut skipped = vec![];
     let t = target.lock().await;
     let (label, managed) = match &*t {
@@ -170,15 +212,12 @@ pub async fn prepare(
         ..route.opts.clone()
     };
     drop(t);
-    Ok(FaultEnv {
+    Ok(Prepared {
         target,
         proxies,
         admin,
         skipped,
         controls,
-        events: None,
-        timebase: None,
-        switch: Default::default(),
     })
 }
 

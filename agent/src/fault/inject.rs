@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::admin::{admin, admin_conn};
 use super::nodes::{proxy_for, resolve};
 use super::proxy::Toxics;
-use super::FaultEnv;
+use super::env::FaultEnv;
 use crate::plan::fault::{Link, MemLimit};
 use crate::plan::{FaultKind, FaultPlan};
 use crate::valkey::embedded;
@@ -83,20 +84,6 @@ impl Guard {
             }
         }
     }
-}
-
-pub(super) async fn admin_conn(env: &FaultEnv, addr: SocketAddr) -> Result<Conn, String> {
-    Conn::connect(addr, &env.admin).await.map_err(|e| e.msg)
-}
-
-async fn admin(env: &FaultEnv, addr: SocketAddr, cmds: &[Cmd]) -> Result<(), String> {
-    let mut c = admin_conn(env, addr).await?;
-    for cmd in cmds {
-        c.request(cmd)
-            .await
-            .map_err(|e| format!("{} at {addr}: {}", cmd.name(), e.msg))?;
-    }
-    Ok(())
 }
 
 pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, String> {

@@ -10,6 +10,7 @@
 //! toxics. What a fault did is measured afterwards from the
 //! recorded metrics (`summary::impact`), not here.
 
+mod admin;
 pub mod env;
 mod failover;
 pub mod inject;
@@ -19,5 +20,5 @@ pub mod schedule;
 pub mod switch;
 pub mod timeline;
 
-pub use env::{prepare, DestructivePolicy, FaultEnv, PrepareError};
+pub use env::{prepare, DestructivePolicy, FaultEnv, Prepared, PrepareError};
 pub use timeline::spawn_timeline;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::FaultEnv;
+use super::env::FaultEnv;
 use crate::plan::fault::Link;
 use crate::plan::{FaultPlan, NodeSel};
 use crate::valkey::embedded::{self, NodeRole, MASTER_NAME};

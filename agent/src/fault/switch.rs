@@ -6,25 +6,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::inject::admin_conn;
-use super::FaultEnv;
+use super::admin::admin_conn;
+use super::env::FaultEnv;
 use crate::plan::fault::SwitchProcedure;
 use crate::valkey::embedded::parse_info;
 use crate::valkey::{Cmd, Target};
 
-/// What the switch did, for the fault record and the migration report.
-#[derive(Debug, Clone)]
-pub struct SwitchOutcome {
-    pub procedure: SwitchProcedure,
-    /// When the endpoint was repointed.
-    pub at: Instant,
-    /// How long writes on the source were paused (pause-and-drain).
-    pub paused: Option<Duration>,
-    /// Replication bytes the destination had not received when it was promoted.
-    pub behind_bytes: Option<i64>,
-    /// `NOSCRIPT` replies seen before the switch.
-    pub noscript_before: u64,
-}
+pub use super::env::SwitchOutcome;
 
 pub(super) struct Done {
     pub target: String,

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::inject::inject;
 use super::nodes::current_primary_name;
 use super::schedule::{schedule, Hold};
-use super::FaultEnv;
+use super::env::FaultEnv;
 use crate::events::EventKind;
 use crate::plan::{FaultKind, FaultPlan, Plan};
 use crate::summary::FaultRecord;
@@ -67,12 +67,9 @@ pub fn spawn_timeline(
     })
 }
 
-/// Cut a phase boundary now (when the run records metrics), else just read the clock.
+/// Cut a phase boundary now.
 fn cut(env: &FaultEnv) -> Instant {
-    match &env.timebase {
-        Some(tb) => tb.cut_now(),
-        None => Instant::now(),
-    }
+    env.timebase.cut_now()
 }
 
 /// Seconds since the run start, unrounded: phase windows are compared with interval cuts.
@@ -181,11 +178,9 @@ fn blank_record(f: &FaultPlan, env: &FaultEnv) -> FaultRecord {
     }
 }
 
-/// Push an event when the run records events.
+/// Push an event.
 fn note(env: &FaultEnv, kind: EventKind, detail: String) {
-    if let Some(ev) = &env.events {
-        ev.push(kind, detail);
-    }
+    env.events.push(kind, detail);
 }
 
 /// Hold an injected fault: for its schedule's hold from now (never past the run's `end`), or
@@ -211,9 +206,7 @@ async fn report_primary(
     promoted_at: Option<Instant>,
     injected: Instant,
 ) {
-    let Some(ev) = &env.events else {
-        return;
-    };
+    let ev = &env.events;
     let t0 = Instant::now();
     let mut now_primary = current_primary_name(env).await;
     while now_primary == primary_before

@@ -79,7 +79,7 @@ pub struct Ready<'a> {
     route: Arc<Route>,
     /// The server itself, for the start barrier (never through a fault proxy).
     direct: Route,
-    faults: fault::FaultEnv,
+    faults: fault::Prepared,
     controls: Controls,
     server: ServerInfo,
 }
@@ -222,9 +222,7 @@ impl<'a> Ready<'a> {
             ))
         });
         // The fault timeline, which cuts phase boundaries at every injection and heal.
-        let mut faults = self.faults;
-        faults.events = Some(events.clone());
-        faults.timebase = Some(collector.timebase.clone());
+        let faults = fault::FaultEnv::new(self.faults, events.clone(), collector.timebase.clone());
         let fault_cancel = CancellationToken::new();
         let timeline = fault::spawn_timeline(plan, faults, start, fault_cancel.clone());
         Ok(Running {
