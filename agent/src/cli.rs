@@ -409,10 +409,9 @@ async fn run(a: RunArgs) -> i32 {
             Ok(p) => opts.valkey_server = Some(p),
             Err(e) => {
                 eprintln!("error: {e}");
-                return if e.starts_with("unknown") {
-                    EXIT_USAGE
-                } else {
-                    EXIT_RUNTIME
+                return match e {
+                    crate::valkey::embedded::VersionError::Unknown(_) => EXIT_USAGE,
+                    crate::valkey::embedded::VersionError::Missing(_) => EXIT_RUNTIME,
                 };
             }
         }
