@@ -45,7 +45,10 @@
 //!   against peers in the same run.
 //! - [`plan::provider`] is data about managed services (DigitalOcean, ElastiCache, Aiven):
 //!   hostnames, refused commands and each one's way out.
-//! - [`cli`] parses arguments and maps outcomes to exit codes 0/1/2/3.
+//! - [`cli`] parses arguments (flags several commands share, such as TLS, declared once in
+//!   `cli::args`) and dispatches to one handler per command; handlers return an outcome or a
+//!   typed error, `cli::output` prints the report and writes `--out`, and `cli::exit` alone maps
+//!   how a command ended to exit codes 0/1/2/3.
 //! - Leaves used everywhere: [`rng`] (seeded streams), [`clock`], [`units`], [`events`],
 //!   [`control`] (switches faults flip in the agent's own simulated clients).
 //!

