@@ -75,5 +75,5 @@ pub async fn compare(a: &CompareArgs) -> Result<Outcome, CliError> {
     print_and_write(&text, a.out.as_deref(), &RESULTS, |dir| {
         crate::compare::write_outputs(dir, &b, &c).map(|()| dir.to_path_buf())
     })?;
-    Ok(Outcome::judged(b.summary.passed() && c.summary.passed()))
+    Ok(Outcome::verdict(b.summary.verdict).and(Ok(Outcome::verdict(c.summary.verdict))))
 }

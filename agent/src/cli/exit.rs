@@ -6,9 +6,6 @@ use crate::valkey::embedded::VersionError;
 
 /// The process exit codes, ordered by severity: a command that goes on past a problem (several
 /// scenarios, several files) ends with the worst it saw.
-///
-/// Exit 4 is reserved for an incomplete run (interrupted, or a shard missing its share); it is not
-/// used yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     /// Every check and threshold passed (also `--help` and `--version`).
@@ -21,6 +18,9 @@ pub enum Exit {
     /// The target or the run failed: unreachable, refused us, a missing binary, an unwritable
     /// `--out`.
     Runtime = 3,
+    /// The run cannot vouch for anything: interrupted (Ctrl-C, SIGTERM), its drain cut short, a
+    /// fault not healed, nothing checked (verdict `incomplete`). Never a pass; not a failed check.
+    Incomplete = 4,
 }
 
 /// The code of a second Ctrl-C, which quits at once without healing or writing: what a shell
@@ -49,21 +49,44 @@ impl Exit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[must_use]
 pub struct Outcome {
-    failed: bool,
+    /// The worst verdict seen: none (pass), a failed check, an incomplete run.
+    worst: Judged,
     carried: Option<ErrorKind>,
+}
+
+/// A verdict, ordered by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+enum Judged {
+    #[default]
+    Pass,
+    Failed,
+    Incomplete,
 }
 
 impl Outcome {
     /// Every check passed.
     pub const PASS: Outcome = Outcome {
-        failed: false,
+        worst: Judged::Pass,
         carried: None,
     };
 
     /// The verdict of a judged report: pass, or a check failed.
     pub fn judged(passed: bool) -> Outcome {
         Outcome {
-            failed: !passed,
+            worst: if passed { Judged::Pass } else { Judged::Failed },
+            carried: None,
+        }
+    }
+
+    /// A run's verdict: pass, fail, or incomplete.
+    pub fn verdict(v: crate::summary::Verdict) -> Outcome {
+        use crate::summary::Verdict;
+        Outcome {
+            worst: match v {
+                Verdict::Pass => Judged::Pass,
+                Verdict::Fail => Judged::Failed,
+                Verdict::Incomplete => Judged::Incomplete,
+            },
             carried: None,
         }
     }
@@ -73,7 +96,7 @@ impl Outcome {
     pub fn and(self, item: Result<Outcome, CliError>) -> Outcome {
         match item {
             Ok(o) => Outcome {
-                failed: self.failed || o.failed,
+                worst: self.worst.max(o.worst),
                 carried: self.carried.max(o.carried),
             },
             Err(e) => {
@@ -87,10 +110,15 @@ impl Outcome {
     }
 
     fn exit(self) -> Exit {
-        match (self.carried, self.failed) {
-            (Some(kind), _) => kind.exit(),
-            (None, true) => Exit::Failed,
-            (None, false) => Exit::Pass,
+        let judged = match self.worst {
+            Judged::Pass => Exit::Pass,
+            Judged::Failed => Exit::Failed,
+            Judged::Incomplete => Exit::Incomplete,
+        };
+        // An error carried past outranks a failed check; an incomplete run outranks everything.
+        match self.carried {
+            Some(kind) => kind.exit().max(judged),
+            None => judged,
         }
     }
 }
@@ -259,6 +287,9 @@ mod tests {
             (Err(usage()), 2),
             (Err(CliError::Scenario(Diagnostics(vec![]))), 2),
             (Err(runtime()), 3),
+            (Ok(Outcome::verdict(crate::summary::Verdict::Incomplete)), 4),
+            (Ok(Outcome::verdict(crate::summary::Verdict::Fail)), 1),
+            (Ok(Outcome::verdict(crate::summary::Verdict::Pass)), 0),
         ];
         for (ended, code) in cases {
             let shown = format!("{ended:?}");
@@ -270,6 +301,7 @@ mod tests {
     fn several_items_end_with_the_worst() {
         let pass = || Ok(Outcome::PASS);
         let failed = || Ok(Outcome::judged(false));
+        let incomplete = || Ok(Outcome::verdict(crate::summary::Verdict::Incomplete));
         let cases: Vec<(Vec<Result<Outcome, CliError>>, Exit)> = vec![
             (vec![], Exit::Pass),
             (vec![pass(), pass()], Exit::Pass),
@@ -278,6 +310,8 @@ mod tests {
             (vec![Err(usage()), failed()], Exit::Usage),
             (vec![Err(runtime()), Err(usage()), failed()], Exit::Runtime),
             (vec![pass(), Err(runtime())], Exit::Runtime),
+            (vec![failed(), incomplete()], Exit::Incomplete),
+            (vec![incomplete(), Err(runtime())], Exit::Incomplete),
         ];
         for (items, want) in cases {
             let shown = format!("{items:?}");

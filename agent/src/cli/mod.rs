@@ -65,7 +65,8 @@ pub enum Command {
     },
     /// Combine several agents' outputs (directories with summary.json and latency.hlog) into one
     /// summary with exact percentiles, and judge the thresholds again (phase ones on the merged
-    /// slots); a missing or interrupted shard fails the verdict by name (exit 1).
+    /// slots); a missing shard fails its check by name and, like an interrupted one, leaves the
+    /// merged run incomplete (exit 4).
     Merge(MergeArgs),
     /// Phase 1 of the migration: probe what the ECHO stack's clients rely on, on the candidate
     /// (and a baseline), as a table of named checks; exit 1 if a check that matters fails.

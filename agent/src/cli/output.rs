@@ -64,5 +64,5 @@ pub fn report_run(
     print_and_write(&text, out, names, |dir| {
         crate::report::write_outputs(dir, summary, hlog, histories).map(|()| dir.to_path_buf())
     })?;
-    Ok(Outcome::judged(summary.passed()))
+    Ok(Outcome::verdict(summary.verdict))
 }

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::admin::admin_conn;
-use super::nodes::{resolve, sentinel_primary};
 use super::env::FaultEnv;
+use super::nodes::{resolve, sentinel_primary};
 use crate::plan::fault::FailoverMode;
 use crate::plan::NodeSel;
 use crate::valkey::embedded::{parse_info, MASTER_NAME};

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::admin::{admin, admin_conn};
+use super::env::FaultEnv;
 use super::nodes::{proxy_for, resolve};
 use super::proxy::Toxics;
-use super::env::FaultEnv;
 use crate::plan::fault::{Link, MemLimit};
 use crate::plan::{FaultKind, FaultPlan};
 use crate::valkey::embedded;

@@ -20,5 +20,5 @@ pub mod schedule;
 pub mod switch;
 pub mod timeline;
 
-pub use env::{prepare, DestructivePolicy, FaultEnv, Prepared, PrepareError};
+pub use env::{prepare, DestructivePolicy, FaultEnv, PrepareError, Prepared};
 pub use timeline::spawn_timeline;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::env::FaultEnv;
 use super::inject::inject;
 use super::nodes::current_primary_name;
 use super::schedule::{schedule, Hold};
-use super::env::FaultEnv;
 use crate::events::EventKind;
 use crate::plan::{FaultKind, FaultPlan, Plan};
 use crate::summary::FaultRecord;
