@@ -197,19 +197,6 @@ pub fn violations(src: &Path) -> Vec<String> {
 /// from its `fn` line to its closing brace: a longer one is split into named pieces.
 pub const MAX_FN_LINES: usize = 120;
 
-/// Functions over [`MAX_FN_LINES`] that other work in progress is splitting, as (file under
-/// `src`, fn name). This list must only shrink: never add an entry, remove each one as its
-/// function is split (`functions_are_short` fails on an entry that is no longer needed).
-const LONG_FN_ALLOWED: &[(&str, &str)] = &[
-    ("run/barrier.rs", "meet"),
-    ("workload/dramatiq/mod.rs", "consumer"),
-    ("workload/dramatiq/mod.rs", "finish"),
-    ("workload/dramatiq/mod.rs", "handle"),
-    ("workload/lock.rs", "client"),
-    ("workload/plugin.rs", "vu"),
-    ("workload/rate_limit.rs", "attempt"),
-];
-
 /// A function longer than the limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LongFn {
@@ -385,11 +372,8 @@ fn the_checker_sees_a_violation() {
 #[test]
 fn functions_are_short() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let long = long_functions(&src, MAX_FN_LINES);
-    let allowed = |l: &LongFn| LONG_FN_ALLOWED.contains(&(l.file.as_str(), l.name.as_str()));
-    let offenders: Vec<String> = long
+    let offenders: Vec<String> = long_functions(&src, MAX_FN_LINES)
         .iter()
-        .filter(|l| !allowed(l))
         .map(|l| l.to_string())
         .collect();
     assert!(
@@ -397,16 +381,247 @@ fn functions_are_short() {
         "functions longer than {MAX_FN_LINES} lines (split them into named pieces):\n{}",
         offenders.join("\n")
     );
-    let stale: Vec<String> = LONG_FN_ALLOWED
-        .iter()
-        .filter(|(file, name)| !long.iter().any(|l| l.file == *file && l.name == *name))
-        .map(|(file, name)| format!("({file:?}, {name:?})"))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "no longer over {MAX_FN_LINES} lines: remove from LONG_FN_ALLOWED:\n{}",
-        stale.join("\n")
-    );
+}
+
+/// Inside a folder, arrows point one way: no file reaches back to itself through the files it
+/// imports — siblings (`super::sibling::…`), or the folder's `mod.rs` (`super::Item`, which
+/// points at every child `mod.rs` names outside its `mod` declarations). A type both sides need
+/// goes into a leaf file of its own. Returns each loop as text.
+pub fn folder_breaks(src: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        // Node 0 is the folder's mod.rs; then its children (files, and folders with a mod.rs).
+        let mut nodes: Vec<(String, PathBuf)> = vec![("mod".into(), dir.join("mod.rs"))];
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p.clone());
+                if p.join("mod.rs").exists() {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    nodes.push((name, p.join("mod.rs")));
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let n = p.file_stem().unwrap().to_string_lossy().into_owned();
+                if n != "mod" {
+                    nodes.push((n, p));
+                }
+            }
+        }
+        if dir == src || !dir.join("mod.rs").exists() {
+            continue;
+        }
+        nodes[1..].sort();
+        let index = |n: &str| nodes.iter().position(|x| x.0 == n && x.0 != "mod");
+        let mut edges: Vec<(usize, usize)> = vec![];
+        for (i, (_, path)) in nodes.iter().enumerate() {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let named = if i == 0 {
+                child_paths(&text)
+            } else {
+                super_paths(&text)
+            };
+            for (_, target) in named {
+                let j = match (i, index(&target)) {
+                    (0, Some(j)) => j,
+                    (0, None) => continue,
+                    (_, Some(j)) => j,
+                    (_, None) => 0,
+                };
+                if j != i && !edges.contains(&(i, j)) {
+                    edges.push((i, j));
+                }
+            }
+        }
+        let rel = dir.strip_prefix(src).unwrap_or(&dir).display().to_string();
+        let mut loops: BTreeSet<Vec<usize>> = BTreeSet::new();
+        for start in 0..nodes.len() {
+            if let Some(mut path) = loop_from(start, &edges) {
+                // One loop, whichever file it is seen from: start it at its first node.
+                path.pop();
+                let k = (0..path.len()).min_by_key(|k| path[*k]).unwrap_or(0);
+                path.rotate_left(k);
+                path.push(path[0]);
+                loops.insert(path);
+            }
+        }
+        for path in loops {
+            {
+                let names: Vec<&str> = path.iter().map(|n| nodes[*n].0.as_str()).collect();
+                out.push(format!(
+                    "{rel}/: a loop: {} (move what both need into a leaf file)",
+                    names.join(" → ")
+                ));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The shortest path of `edges` from `start` back to it, if any (breadth first).
+fn loop_from(start: usize, edges: &[(usize, usize)]) -> Option<Vec<usize>> {
+    let mut prev: std::collections::HashMap<usize, usize> = Default::default();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        for &(_, m) in edges.iter().filter(|e| e.0 == n) {
+            if m == start {
+                let mut path = vec![start, n];
+                let mut cur = n;
+                while let Some(&p) = prev.get(&cur) {
+                    path.insert(1, p);
+                    cur = p;
+                }
+                path.dedup();
+                path.push(start);
+                return Some(path);
+            }
+            if m != start && !prev.contains_key(&m) {
+                prev.insert(m, n);
+                queue.push_back(m);
+            }
+        }
+    }
+    None
+}
+
+/// Every `child::…` a folder's `mod.rs` names on a non-test code line (its `mod child;`
+/// declarations are not imports), with its line.
+fn child_paths(text: &str) -> Vec<(usize, String)> {
+    let mut out = vec![];
+    for (n, line) in non_test_lines(text) {
+        let code = line.split("//").next().unwrap_or("").trim_start();
+        if code.starts_with("pub mod ")
+            || code.starts_with("mod ")
+            || code.starts_with("pub(crate) mod ")
+        {
+            continue;
+        }
+        // A word that starts a path (`child::…`, not `x::child::…` nor `child: T`).
+        let b = code.as_bytes();
+        let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let mut i = 0;
+        while i < b.len() {
+            if is_word(b[i]) && (i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b':')) {
+                let start = i;
+                while i < b.len() && is_word(b[i]) {
+                    i += 1;
+                }
+                if code[i..].starts_with("::") {
+                    out.push((n, code[start..i].to_string()));
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The lines of a file outside its `#[cfg(test)]` items, 1-based.
+fn non_test_lines(text: &str) -> Vec<(usize, &str)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("#[cfg(test)]") {
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].trim_start().starts_with("#[") {
+                j += 1;
+            }
+            i = match (j < lines.len()).then(|| item_end(&lines, j)) {
+                Some(Some(end)) => end + 1,
+                _ => j + 1,
+            };
+            continue;
+        }
+        out.push((i + 1, lines[i]));
+        i += 1;
+    }
+    out
+}
+
+/// Every `super::name` on a non-test code line of a file, with its line (inside a `use super::{…}`
+/// block too); `super::super::…` is not looked at.
+fn super_paths(text: &str) -> Vec<(usize, String)> {
+    let lines = non_test_lines(text);
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '*')
+            .collect()
+    };
+    let mut out = vec![];
+    for (i, (n, line)) in lines.iter().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(k) = rest.find("super::") {
+            let tail = &rest[k + "super::".len()..];
+            if let Some(group) = tail.strip_prefix('{') {
+                // `use super::{a, b::c}`, possibly over several lines.
+                let mut body = group.to_string();
+                let mut j = i;
+                while !body.contains('}') && j + 1 < lines.len() {
+                    j += 1;
+                    body.push_str(lines[j].1);
+                }
+                for part in body.split('}').next().unwrap_or("").split(',') {
+                    let name = ident(part.trim());
+                    if !name.is_empty() {
+                        out.push((*n, name));
+                    }
+                }
+            } else if !tail.starts_with("super::") {
+                let name = ident(tail);
+                if !name.is_empty() {
+                    out.push((*n, name));
+                }
+            }
+            rest = tail;
+        }
+    }
+    out
+}
+
+#[test]
+fn no_loops_inside_a_folder() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let breaks = folder_breaks(&src);
+    assert!(breaks.is_empty(), "{}", breaks.join("\n"));
+}
+
+#[test]
+fn the_folder_checker_sees_loops() {
+    let dir = std::env::temp_dir().join(format!("vc-folders-{}", std::process::id()));
+    let (f, g) = (dir.join("f"), dir.join("g"));
+    std::fs::create_dir_all(&f).unwrap();
+    std::fs::create_dir_all(&g).unwrap();
+    // f: a and b import each other; mod.rs calls c, and c imports mod.rs's Env.
+    std::fs::write(
+        f.join("mod.rs"),
+        "pub mod a;\npub mod b;\npub mod c;\npub struct Env;\nfn go() { c::run() }\n",
+    )
+    .unwrap();
+    std::fs::write(f.join("a.rs"), "use super::b::x;\n").unwrap();
+    std::fs::write(f.join("b.rs"), "use super::{a::y};\n").unwrap();
+    std::fs::write(
+        f.join("c.rs"),
+        "use super::Env;\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n",
+    )
+    .unwrap();
+    // g: children import mod.rs's types, mod.rs only declares them: no loop.
+    std::fs::write(g.join("mod.rs"), "pub mod d;\npub struct Env;\n").unwrap();
+    std::fs::write(g.join("d.rs"), "use super::Env;\n").unwrap();
+    let v = folder_breaks(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let want = [
+        "f/: a loop: a → b → a (move what both need into a leaf file)",
+        "f/: a loop: mod → c → mod (move what both need into a leaf file)",
+    ];
+    assert_eq!(v, want);
 }
 
 #[test]

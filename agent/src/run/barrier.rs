@@ -400,237 +400,347 @@ pub async fn meet(
     let Some(mode) = mode(plan, o) else {
         return Ok(None);
     };
-    let (index, count) = plan.shard.map(|s| (s.index, s.count)).unwrap_or((0, 1));
-    let me = format!("{index}/{count}");
-    let run_key = run_key(plan, o.run_key.as_deref());
-    let key = format!("{}barrier:{run_key}", plan.key_prefix);
-    let nonce = nonce();
-    let start_at = match mode {
-        Mode::StartAt(t) => micros_of(t).to_string(),
-        Mode::Barrier => String::new(),
-    };
-    let args = vec![
-        index.to_string(),
-        count.to_string(),
-        nonce.clone(),
-        format!("{} pid {}", host(), std::process::id()),
-        STALE.as_micros().to_string(),
-        MARGIN.as_micros().to_string(),
-        ttl(o.timeout, plan.duration).as_millis().to_string(),
-        start_at.clone(),
-    ];
-    let arrived_at = Instant::now();
-    // Waiting for the others is bounded by the timeout; waiting for --start-at by the given
-    // instant (at most MAX_AHEAD away, checked on the first poll).
-    let deadline = match mode {
-        Mode::Barrier => arrived_at + o.timeout,
-        Mode::StartAt(_) => arrived_at + MAX_AHEAD + o.timeout,
-    };
-    let gone = |msg: String| {
-        let (route, key, nonce) = (route.clone(), key.clone(), nonce.clone());
-        async move {
-            let _ = leave(&route, &key, index, &nonce).await;
-            msg
+    let mut w = Waiter::new(route, plan, o, mode);
+    let start_us = w.wait(shutdown).await?;
+    w.sample_more().await;
+    w.met(start_us).map(Some)
+}
+
+/// An agent at the barrier: what its polls send, and what they have seen so far.
+struct Waiter<'a> {
+    route: &'a Route,
+    mode: Mode,
+    index: u32,
+    count: u32,
+    /// This shard, as `index/count`.
+    me: String,
+    run_key: String,
+    key: String,
+    nonce: String,
+    /// `--start-at` in µs on the target's clock; empty for a barrier.
+    start_at: String,
+    /// The barrier script's arguments.
+    args: Vec<String>,
+    timeout: Duration,
+    arrived_at: Instant,
+    deadline: Instant,
+    conn: Option<Conn>,
+    samples: Vec<Sample>,
+    /// The shards registered at the last poll.
+    arrived: Vec<u32>,
+    /// Every shard seen at the barrier while this agent waited (one that gave up earlier did
+    /// arrive: only the ones never seen are named as missing).
+    seen: Vec<u32>,
+    last_error: Option<String>,
+    /// When the last progress line was printed.
+    said: Instant,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(route: &'a Route, plan: &Plan, o: &StartOptions, mode: Mode) -> Waiter<'a> {
+        let (index, count) = plan.shard.map(|s| (s.index, s.count)).unwrap_or((0, 1));
+        let run_key = run_key(plan, o.run_key.as_deref());
+        let key = format!("{}barrier:{run_key}", plan.key_prefix);
+        let nonce = nonce();
+        let start_at = match mode {
+            Mode::StartAt(t) => micros_of(t).to_string(),
+            Mode::Barrier => String::new(),
+        };
+        let args = vec![
+            index.to_string(),
+            count.to_string(),
+            nonce.clone(),
+            format!("{} pid {}", host(), std::process::id()),
+            STALE.as_micros().to_string(),
+            MARGIN.as_micros().to_string(),
+            ttl(o.timeout, plan.duration).as_millis().to_string(),
+            start_at.clone(),
+        ];
+        let arrived_at = Instant::now();
+        // Waiting for the others is bounded by the timeout; waiting for --start-at by the given
+        // instant (at most MAX_AHEAD away, checked on the first poll).
+        let deadline = match mode {
+            Mode::Barrier => arrived_at + o.timeout,
+            Mode::StartAt(_) => arrived_at + MAX_AHEAD + o.timeout,
+        };
+        Waiter {
+            route,
+            mode,
+            index,
+            count,
+            me: format!("{index}/{count}"),
+            run_key,
+            key,
+            nonce,
+            start_at,
+            args,
+            timeout: o.timeout,
+            arrived_at,
+            deadline,
+            conn: None,
+            samples: vec![],
+            arrived: vec![],
+            seen: vec![],
+            last_error: None,
+            said: arrived_at,
         }
-    };
-    let mut conn: Option<Conn> = None;
-    let mut samples: Vec<Sample> = vec![];
-    let mut arrived: Vec<u32> = vec![];
-    // Every shard seen at the barrier while this agent waited (one that gave up earlier did
-    // arrive: only the ones never seen are named as missing).
-    let mut seen: Vec<u32> = vec![];
-    let mut last_error: Option<String> = None;
-    let mut said = arrived_at;
-    let start_us = loop {
-        if conn.is_none() {
-            match route.connect().await {
-                Ok(c) => conn = Some(c),
-                Err(e) => last_error = Some(e.msg),
+    }
+
+    /// Poll every [`POLL`] until the start is fixed (µs on the target's clock), the deadline
+    /// passes or the run is stopped.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> Result<i64, RunError> {
+        loop {
+            if let Some(start_us) = self.poll_once().await? {
+                return Ok(start_us);
             }
-        }
-        if let Some(c) = conn.as_mut() {
-            match poll(c, &key, &args).await {
-                Ok((reply, sample)) => {
-                    samples.push(sample);
-                    last_error = None;
-                    match reply {
-                        Reply::Ok { start_us, arrived: a } => {
-                            arrived = a;
-                            arrived.sort_unstable();
-                            for i in &arrived {
-                                if !seen.contains(i) {
-                                    seen.push(*i);
-                                }
-                            }
-                            seen.sort_unstable();
-                            if let Some(s) = start_us {
-                                if let Mode::StartAt(_) = mode {
-                                    if s - sample.server_us > MAX_AHEAD.as_micros() as i64 {
-                                        return Err(RunError::Refused(
-                                            gone(format!(
-                                                "--start-at is more than {} ahead of the target's clock",
-                                                humantime::format_duration(MAX_AHEAD)
-                                            ))
-                                            .await,
-                                        ));
-                                    }
-                                }
-                                let all = arrived.len() as u32 >= count;
-                                let close = sample.map(s).0
-                                    <= Instant::now() + POLL * 2;
-                                if matches!(mode, Mode::Barrier) || all || close {
-                                    break s;
-                                }
-                            }
-                        }
-                        Reply::Past => {
-                            return Err(RunError::Refused(format!(
-                                "--start-at {} has already passed on the target's clock (it reads {})",
-                                humantime::format_rfc3339_micros(wall_of(
-                                    start_at.parse().unwrap_or(0)
-                                )),
-                                humantime::format_rfc3339_micros(wall_of(sample.server_us))
-                            )))
-                        }
-                        Reply::StartAt(other) => {
-                            return Err(RunError::Refused(format!(
-                                "start barrier {key}: another agent of this run starts at {}: give every agent the same --start-at",
-                                humantime::format_rfc3339_micros(wall_of(other))
-                            )))
-                        }
-                        Reply::Taken(by) => {
-                            return Err(RunError::Runtime(format!(
-                                "start barrier {key}: shard {me} is already taken by another live agent ({}): give each agent its own shard index",
-                                by.splitn(3, '|').nth(2).unwrap_or("?")
-                            )))
-                        }
-                    }
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Err(RunError::Runtime(self.timed_out().await));
+            }
+            self.progress(now);
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.cancelled() => {
+                    let msg = format!("stopped while waiting at the start barrier {}", self.key);
+                    return Err(RunError::Runtime(self.gone(msg).await));
                 }
-                Err(e) => {
-                    last_error = Some(e);
-                    conn = None;
-                }
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            let missing = missing(&seen, count);
-            let left: Vec<String> = seen
-                .iter()
-                .filter(|i| !arrived.contains(i))
-                .map(|i| format!("{i}/{count}"))
-                .collect();
-            let why = last_error
-                .map(|e| format!("; the last poll failed: {e}"))
-                .unwrap_or_default();
-            return Err(RunError::Runtime(
-                gone(format!(
-                    "start barrier {key}: {} never arrived within {} (arrived: {}{}); every \
-                     agent of the run needs the same --target and run key ({run_key}){why}",
-                    shards(&missing),
-                    humantime::format_duration(o.timeout),
-                    if seen.is_empty() {
-                        "none".to_string()
-                    } else {
-                        seen.iter()
-                            .map(|i| format!("{i}/{count}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    },
-                    if left.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; gave up before: {}", left.join(", "))
-                    }
-                ))
-                .await,
-            ));
-        }
-        if now.duration_since(said) >= Duration::from_secs(5) {
-            said = now;
-            eprintln!(
-                "shard {me}: waiting at the start barrier {key}: {} of {count} arrived{} ({:.0}s of {})",
-                arrived.len(),
-                match missing(&arrived, count) {
-                    m if m.is_empty() => String::new(),
-                    m => format!(", {} missing", shards(&m)),
-                },
-                now.duration_since(arrived_at).as_secs_f64(),
-                humantime::format_duration(o.timeout)
-            );
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.cancelled() => {
-                return Err(RunError::Runtime(
-                    gone(format!("stopped while waiting at the start barrier {key}")).await,
-                ));
-            }
-        }
-    };
-    // A few more readings of the target's clock: the start is mapped through the tightest one.
-    if let Some(c) = conn.as_mut() {
-        for _ in 0..EXTRA_SAMPLES {
-            if let Ok(s) = time(c).await {
-                samples.push(s);
             }
         }
     }
-    // The loop ends only after a successful poll, so there is a sample.
-    let Some(b) = best(&samples) else {
-        return Err(RunError::Runtime(format!(
-            "start barrier {key}: no reading of the target's clock"
-        )));
-    };
-    let (start, uncertainty) = b.map(start_us);
-    let wall = wall_of(start_us);
-    let ahead = start.saturating_duration_since(Instant::now());
-    let missing = missing(&arrived, count);
-    match mode {
-        Mode::Barrier => eprintln!(
-            "shard {me}: all {count} shards met at {key}; time zero {} on the target's clock (in {:.2}s, ±{:.2} ms)",
-            humantime::format_rfc3339_micros(wall),
-            ahead.as_secs_f64(),
-            uncertainty.as_secs_f64() * 1000.0
-        ),
-        Mode::StartAt(_) => {
-            eprintln!(
-                "shard {me}: time zero {} (--start-at) on the target's clock (in {:.2}s, ±{:.2} ms)",
+
+    /// One poll (connecting first if needed): the start once this agent may go. A failed
+    /// connection or poll is remembered and retried.
+    async fn poll_once(&mut self) -> Result<Option<i64>, RunError> {
+        if self.conn.is_none() {
+            match self.route.connect().await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => self.last_error = Some(e.msg),
+            }
+        }
+        let Some(c) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        match poll(c, &self.key, &self.args).await {
+            Ok((reply, sample)) => {
+                self.samples.push(sample);
+                self.last_error = None;
+                self.on_reply(reply, sample).await
+            }
+            Err(e) => {
+                self.last_error = Some(e);
+                self.conn = None;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn on_reply(&mut self, reply: Reply, sample: Sample) -> Result<Option<i64>, RunError> {
+        match reply {
+            Reply::Ok { start_us, arrived } => {
+                self.saw(arrived);
+                match start_us {
+                    Some(s) => self.started(s, sample).await,
+                    None => Ok(None),
+                }
+            }
+            Reply::Past => Err(RunError::Refused(format!(
+                "--start-at {} has already passed on the target's clock (it reads {})",
+                humantime::format_rfc3339_micros(wall_of(self.start_at.parse().unwrap_or(0))),
+                humantime::format_rfc3339_micros(wall_of(sample.server_us))
+            ))),
+            Reply::StartAt(other) => Err(RunError::Refused(format!(
+                "start barrier {}: another agent of this run starts at {}: give every agent the same --start-at",
+                self.key,
+                humantime::format_rfc3339_micros(wall_of(other))
+            ))),
+            Reply::Taken(by) => Err(RunError::Runtime(format!(
+                "start barrier {}: shard {} is already taken by another live agent ({}): give each agent its own shard index",
+                self.key,
+                self.me,
+                by.splitn(3, '|').nth(2).unwrap_or("?")
+            ))),
+        }
+    }
+
+    /// The shards present at this poll.
+    fn saw(&mut self, mut arrived: Vec<u32>) {
+        arrived.sort_unstable();
+        for i in &arrived {
+            if !self.seen.contains(i) {
+                self.seen.push(*i);
+            }
+        }
+        self.seen.sort_unstable();
+        self.arrived = arrived;
+    }
+
+    /// The start is fixed at `start_us`: a barrier goes at once; a `--start-at` waits for the
+    /// others until the start is close.
+    async fn started(&self, start_us: i64, sample: Sample) -> Result<Option<i64>, RunError> {
+        if let Mode::StartAt(_) = self.mode {
+            if start_us - sample.server_us > MAX_AHEAD.as_micros() as i64 {
+                let msg = format!(
+                    "--start-at is more than {} ahead of the target's clock",
+                    humantime::format_duration(MAX_AHEAD)
+                );
+                return Err(RunError::Refused(self.gone(msg).await));
+            }
+        }
+        let all = self.arrived.len() as u32 >= self.count;
+        let close = sample.map(start_us).0 <= Instant::now() + POLL * 2;
+        Ok((matches!(self.mode, Mode::Barrier) || all || close).then_some(start_us))
+    }
+
+    /// Nobody else came in time: leave, and say who never arrived.
+    async fn timed_out(&mut self) -> String {
+        let count = self.count;
+        let missing = missing(&self.seen, count);
+        let left: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|i| !self.arrived.contains(i))
+            .map(|i| format!("{i}/{count}"))
+            .collect();
+        let why = self
+            .last_error
+            .take()
+            .map(|e| format!("; the last poll failed: {e}"))
+            .unwrap_or_default();
+        let msg = format!(
+            "start barrier {}: {} never arrived within {} (arrived: {}{}); every \
+             agent of the run needs the same --target and run key ({}){why}",
+            self.key,
+            shards(&missing),
+            humantime::format_duration(self.timeout),
+            if self.seen.is_empty() {
+                "none".to_string()
+            } else {
+                self.seen
+                    .iter()
+                    .map(|i| format!("{i}/{count}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            if left.is_empty() {
+                String::new()
+            } else {
+                format!("; gave up before: {}", left.join(", "))
+            },
+            self.run_key
+        );
+        self.gone(msg).await
+    }
+
+    /// Every 5 s, a line on who is still missing.
+    fn progress(&mut self, now: Instant) {
+        if now.duration_since(self.said) < Duration::from_secs(5) {
+            return;
+        }
+        self.said = now;
+        let count = self.count;
+        eprintln!(
+            "shard {}: waiting at the start barrier {}: {} of {count} arrived{} ({:.0}s of {})",
+            self.me,
+            self.key,
+            self.arrived.len(),
+            match missing(&self.arrived, count) {
+                m if m.is_empty() => String::new(),
+                m => format!(", {} missing", shards(&m)),
+            },
+            now.duration_since(self.arrived_at).as_secs_f64(),
+            humantime::format_duration(self.timeout)
+        );
+    }
+
+    /// Leave the barrier on the way out with an error; `msg` is the error.
+    async fn gone(&self, msg: String) -> String {
+        let _ = leave(self.route, &self.key, self.index, &self.nonce).await;
+        msg
+    }
+
+    /// A few more readings of the target's clock: the start is mapped through the tightest one.
+    async fn sample_more(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            for _ in 0..EXTRA_SAMPLES {
+                if let Ok(s) = time(c).await {
+                    self.samples.push(s);
+                }
+            }
+        }
+    }
+
+    /// The start on this agent's clock, announced.
+    fn met(self, start_us: i64) -> Result<Met, RunError> {
+        // The wait ends only after a successful poll, so there is a sample.
+        let Some(b) = best(&self.samples) else {
+            return Err(RunError::Runtime(format!(
+                "start barrier {}: no reading of the target's clock",
+                self.key
+            )));
+        };
+        let (start, uncertainty) = b.map(start_us);
+        let wall = wall_of(start_us);
+        self.announce(
+            wall,
+            start.saturating_duration_since(Instant::now()),
+            uncertainty,
+        );
+        Ok(Met {
+            start,
+            wall,
+            sync: StartSync {
+                mode: match self.mode {
+                    Mode::Barrier => "barrier".into(),
+                    Mode::StartAt(_) => "start-at".into(),
+                },
+                key: self.key.clone(),
+                waited_secs: (start
+                    .saturating_duration_since(self.arrived_at)
+                    .as_secs_f64()
+                    * 1000.0)
+                    .round()
+                    / 1000.0,
+                arrived: self.arrived,
+                uncertainty_ms: round3(uncertainty.as_secs_f64() * 1000.0),
+                late_ms: 0.0,
+                clock_offset_ms: round3(b.offset_ms()),
+            },
+            run_key: self.run_key,
+            route: self.route.clone(),
+            key: self.key,
+            index: self.index,
+            nonce: self.nonce,
+        })
+    }
+
+    /// Time zero on the target's clock, how far ahead and how tight; with `--start-at`, the
+    /// shards that had not arrived.
+    fn announce(&self, wall: SystemTime, ahead: Duration, uncertainty: Duration) {
+        let (me, key, count) = (&self.me, &self.key, self.count);
+        match self.mode {
+            Mode::Barrier => eprintln!(
+                "shard {me}: all {count} shards met at {key}; time zero {} on the target's clock (in {:.2}s, ±{:.2} ms)",
                 humantime::format_rfc3339_micros(wall),
                 ahead.as_secs_f64(),
                 uncertainty.as_secs_f64() * 1000.0
-            );
-            if !missing.is_empty() {
+            ),
+            Mode::StartAt(_) => {
                 eprintln!(
-                    "warning: {} had not arrived at {key} by the start",
-                    shards(&missing)
+                    "shard {me}: time zero {} (--start-at) on the target's clock (in {:.2}s, ±{:.2} ms)",
+                    humantime::format_rfc3339_micros(wall),
+                    ahead.as_secs_f64(),
+                    uncertainty.as_secs_f64() * 1000.0
                 );
+                let missing = missing(&self.arrived, count);
+                if !missing.is_empty() {
+                    eprintln!(
+                        "warning: {} had not arrived at {key} by the start",
+                        shards(&missing)
+                    );
+                }
             }
         }
     }
-    Ok(Some(Met {
-        start,
-        wall,
-        sync: StartSync {
-            mode: match mode {
-                Mode::Barrier => "barrier".into(),
-                Mode::StartAt(_) => "start-at".into(),
-            },
-            key: key.clone(),
-            waited_secs: (start.saturating_duration_since(arrived_at).as_secs_f64() * 1000.0)
-                .round()
-                / 1000.0,
-            arrived,
-            uncertainty_ms: round3(uncertainty.as_secs_f64() * 1000.0),
-            late_ms: 0.0,
-            clock_offset_ms: round3(b.offset_ms()),
-        },
-        run_key,
-        route: route.clone(),
-        key,
-        index,
-        nonce,
-    }))
 }
 
 fn round3(x: f64) -> f64 {

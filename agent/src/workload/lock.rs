@@ -15,9 +15,10 @@ use tokio::task::JoinSet;
 use super::ctx::Ctx;
 use crate::clock::monotonic_ns;
 use crate::history::{History, Type};
+use crate::metrics::Recorder;
 use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan, WorkloadType};
 use crate::rng::Rng;
-use crate::valkey::{Client, Cmd, Script, Value};
+use crate::valkey::{Client, Cmd, Error, Script, Value};
 use crate::workload::pacing::Pacer;
 
 const ACQUIRED: usize = C::Acquired.i();
@@ -77,179 +78,205 @@ fn token(rng: &mut Rng) -> String {
     format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
+/// Acquire, release and extend: the operations' indices in the recorder.
+const OP_ACQUIRE: usize = 0;
+const OP_RELEASE: usize = 1;
+const OP_EXTEND: usize = 2;
+
 async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
-    let l = &st.plan;
-    let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
-    let rec = ctx.metrics.recorder(idx as usize);
-    let (op_acq, op_rel, op_ext) = (0, 1, 2);
-    let mut c = Client::new(ctx.route.clone());
-    let release = Script::new(RELEASE);
-    let extend = Script::new(EXTEND);
-    let ttl_ms = l.ttl.as_millis().max(1) as u64;
-    while let Some(intended) = pacer.next(&ctx.cancel).await {
-        let name = rng.below(l.names as u64) as usize;
-        let key = st.keys[name].clone();
-        let tok = match l.style {
-            Style::RedisPy | Style::SetnxExpire => token(&mut rng),
+    let mut holder = Holder::new(st, ctx, idx);
+    while let Some(intended) = pacer.next(&holder.ctx.cancel).await {
+        let intended = pacer.is_open().then_some(intended);
+        if !holder.cycle(intended).await {
+            break;
+        }
+    }
+}
+
+/// One lock client: its connection, RNG and scripts; one acquire, hold, release per slot.
+struct Holder {
+    st: Arc<State>,
+    ctx: Ctx,
+    idx: u32,
+    rng: Rng,
+    rec: Recorder,
+    c: Client,
+    /// redis-py's release and extend scripts.
+    release_lua: Script,
+    extend_lua: Script,
+    ttl_ms: u64,
+}
+
+impl Holder {
+    fn new(st: Arc<State>, ctx: Ctx, idx: u32) -> Holder {
+        let rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
+        let rec = ctx.metrics.recorder(idx as usize);
+        let c = Client::new(ctx.route.clone());
+        let ttl_ms = st.plan.ttl.as_millis().max(1) as u64;
+        Holder {
+            st,
+            ctx,
+            idx,
+            rng,
+            rec,
+            c,
+            release_lua: Script::new(RELEASE),
+            extend_lua: Script::new(EXTEND),
+            ttl_ms,
+        }
+    }
+
+    /// One slot: pick a name, acquire it, hold it, release it, think. `intended`: the open
+    /// model's intended start (else the latency counts from now). False when cancelled while
+    /// thinking.
+    async fn cycle(&mut self, intended: Option<Instant>) -> bool {
+        let name = self.rng.below(self.st.plan.names as u64) as usize;
+        let key = self.st.keys[name].clone();
+        let tok = match self.st.plan.style {
+            Style::RedisPy | Style::SetnxExpire => token(&mut self.rng),
             Style::SetNxEx => "1".to_string(),
         };
-        // Acquire: retry every retry_interval until blocking_timeout (redis-py's loop).
-        let t0 = if pacer.is_open() {
-            intended
-        } else {
-            Instant::now()
-        };
+        let t0 = intended.unwrap_or_else(Instant::now);
+        if !self.acquire(&key, &tok, t0).await {
+            return true;
+        }
+        let held_from = self.granted(&key, &tok).await;
+        self.hold(&key, &tok).await;
+        self.release(&key, &tok, held_from).await;
+        let think = self.st.plan.think;
+        think.is_zero() || self.ctx.sleep(think).await
+    }
+
+    /// Acquire: retry every retry_interval until blocking_timeout (redis-py's loop). True when
+    /// granted.
+    async fn acquire(&mut self, key: &str, tok: &str, t0: Instant) -> bool {
+        let l = &self.st.plan;
         let deadline = Instant::now() + l.blocking_timeout;
-        let mut granted = false;
         loop {
             let sent = Instant::now();
-            let r = match l.style {
-                Style::RedisPy => {
-                    c.request(
-                        &Cmd::new("SET")
-                            .arg(key.as_str())
-                            .arg(tok.as_str())
-                            .arg("PX")
-                            .arg(ttl_ms)
-                            .arg("NX"),
-                    )
-                    .await
-                }
-                Style::SetNxEx => {
-                    let cmd = if ttl_ms.is_multiple_of(1000) {
-                        Cmd::new("SET")
-                            .arg(key.as_str())
-                            .arg("1")
-                            .arg("EX")
-                            .arg(ttl_ms / 1000)
-                            .arg("NX")
-                    } else {
-                        Cmd::new("SET")
-                            .arg(key.as_str())
-                            .arg("1")
-                            .arg("PX")
-                            .arg(ttl_ms)
-                            .arg("NX")
-                    };
-                    c.request(&cmd).await
-                }
-                Style::SetnxExpire => match c
-                    .request(&Cmd::new("SETNX").arg(key.as_str()).arg(tok.as_str()))
-                    .await
-                {
-                    Ok(Value::Int(1)) => c
-                        .request(&Cmd::new("PEXPIRE").arg(key.as_str()).arg(ttl_ms))
-                        .await
-                        .map(|_| Value::Simple("OK".into())),
-                    other => other.map(|_| Value::Nil),
-                },
-            };
-            match r {
+            match set_if_absent(&mut self.c, l.style, key, tok, self.ttl_ms).await {
                 Ok(v) if v.is_ok() => {
-                    rec.record(op_acq, t0, sent, Instant::now(), Ok(()));
-                    granted = true;
-                    break;
+                    self.rec
+                        .record(OP_ACQUIRE, t0, sent, Instant::now(), Ok(()));
+                    return true;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    rec.record(op_acq, t0, sent, Instant::now(), Err(e.kind));
-                    break;
+                    self.rec
+                        .record(OP_ACQUIRE, t0, sent, Instant::now(), Err(e.kind));
+                    return false;
                 }
             }
             if Instant::now() + l.retry_interval > deadline {
-                ctx.metrics.counters.add(TIMEOUTS, 1);
-                break;
+                self.ctx.metrics.counters.add(TIMEOUTS, 1);
+                return false;
             }
-            if !ctx.sleep(l.retry_interval).await {
-                break;
+            if !self.ctx.sleep(l.retry_interval).await {
+                return false;
             }
         }
-        if !granted {
-            continue;
-        }
-        // The believed hold starts at the grant's reply.
+    }
+
+    /// The grant: the believed hold starts at its reply (returned, CLOCK_MONOTONIC ns); counted,
+    /// fenced when the plan says so, and written to the history.
+    async fn granted(&mut self, key: &str, tok: &str) -> u64 {
+        let (st, idx) = (&self.st, self.idx);
         let held_from = monotonic_ns();
-        ctx.metrics.counters.add(ACQUIRED, 1);
+        self.ctx.metrics.counters.add(ACQUIRED, 1);
         *st.per_client
             .lock()
             .expect("fairness lock")
             .entry(idx)
             .or_insert(0) += 1;
         let mut fence = None;
-        if l.fencing {
+        if st.plan.fencing {
             let fkey = format!("{key}:fence");
-            if let Ok(v) = c.request(&Cmd::new("INCR").arg(fkey.as_str())).await {
+            if let Ok(v) = self.c.request(&Cmd::new("INCR").arg(fkey.as_str())).await {
                 fence = v.as_int();
             }
         }
         st.history
             .push_at(Type::Ok, "acquire", idx, held_from, |e| {
-                e.key = Some(key.clone());
-                e.value = Some(tok.clone().into());
+                e.key = Some(key.to_string());
+                e.value = Some(tok.to_string().into());
                 e.fence = fence;
             });
-        // Hold, extending on schedule (a cancelled run still releases).
-        let hold = l.hold.sample(&mut rng);
+        held_from
+    }
+
+    /// Hold, extending on schedule (a cancelled run still releases).
+    async fn hold(&mut self, key: &str, tok: &str) {
+        let hold = self.st.plan.hold.sample(&mut self.rng);
         let hold_end = Instant::now() + hold;
-        if let Some(every) = l.extend_every {
+        if let Some(every) = self.st.plan.extend_every {
             while Instant::now() + every < hold_end {
                 tokio::time::sleep(every).await;
-                let sent = Instant::now();
-                let r = match l.style {
-                    Style::RedisPy => {
-                        c.eval_script(
-                            &extend,
-                            &[key.as_bytes()],
-                            &[tok.as_bytes(), ttl_ms.to_string().as_bytes(), b"1"],
-                        )
-                        .await
-                    }
-                    // ECHO's "renew": re-create only if gone; it never pushes the TTL.
-                    Style::SetNxEx | Style::SetnxExpire => {
-                        match c.request(&Cmd::new("EXISTS").arg(key.as_str())).await {
-                            Ok(Value::Int(0)) => {
-                                // Gone while believed held: the renew re-creates it.
-                                st.history.push(Type::Ok, "extend", idx, |e| {
-                                    e.key = Some(key.clone());
-                                    e.value = Some(0.into());
-                                });
-                                c.request(
-                                    &Cmd::new("SET")
-                                        .arg(key.as_str())
-                                        .arg(tok.as_str())
-                                        .arg("PX")
-                                        .arg(ttl_ms)
-                                        .arg("NX"),
-                                )
-                                .await
-                                .map(|_| Value::Int(1))
-                            }
-                            other => other,
-                        }
-                    }
-                };
-                match r {
-                    Ok(v) => {
-                        if l.style == Style::RedisPy && v.as_int() == Some(0) {
-                            st.history.push(Type::Ok, "extend", idx, |e| {
-                                e.key = Some(key.clone());
-                                e.value = Some(0.into());
-                            });
-                        }
-                        rec.record(op_ext, sent, sent, Instant::now(), Ok(()));
-                    }
-                    Err(e) => rec.record(op_ext, sent, sent, Instant::now(), Err(e.kind)),
-                }
+                self.extend(key, tok).await;
             }
         }
         // A zero hold must not wait for the next timer tick (tokio timers have 1 ms resolution).
         if hold_end > Instant::now() {
             tokio::time::sleep_until(hold_end.into()).await;
         }
-        // Release: the believed hold ends now, before the command goes out.
+    }
+
+    /// One extend. A lock found gone while believed held goes into the history as an extend
+    /// that returned 0.
+    async fn extend(&mut self, key: &str, tok: &str) {
+        let (st, idx, ttl_ms) = (&self.st, self.idx, self.ttl_ms);
+        let sent = Instant::now();
+        let r = match st.plan.style {
+            Style::RedisPy => {
+                self.c
+                    .eval_script(
+                        &self.extend_lua,
+                        &[key.as_bytes()],
+                        &[tok.as_bytes(), ttl_ms.to_string().as_bytes(), b"1"],
+                    )
+                    .await
+            }
+            // ECHO's "renew": re-create only if gone; it never pushes the TTL.
+            Style::SetNxEx | Style::SetnxExpire => {
+                match self.c.request(&Cmd::new("EXISTS").arg(key)).await {
+                    Ok(Value::Int(0)) => {
+                        // Gone while believed held: the renew re-creates it.
+                        extend_failed(&st.history, idx, key);
+                        self.c
+                            .request(
+                                &Cmd::new("SET")
+                                    .arg(key)
+                                    .arg(tok)
+                                    .arg("PX")
+                                    .arg(ttl_ms)
+                                    .arg("NX"),
+                            )
+                            .await
+                            .map(|_| Value::Int(1))
+                    }
+                    other => other,
+                }
+            }
+        };
+        match r {
+            Ok(v) => {
+                if st.plan.style == Style::RedisPy && v.as_int() == Some(0) {
+                    extend_failed(&st.history, idx, key);
+                }
+                self.rec
+                    .record(OP_EXTEND, sent, sent, Instant::now(), Ok(()));
+            }
+            Err(e) => self
+                .rec
+                .record(OP_EXTEND, sent, sent, Instant::now(), Err(e.kind)),
+        }
+    }
+
+    /// Release: the believed hold ends now, before the command goes out.
+    async fn release(&mut self, key: &str, tok: &str, held_from: u64) {
+        let (st, idx) = (&self.st, self.idx);
         let held_to = monotonic_ns();
         st.history.push(Type::Invoke, "release", idx, |e| {
-            e.key = Some(key.clone());
+            e.key = Some(key.to_string());
         });
         if let Some(tr) = &st.trace {
             let _ = writeln!(
@@ -258,34 +285,89 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
             );
         }
         let sent = Instant::now();
-        let r = match l.style {
+        let r = match st.plan.style {
             Style::RedisPy => {
-                c.eval_script(&release, &[key.as_bytes()], &[tok.as_bytes()])
+                self.c
+                    .eval_script(&self.release_lua, &[key.as_bytes()], &[tok.as_bytes()])
                     .await
             }
-            Style::SetNxEx | Style::SetnxExpire => {
-                c.request(&Cmd::new("DEL").arg(key.as_str())).await
-            }
+            Style::SetNxEx | Style::SetnxExpire => self.c.request(&Cmd::new("DEL").arg(key)).await,
         };
         match r {
             Ok(v) => {
                 st.history.push(Type::Ok, "release", idx, |e| {
-                    e.key = Some(key.clone());
+                    e.key = Some(key.to_string());
                     e.value = v.as_int().map(Into::into);
                 });
-                rec.record(op_rel, sent, sent, Instant::now(), Ok(()));
+                self.rec
+                    .record(OP_RELEASE, sent, sent, Instant::now(), Ok(()));
             }
             Err(e) => {
                 st.history.push(Type::Info, "release", idx, |h| {
-                    h.key = Some(key.clone());
+                    h.key = Some(key.to_string());
                 });
-                rec.record(op_rel, sent, sent, Instant::now(), Err(e.kind));
+                self.rec
+                    .record(OP_RELEASE, sent, sent, Instant::now(), Err(e.kind));
             }
         }
-        if !l.think.is_zero() && !ctx.sleep(l.think).await {
-            break;
-        }
     }
+}
+
+/// The acquire command of each style; a grant replies OK. SETNX + PEXPIRE (the hazard ECHO's
+/// style has) are two commands: a grant is the SETNX's 1, its PEXPIRE's reply is not looked at.
+async fn set_if_absent(
+    c: &mut Client,
+    style: Style,
+    key: &str,
+    tok: &str,
+    ttl_ms: u64,
+) -> Result<Value, Error> {
+    match style {
+        Style::RedisPy => {
+            c.request(
+                &Cmd::new("SET")
+                    .arg(key)
+                    .arg(tok)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .arg("NX"),
+            )
+            .await
+        }
+        Style::SetNxEx => {
+            let cmd = if ttl_ms.is_multiple_of(1000) {
+                Cmd::new("SET")
+                    .arg(key)
+                    .arg("1")
+                    .arg("EX")
+                    .arg(ttl_ms / 1000)
+                    .arg("NX")
+            } else {
+                Cmd::new("SET")
+                    .arg(key)
+                    .arg("1")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .arg("NX")
+            };
+            c.request(&cmd).await
+        }
+        Style::SetnxExpire => match c.request(&Cmd::new("SETNX").arg(key).arg(tok)).await {
+            Ok(Value::Int(1)) => c
+                .request(&Cmd::new("PEXPIRE").arg(key).arg(ttl_ms))
+                .await
+                .map(|_| Value::Simple("OK".into())),
+            other => other.map(|_| Value::Nil),
+        },
+    }
+}
+
+/// An extend that found the lock no longer ours, for the checker (a hold it may have lost).
+fn extend_failed(history: &History, idx: u32, key: &str) {
+    history.push(Type::Ok, "extend", idx, |e| {
+        e.key = Some(key.to_string());
+        e.value = Some(0.into());
+    });
 }
 
 impl State {

@@ -11,7 +11,9 @@ use tokio::task::JoinSet;
 
 use super::ctx::Ctx;
 use crate::events::EventKind;
+use crate::metrics::Recorder;
 use crate::plan::{PluginCounter as C, PluginPlan, WorkloadPlan};
+use crate::plugin::bindings::exports::valkey_chaos::plugin::vu::{Guest, VuConfig};
 use crate::plugin::{self, bindings, Plugin, VuState};
 use crate::valkey::Client;
 use crate::workload::pacing::Pacer;
@@ -127,6 +129,8 @@ fn classify(store: &mut wasmtime::Store<VuState>, e: &wasmtime::Error) -> (&'sta
     }
 }
 
+/// One virtual user: instances of the plugin, one after another (a trapped instance is replaced
+/// when the plan says so), each set up, iterated at the pacer's slots, and torn down at the end.
 async fn vu(
     p: Arc<Plugin>,
     plan: PluginPlan,
@@ -136,46 +140,109 @@ async fn vu(
     count: u32,
     mut pacer: Pacer,
 ) {
-    let rec = ctx.metrics.recorder(idx as usize);
-    let op_iter = ctx.metrics.op_index("iteration");
-    let ticks = (plan.budget.as_millis() as u64).max(1);
-    let mut n: u64 = 0;
-    let mut restarts = 0;
-    let cfg = bindings::exports::valkey_chaos::plugin::vu::VuConfig {
-        vu_id: idx,
-        vu_count: count,
-        seed: ctx.seed,
-        params: {
-            let mut v = vec![("prefix".to_string(), ctx.key_prefix.clone())];
-            v.extend(plan.params.iter().cloned());
-            v
-        },
-    };
-    'instance: loop {
+    let mut vu = Vu::new(p, plan, ctx, st, idx, count);
+    loop {
+        let Some((mut store, inst)) = vu.start().await else {
+            return;
+        };
+        let guest = inst.valkey_chaos_plugin_vu();
+        match vu.iterate(&mut store, guest, &mut pacer).await {
+            Ended::Done => {
+                plugin::arm(&mut store, vu.ticks);
+                let _ = guest.call_teardown(&mut store).await;
+                return;
+            }
+            Ended::Replace => {}
+            Ended::Stop => return,
+        }
+    }
+}
+
+/// How an instance's iterations ended.
+enum Ended {
+    /// The pacer has no more slots: tear the instance down.
+    Done,
+    /// It trapped and the plan replaces it with a new instance.
+    Replace,
+    /// A fatal error, or a trap with no replacement: the VU stops.
+    Stop,
+}
+
+/// What a VU keeps across its instances.
+struct Vu {
+    p: Arc<Plugin>,
+    plan: PluginPlan,
+    ctx: Ctx,
+    st: Arc<State>,
+    idx: u32,
+    rec: Recorder,
+    op_iter: usize,
+    /// The CPU budget per call, in epoch ticks.
+    ticks: u64,
+    cfg: VuConfig,
+    /// Iterations so far (the next one's number).
+    n: u64,
+    /// Instances that trapped so far.
+    restarts: u32,
+}
+
+impl Vu {
+    fn new(p: Arc<Plugin>, plan: PluginPlan, ctx: Ctx, st: Arc<State>, idx: u32, count: u32) -> Vu {
+        let rec = ctx.metrics.recorder(idx as usize);
+        let op_iter = ctx.metrics.op_index("iteration");
+        let ticks = (plan.budget.as_millis() as u64).max(1);
+        let cfg = VuConfig {
+            vu_id: idx,
+            vu_count: count,
+            seed: ctx.seed,
+            params: {
+                let mut v = vec![("prefix".to_string(), ctx.key_prefix.clone())];
+                v.extend(plan.params.iter().cloned());
+                v
+            },
+        };
+        Vu {
+            p,
+            plan,
+            ctx,
+            st,
+            idx,
+            rec,
+            op_iter,
+            ticks,
+            cfg,
+            n: 0,
+            restarts: 0,
+        }
+    }
+
+    /// A new instance in a new store, set up; None when it cannot be (the VU stops).
+    async fn start(&self) -> Option<(wasmtime::Store<VuState>, bindings::Scenario)> {
+        let (p, ctx, idx) = (&self.p, &self.ctx, self.idx);
         let state = VuState::new(
             &p.name,
             idx,
             ctx.seed,
             Client::new(ctx.route.clone()).connect_on_task(),
-            rec.clone(),
-            plan.memory,
+            self.rec.clone(),
+            self.plan.memory,
             &ctx.key_prefix,
         );
-        let mut store = plugin::new_store(&p, state);
-        plugin::arm(&mut store, ticks);
+        let mut store = plugin::new_store(p, state);
+        plugin::arm(&mut store, self.ticks);
         // Boxed: instantiation's future is the largest this task ever awaits (1.2 KiB), and
         // unboxed it would size every VU's task for the whole run.
         let inst = match Box::pin(p.pre.instantiate_async(&mut store)).await {
             Ok(i) => i,
             Err(e) => {
-                report(&ctx, &st, &p.name, idx, "cannot instantiate", &e);
+                report(ctx, &self.st, &p.name, idx, "cannot instantiate", &e);
                 ctx.metrics.counters.add(C_STOPPED, 1);
-                return;
+                return None;
             }
         };
         let guest = inst.valkey_chaos_plugin_vu();
-        plugin::arm(&mut store, ticks);
-        match guest.call_setup(&mut store, &cfg).await {
+        plugin::arm(&mut store, self.ticks);
+        match guest.call_setup(&mut store, &self.cfg).await {
             Ok(Ok(())) => {}
             Ok(Err(pe)) => {
                 ctx.events.push(
@@ -183,16 +250,27 @@ async fn vu(
                     format!("plugin {} vu {idx}: setup failed: {}", p.name, pe.message),
                 );
                 ctx.metrics.counters.add(C_STOPPED, 1);
-                return;
+                return None;
             }
             Err(e) => {
                 let (why, c) = classify(&mut store, &e);
                 ctx.metrics.counters.add(c, 1);
-                report(&ctx, &st, &p.name, idx, &format!("setup: {why}"), &e);
+                report(ctx, &self.st, &p.name, idx, &format!("setup: {why}"), &e);
                 ctx.metrics.counters.add(C_STOPPED, 1);
-                return;
+                return None;
             }
         }
+        Some((store, inst))
+    }
+
+    /// Iterations at the pacer's slots until it is done, the guest says fatal, or it traps.
+    async fn iterate(
+        &mut self,
+        store: &mut wasmtime::Store<VuState>,
+        guest: &Guest,
+        pacer: &mut Pacer,
+    ) -> Ended {
+        let ctx = &self.ctx;
         while let Some(intended) = pacer.next(&ctx.cancel).await {
             let start = if pacer.is_open() {
                 intended
@@ -200,55 +278,52 @@ async fn vu(
                 Instant::now()
             };
             let sent = Instant::now();
-            plugin::arm(&mut store, ticks);
-            let r = guest.call_iteration(&mut store, n).await;
+            plugin::arm(store, self.ticks);
+            let r = guest.call_iteration(&mut *store, self.n).await;
             let end = Instant::now();
-            n += 1;
+            self.n += 1;
             ctx.metrics.counters.add(C_ITER, 1);
+            let failed = Err(crate::valkey::ErrorKind::Other);
             match r {
-                Ok(Ok(())) => rec.record(op_iter, start, sent, end, Ok(())),
+                Ok(Ok(())) => self.rec.record(self.op_iter, start, sent, end, Ok(())),
                 Ok(Err(pe)) => {
-                    rec.record(
-                        op_iter,
-                        start,
-                        sent,
-                        end,
-                        Err(crate::valkey::ErrorKind::Other),
-                    );
+                    self.rec.record(self.op_iter, start, sent, end, failed);
                     ctx.metrics.counters.add(C_ITER_ERR, 1);
                     if pe.fatal {
                         ctx.events.push(
                             EventKind::Note,
-                            format!("plugin {} vu {idx}: fatal: {}", p.name, pe.message),
+                            format!(
+                                "plugin {} vu {}: fatal: {}",
+                                self.p.name, self.idx, pe.message
+                            ),
                         );
                         ctx.metrics.counters.add(C_STOPPED, 1);
-                        break 'instance;
+                        return Ended::Stop;
                     }
                 }
                 Err(e) => {
-                    rec.record(
-                        op_iter,
-                        start,
-                        sent,
-                        end,
-                        Err(crate::valkey::ErrorKind::Other),
-                    );
-                    let (why, c) = classify(&mut store, &e);
-                    ctx.metrics.counters.add(c, 1);
-                    report(&ctx, &st, &p.name, idx, why, &e);
-                    restarts += 1;
-                    if plan.replace_on_trap && restarts <= plan.max_restarts {
-                        ctx.metrics.counters.add(C_REPLACED, 1);
-                        continue 'instance;
-                    }
-                    ctx.metrics.counters.add(C_STOPPED, 1);
-                    return;
+                    self.rec.record(self.op_iter, start, sent, end, failed);
+                    return self.trapped(store, &e);
                 }
             }
         }
-        plugin::arm(&mut store, ticks);
-        let _ = guest.call_teardown(&mut store).await;
-        break;
+        Ended::Done
+    }
+
+    /// An iteration trapped (or blew its budget or memory): counted and reported; the instance
+    /// is replaced while the plan allows.
+    fn trapped(&mut self, store: &mut wasmtime::Store<VuState>, e: &wasmtime::Error) -> Ended {
+        let ctx = &self.ctx;
+        let (why, c) = classify(store, e);
+        ctx.metrics.counters.add(c, 1);
+        report(ctx, &self.st, &self.p.name, self.idx, why, e);
+        self.restarts += 1;
+        if self.plan.replace_on_trap && self.restarts <= self.plan.max_restarts {
+            ctx.metrics.counters.add(C_REPLACED, 1);
+            return Ended::Replace;
+        }
+        ctx.metrics.counters.add(C_STOPPED, 1);
+        Ended::Stop
     }
 }
 

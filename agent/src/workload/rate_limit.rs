@@ -195,6 +195,8 @@ async fn incr(c: &mut Client, p: &crate::plan::RateLimitPlan, key: &str) -> Resu
     Ok(i)
 }
 
+/// One admission attempt: ask the limiter, record the answer (history, sample, counters), and
+/// for a concurrency limiter hold the slot, then give it back.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     st: &State,
@@ -210,12 +212,56 @@ async fn attempt(
     let p = &st.plan;
     let key = st.keys[ki].as_str();
     let sent = Instant::now();
-    let sent_mono = monotonic_ns();
+    let (r, mut seen) = ask(p, c, rng, sliding, key).await;
+    let recv = Instant::now();
+    if seen.recv == 0 {
+        seen.recv = monotonic_ns();
+    }
+    let admitted = matches!(r, Ok(true));
+    if r.is_ok() {
+        st.history.push_at(
+            if admitted { Type::Ok } else { Type::Fail },
+            "admit",
+            client,
+            seen.recv,
+            |e| {
+                e.key = Some(key.to_string());
+                e.fence = Some(seen.count);
+                e.sent = Some(seen.sent);
+                e.aux = seen.expire.map(|x| x.0);
+                e.ttl_ms = seen.expire.map(|x| x.1);
+            },
+        );
+    }
+    match r {
+        Err(e) => rec.record(0, intended, sent, recv, Err(e.kind)),
+        Ok(false) => {
+            rec.record(0, intended, sent, recv, Ok(()));
+            ctx.metrics.counters.add(REJECTED, 1);
+        }
+        Ok(true) => {
+            rec.record(0, intended, sent, recv, Ok(()));
+            ctx.metrics.counters.add(ADMITTED, 1);
+            if p.limiter == Limiter::DramatiqConcurrent {
+                release_concurrent(st, c, rec, rng, key, client).await;
+            }
+        }
+    }
+}
+
+/// Ask the plan's limiter once for `key`: admitted or not, and what the history records of the
+/// admission (the count or slot, and the INCR's timing).
+async fn ask(
+    p: &RateLimitPlan,
+    c: &mut Client,
+    rng: &mut Rng,
+    sliding: &Script,
+    key: &str,
+) -> (Result<bool, Error>, Incr) {
     let limit = p.limit;
     let wms = p.window.as_millis().max(1) as i64;
-    // What the history records of an admission: the count/slot and the INCR's timing.
     let mut seen = Incr {
-        sent: sent_mono,
+        sent: monotonic_ns(),
         ..Default::default()
     };
     let r: Result<bool, Error> = match p.limiter {
@@ -277,54 +323,34 @@ async fn attempt(
             dramatiq_incr_and_sum(c, &keys, limit, wms as u64).await
         }
     };
-    let recv = Instant::now();
-    if seen.recv == 0 {
-        seen.recv = monotonic_ns();
+    (r, seen)
+}
+
+/// A `dramatiq-concurrent` slot: held for the plan's hold time, then given back (DECR); the
+/// believed hold goes into the history and the trace.
+async fn release_concurrent(
+    st: &State,
+    c: &mut Client,
+    rec: &crate::metrics::Recorder,
+    rng: &mut Rng,
+    key: &str,
+    client: u32,
+) {
+    let from = monotonic_ns();
+    let hold = st.plan.hold.sample(rng);
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
     }
-    let admitted = matches!(r, Ok(true));
-    if r.is_ok() {
-        st.history.push_at(
-            if admitted { Type::Ok } else { Type::Fail },
-            "admit",
-            client,
-            seen.recv,
-            |e| {
-                e.key = Some(key.to_string());
-                e.fence = Some(seen.count);
-                e.sent = Some(seen.sent);
-                e.aux = seen.expire.map(|x| x.0);
-                e.ttl_ms = seen.expire.map(|x| x.1);
-            },
-        );
+    let to = monotonic_ns();
+    st.history.push(Type::Invoke, "release", client, |e| {
+        e.key = Some(key.to_string());
+    });
+    if let Some(t) = &st.trace {
+        let _ = writeln!(t.lock().expect("trace lock"), "agent {key} {from} {to}");
     }
-    match r {
-        Err(e) => rec.record(0, intended, sent, recv, Err(e.kind)),
-        Ok(false) => {
-            rec.record(0, intended, sent, recv, Ok(()));
-            ctx.metrics.counters.add(REJECTED, 1);
-        }
-        Ok(true) => {
-            rec.record(0, intended, sent, recv, Ok(()));
-            ctx.metrics.counters.add(ADMITTED, 1);
-            if p.limiter == Limiter::DramatiqConcurrent {
-                let from = monotonic_ns();
-                let hold = p.hold.sample(rng);
-                if !hold.is_zero() {
-                    tokio::time::sleep(hold).await;
-                }
-                let to = monotonic_ns();
-                st.history.push(Type::Invoke, "release", client, |e| {
-                    e.key = Some(key.to_string());
-                });
-                if let Some(t) = &st.trace {
-                    let _ = writeln!(t.lock().expect("trace lock"), "agent {key} {from} {to}");
-                }
-                let s2 = Instant::now();
-                let r = dramatiq_decr(c, key, 0, 900_000).await;
-                rec.record(1, s2, s2, Instant::now(), r.map(|_| ()).map_err(|e| e.kind));
-            }
-        }
-    }
+    let s2 = Instant::now();
+    let r = dramatiq_decr(c, key, 0, 900_000).await;
+    rec.record(1, s2, s2, Instant::now(), r.map(|_| ()).map_err(|e| e.kind));
 }
 
 /// Dramatiq `RedisBackend.add` then `incr`: SET NX PX, else WATCH/GET/MULTI/SET PX/EXEC.
