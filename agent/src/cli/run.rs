@@ -112,7 +112,7 @@ impl RunArgs {
                         .unwrap_or_default(),
                     trace_sample: self.trace_sample,
                 }),
-            start: crate::run::barrier::StartOptions {
+            start: crate::run::StartOptions {
                 run_key: self.run_key.clone(),
                 timeout: self.barrier_timeout,
                 start_at: self.start_at,

@@ -60,6 +60,8 @@ pub struct WorkloadPlan {
     pub clients: u32,
     pub load: LoadModel,
     pub kind: WorkloadKind,
+    /// The logical database its clients `SELECT` (`db = N`); none: the target URL's (`/N`, else 0).
+    pub db: Option<u32>,
 }
 
 /// How operations are started.

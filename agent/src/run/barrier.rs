@@ -32,7 +32,7 @@ use crate::plan::Plan;
 use crate::summary::StartSync;
 use crate::valkey::{Cmd, Conn, Route, Value};
 
-use super::options::RunError;
+use super::options::{RunError, StartOptions};
 
 /// How often a waiting agent polls.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -44,30 +44,6 @@ pub const STALE: Duration = Duration::from_secs(5);
 pub const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
 /// Extra `TIME` samples taken once the start is known, to map it more tightly.
 const EXTRA_SAMPLES: usize = 5;
-
-/// Command-line choices about the start (`--run-key`, `--barrier-timeout`, `--start-at`,
-/// `--no-barrier`).
-#[derive(Clone, Debug)]
-pub struct StartOptions {
-    /// Shared by every agent of one run (`--run-key`, else `VALKEY_CHAOS_RUN_KEY`).
-    pub run_key: Option<String>,
-    pub timeout: Duration,
-    /// A given time zero, on the target's clock.
-    pub start_at: Option<SystemTime>,
-    /// `--no-barrier`: a shard starts on its own.
-    pub no_barrier: bool,
-}
-
-impl Default for StartOptions {
-    fn default() -> Self {
-        StartOptions {
-            run_key: None,
-            timeout: Duration::from_secs(60),
-            start_at: None,
-            no_barrier: false,
-        }
-    }
-}
 
 /// How a run's time zero is fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ mod options;
 pub mod progress;
 pub mod target;
 
-pub use options::{RunError, RunOptions, TargetChoice};
+pub use options::{RunError, RunOptions, StartOptions, TargetChoice};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -260,8 +260,17 @@ impl<'a> Ready<'a> {
     ) -> Result<Vec<(workload::Active, workload::Ctx)>, RunError> {
         let mut out = vec![];
         for ((w, m), prep) in self.plan.workloads.iter().zip(metrics).zip(&self.prepared) {
+            // A workload's own database, else the URL's.
+            let route = match w.db {
+                Some(db) if db != self.route.opts.db => {
+                    let mut r = (*self.route).clone();
+                    r.opts.db = db;
+                    Arc::new(r)
+                }
+                _ => self.route.clone(),
+            };
             let ctx = workload::Ctx {
-                route: self.route.clone(),
+                route,
                 cancel: cancel.clone(),
                 start: clock.start,
                 end: clock.end,

@@ -3,9 +3,8 @@
 //! reads, kept in a leaf so no file of `run/` imports its parent.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::barrier;
 use crate::export::otlp::OtlpOptions;
 use crate::valkey::target::TlsChoice;
 
@@ -43,7 +42,7 @@ pub struct RunOptions {
     pub skip_forbidden: bool,
     /// How a sharded run's agents agree on time zero (`--run-key`, `--barrier-timeout`,
     /// `--start-at`, `--no-barrier`).
-    pub start: barrier::StartOptions,
+    pub start: StartOptions,
 }
 
 /// Why a run could not produce a verdict.
@@ -58,4 +57,28 @@ pub enum RunError {
     /// Anything else that went wrong at run time (exit 3).
     #[error("{0}")]
     Runtime(String),
+}
+
+/// Command-line choices about the start (`--run-key`, `--barrier-timeout`, `--start-at`,
+/// `--no-barrier`).
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// Shared by every agent of one run (`--run-key`, else `VALKEY_CHAOS_RUN_KEY`).
+    pub run_key: Option<String>,
+    pub timeout: Duration,
+    /// A given time zero, on the target's clock.
+    pub start_at: Option<SystemTime>,
+    /// `--no-barrier`: a shard starts on its own.
+    pub no_barrier: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            run_key: None,
+            timeout: Duration::from_secs(60),
+            start_at: None,
+            no_barrier: false,
+        }
+    }
 }
