@@ -203,6 +203,9 @@ fn compile_all(
                 eprintln!("shard {s} of {}: {note}", c.plan.name);
             }
         }
+        for w in &c.warnings {
+            eprintln!("warning: {}: {w}", p.display());
+        }
         plans.push(c.plan);
     }
     (plans, compiled)

@@ -17,14 +17,17 @@ pub struct ValidateArgs {
 pub fn validate(a: &ValidateArgs) -> Result<Outcome, CliError> {
     let mut outcome = Outcome::PASS;
     for p in &a.scenarios {
-        let checked = crate::scenario::load_plain(p).map(|plan| {
+        let checked = crate::scenario::load(p, &Default::default()).map(|c| {
             println!(
                 "{}: ok ({} workloads, {} faults, {} thresholds)",
                 p.display(),
-                plan.workloads.len(),
-                plan.faults.len(),
-                plan.thresholds.len()
+                c.plan.workloads.len(),
+                c.plan.faults.len(),
+                c.plan.thresholds.len()
             );
+            for w in &c.warnings {
+                println!("{}: warning: {w}", p.display());
+            }
             Outcome::PASS
         });
         outcome = outcome.and(checked.map_err(CliError::from));

@@ -4,7 +4,7 @@
 //! `client-kill`, `debug-sleep`, `memory`, `idle-timeout`) and network through the proxy
 //! (`latency`, `bandwidth`, `reset`, `blackhole`, `slow-close`, `limit-data`, `partition`).
 //!
-//! [`env`] refuses what may not run and starts the proxies, [`schedule`] lists the occurrences (a
+//! [`env`] refuses what may not run and starts the proxies, `plan::schedule` lists the occurrences (a
 //! pure function of the plan), [`timeline`] runs them, [`inject`] injects one and returns its
 //! healing guard, [`nodes`] resolves which node a fault hits, [`proxy`] carries the network
 //! toxics. What a fault did is measured afterwards from the
@@ -16,7 +16,6 @@ mod failover;
 pub mod inject;
 pub mod nodes;
 pub mod proxy;
-pub mod schedule;
 pub mod switch;
 pub mod timeline;
 

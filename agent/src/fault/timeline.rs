@@ -1,4 +1,4 @@
-//! The timeline: runs the occurrences [`schedule`] lists (a pure function of the plan); each
+//! The timeline: runs the occurrences `plan::schedule` lists (a pure function of the plan); each
 //! waits for its time, injects, holds, heals through its guard, and reports a [`FaultRecord`].
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::env::FaultEnv;
 use super::inject::inject;
 use super::nodes::current_primary_name;
-use super::schedule::{schedule, Hold};
+use crate::plan::schedule::{schedule, Hold};
 use crate::events::EventKind;
 use crate::plan::{FaultKind, FaultPlan, Plan};
 use crate::summary::FaultRecord;

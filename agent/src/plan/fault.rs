@@ -23,6 +23,8 @@ pub struct FaultPlan {
     pub link: Link,
     /// Where it was written (for messages about it).
     pub span: Range<usize>,
+    /// `recover_within` for this fault (else the scenario's).
+    pub recover_within: Option<Duration>,
 }
 
 /// The connections a network toxic acts on.

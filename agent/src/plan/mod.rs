@@ -7,6 +7,7 @@ pub mod counter;
 pub mod fault;
 pub mod migration;
 pub mod provider;
+pub mod schedule;
 pub mod shard;
 pub mod workload;
 
@@ -41,7 +42,13 @@ pub struct Plan {
     pub shard: Option<Shard>,
     /// A cutover rehearsal: source, destination, how the data moves.
     pub migration: Option<migration::Migration>,
+    /// How soon after a fault heals every workload must be back to normal (`recover_within`,
+    /// default 10 s); a fault may set its own.
+    pub recover_within: Duration,
 }
+
+/// The default `recover_within`.
+pub const DEFAULT_RECOVER_WITHIN: Duration = Duration::from_secs(10);
 
 /// The embedded topology a plan needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

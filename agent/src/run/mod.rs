@@ -481,6 +481,10 @@ impl Drained<'_> {
             .min(plan.duration);
         let duration_secs = (ran.as_secs_f64().max(1e-3) * 1000.0).round() / 1000.0;
         crate::summary::impact::analyse(&mut faults, &r.collector, duration_secs);
+        for f in &mut faults {
+            let bound = plan.faults.get(f.index).and_then(|p| p.recover_within);
+            f.recover_within_secs = Some(bound.unwrap_or(plan.recover_within).as_secs_f64());
+        }
         let meta = Meta {
             scenario: plan.name.clone(),
             seed: plan.seed,

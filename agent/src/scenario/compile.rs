@@ -60,6 +60,10 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         .map(|s| s.value)
         .unwrap_or(1);
     let duration = read_duration(root);
+    let recover_within = root
+        .duration("recover_within")
+        .map(|d| d.value)
+        .unwrap_or(crate::plan::DEFAULT_RECOVER_WITHIN);
     let allow_destructive = root
         .bool("allow_destructive")
         .map(|b| b.value)
@@ -100,6 +104,7 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         allow_destructive,
         shard: None,
         migration,
+        recover_within,
     })
 }
 

@@ -31,6 +31,7 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
         other => NodeSel::Named(other.to_string()),
     });
     let restart_after = f.duration("restart_after").map(|d| d.value);
+    let recover_within = f.duration("recover_within").map(|d| d.value);
     let link = match f
         .choice("link", &["clients", "replication"])
         .map(|s| s.value)
@@ -107,6 +108,7 @@ pub fn read(f: &Obj, index: usize) -> Option<FaultPlan> {
         node,
         link,
         span: f.span.clone(),
+        recover_within,
     })
 }
 

@@ -39,6 +39,8 @@ pub struct Compiled {
     pub plan: Plan,
     /// Notes from sharding (totals that grew, faults left to shard 0, thresholds merge judges).
     pub notes: Vec<String>,
+    /// What compiles but will likely not judge well ([`advice`]).
+    pub warnings: Vec<String>,
 }
 
 /// Why a scenario did not compile.
@@ -84,7 +86,36 @@ pub fn compile(file: &Path, text: &str, o: &Overrides) -> Result<Compiled, LoadE
         Some(s) => shard::apply(&mut plan, s),
         None => vec![],
     };
-    Ok(Compiled { plan, notes })
+    let warnings = advice(&plan);
+    Ok(Compiled {
+        plan,
+        notes,
+        warnings,
+    })
+}
+
+/// What compiles but will likely not judge well: a fault that heals too close to the end of the
+/// load for recovery to be seen (a workload still recovering when the load ends fails the run).
+pub fn advice(plan: &Plan) -> Vec<String> {
+    let mut out = vec![];
+    for o in crate::plan::schedule::schedule(plan) {
+        let bound = o.fault.recover_within.unwrap_or(plan.recover_within);
+        let room = plan.duration.saturating_sub(o.heal);
+        // Below the bound a slow recovery cannot be told from one that never came.
+        if room < bound {
+            out.push(format!(
+                "fault {:?} heals at {} and the load ends {} later: leave recover_within ({}) \
+                 after the last heal, or a workload still recovering at the end fails the run \
+                 (raise `duration`, fire it earlier, or set recover_within)",
+                o.fault.name,
+                crate::units::fmt_secs(o.heal.as_secs_f64()),
+                crate::units::fmt_secs(room.as_secs_f64()),
+                crate::units::fmt_secs(bound.as_secs_f64())
+            ));
+        }
+    }
+    out.dedup();
+    out
 }
 
 /// [`load`] without overrides (validation, tests).

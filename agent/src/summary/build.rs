@@ -166,7 +166,9 @@ pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult
             f.name.clone()
         };
         let heal = f.healed_at_secs.or(f.injected_at_secs).unwrap_or(0.0);
-        let bound = f.recover_within_secs.unwrap_or(DEFAULT_RECOVER_WITHIN_SECS);
+        let bound = f
+            .recover_within_secs
+            .unwrap_or(crate::plan::DEFAULT_RECOVER_WITHIN.as_secs_f64());
         for w in &imp.workloads {
             let value = w.back_to_normal_secs.map(|b| round3((b - heal).max(0.0)));
             out.push(CheckResult {
@@ -188,9 +190,6 @@ pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult
     }
     out
 }
-
-/// The default `recover_within`: how soon after a heal every workload must be back to normal.
-pub const DEFAULT_RECOVER_WITHIN_SECS: f64 = 10.0;
 
 /// What a workload that never came back last showed.
 fn last_seen(w: &WorkloadImpact) -> String {

@@ -12,7 +12,8 @@
 use std::ops::Add;
 use std::time::Duration;
 
-use crate::plan::{FaultKind, FaultPlan, Plan};
+use super::fault::{FaultKind, FaultPlan};
+use super::Plan;
 
 /// How long an occurrence is held once injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +121,7 @@ mod tests {
             node: NodeSel::Primary,
             link: Link::Clients,
             span: 0..0,
+            recover_within: None,
         }
     }
 
@@ -139,6 +141,7 @@ mod tests {
             allow_destructive: false,
             shard: None,
             migration: None,
+            recover_within: crate::plan::DEFAULT_RECOVER_WITHIN,
         }
     }
 
