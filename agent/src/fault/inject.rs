@@ -24,6 +24,8 @@ enum Undo {
     Join(tokio::task::JoinHandle<()>),
     /// A crashed consumer comes back as a new worker.
     Revive(std::sync::Arc<crate::control::ConsumerSwitch>, u32),
+    /// Stalled consumers fetch again.
+    Unstall(std::sync::Arc<crate::control::ConsumerSwitch>, Option<u32>),
 }
 
 pub(super) struct Guard {
@@ -78,6 +80,7 @@ impl Guard {
                 Ok(())
             }
             Undo::Revive(sw, i) => sw.revive(i),
+            Undo::Unstall(sw, i) => sw.set_stalled(i, false).map(|_| ()),
             Undo::Join(h) => {
                 let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
                 Ok(())
@@ -122,6 +125,11 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             consumer,
             restart_after,
         } => consumer_crash(env, workload, *consumer, restart_after.is_some()),
+        FaultKind::ConsumerStall {
+            workload,
+            consumer,
+            resume,
+        } => consumer_stall(env, workload, *consumer, *resume),
         FaultKind::Latency {
             delay,
             jitter,
@@ -276,6 +284,29 @@ fn consumer_crash(
         format!("{workload}: {what}"),
         if restarts {
             Undo::Revive(sw, consumer)
+        } else {
+            Undo::Nothing
+        },
+    ))
+}
+
+/// Stall consumers: they keep heart-beating and stop fetching until the heal (unless they are
+/// not to resume: the planted bug).
+fn consumer_stall(
+    env: &FaultEnv,
+    workload: &str,
+    consumer: Option<u32>,
+    resume: bool,
+) -> Result<Guard, String> {
+    let sw = env
+        .controls
+        .consumers(workload)
+        .ok_or_else(|| format!("no dramatiq workload {workload:?} with consumers"))?;
+    let what = sw.set_stalled(consumer, true)?;
+    Ok(Guard::new(
+        format!("{workload}: {what}"),
+        if resume {
+            Undo::Unstall(sw, consumer)
         } else {
             Undo::Nothing
         },

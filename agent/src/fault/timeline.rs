@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use super::env::FaultEnv;
 use super::inject::inject;
 use super::nodes::current_primary_name;
-use crate::plan::schedule::{schedule, Hold};
 use crate::events::EventKind;
+use crate::plan::schedule::{schedule, Hold};
 use crate::plan::{FaultKind, FaultPlan, Plan};
 use crate::summary::FaultRecord;
 

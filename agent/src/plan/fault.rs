@@ -161,6 +161,16 @@ pub enum FaultKind {
         consumer: u32,
         restart_after: Option<Duration>,
     },
+    /// A Dramatiq workload's consumers (one, or every one) stay alive and keep heart-beating but
+    /// stop fetching and handing out messages: what Dramatiq users report after a Sentinel
+    /// failover. They resume when the fault heals, unless `resume = false` (the planted bug: they
+    /// never fetch again; what they prefetched is stuck, since their heartbeat keeps it theirs).
+    ConsumerStall {
+        workload: String,
+        /// None: every consumer.
+        consumer: Option<u32>,
+        resume: bool,
+    },
     /// The cutover (a `[migration]` run): the stable endpoint is repointed from the source to
     /// the destination.
     Switch {
@@ -210,6 +220,7 @@ pub const TYPES: &[&str] = &[
     "replication-lag",
     "replication-partition",
     "consumer-crash",
+    "consumer-stall",
     "switch",
 ];
 
@@ -247,6 +258,7 @@ impl FaultKind {
             FaultKind::ReplicationLag { .. } => "replication-lag",
             FaultKind::ReplicationPartition => "replication-partition",
             FaultKind::ConsumerCrash { .. } => "consumer-crash",
+            FaultKind::ConsumerStall { .. } => "consumer-stall",
             FaultKind::Switch { .. } => "switch",
         }
     }
@@ -271,7 +283,7 @@ impl FaultKind {
             | FaultKind::Partition
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition => Class::Network,
-            FaultKind::ConsumerCrash { .. } => Class::Workload,
+            FaultKind::ConsumerCrash { .. } | FaultKind::ConsumerStall { .. } => Class::Workload,
         }
     }
 
@@ -295,6 +307,7 @@ impl FaultKind {
             FaultKind::Failover { .. }
             | FaultKind::Switch { .. }
             | FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. }
             | FaultKind::ClientPause { .. }
             | FaultKind::ClientKill
             | FaultKind::DebugSleep
@@ -323,6 +336,7 @@ impl FaultKind {
             | FaultKind::DebugSleep
             | FaultKind::Memory { .. }
             | FaultKind::IdleTimeout { .. }
+            | FaultKind::ConsumerStall { .. }
             | FaultKind::Latency { .. }
             | FaultKind::Bandwidth { .. }
             | FaultKind::Reset
@@ -341,7 +355,9 @@ impl FaultKind {
         self.windowed()
             && !matches!(
                 self,
-                FaultKind::Memory { .. } | FaultKind::IdleTimeout { .. }
+                FaultKind::Memory { .. }
+                    | FaultKind::IdleTimeout { .. }
+                    | FaultKind::ConsumerStall { resume: false, .. }
             )
     }
 
@@ -366,6 +382,7 @@ impl FaultKind {
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition
             | FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. }
             | FaultKind::Switch { .. } => false,
         }
     }
@@ -430,6 +447,18 @@ impl FaultKind {
                 }
                 v
             }
+            FaultKind::ConsumerStall {
+                workload,
+                consumer,
+                resume,
+            } => {
+                let mut v = vec![("workload", Text(workload.clone()))];
+                if let Some(c) = consumer {
+                    v.push(("consumer", Int(*c as i64)));
+                }
+                v.push(("resume", Text(resume.to_string())));
+                v
+            }
             FaultKind::Switch { procedure } => match procedure {
                 SwitchProcedure::PauseAndDrain { max_pause } => vec![
                     ("procedure", Text("pause-and-drain".into())),
@@ -470,7 +499,8 @@ impl FaultKind {
             | FaultKind::Partition
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition
-            | FaultKind::ConsumerCrash { .. } => &[],
+            | FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. } => &[],
         }
     }
 

@@ -480,7 +480,8 @@ impl Drained<'_> {
             .saturating_duration_since(r.clock.start)
             .min(plan.duration);
         let duration_secs = (ran.as_secs_f64().max(1e-3) * 1000.0).round() / 1000.0;
-        crate::summary::impact::analyse(&mut faults, &r.collector, duration_secs);
+        let intents = crate::summary::impact::Intent::of(plan);
+        crate::summary::impact::analyse_with(&mut faults, &r.collector, duration_secs, &intents);
         for f in &mut faults {
             let bound = plan.faults.get(f.index).and_then(|p| p.recover_within);
             f.recover_within_secs = Some(bound.unwrap_or(plan.recover_within).as_secs_f64());

@@ -255,7 +255,9 @@ fn check_migration_faults(root: &Obj, migration: Option<&Migration>, faults: &[F
             (Some(_), k) => {
                 matches!(
                     k,
-                    FaultKind::Switch { .. } | FaultKind::ConsumerCrash { .. }
+                    FaultKind::Switch { .. }
+                        | FaultKind::ConsumerCrash { .. }
+                        | FaultKind::ConsumerStall { .. }
                 ) || k.network()
             }
         };

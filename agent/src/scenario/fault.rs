@@ -139,6 +139,7 @@ fn read_kind(f: &Obj, ty: &str, restart_after: Option<Duration>) -> Option<Fault
         }),
         "replication-partition" => FaultKind::ReplicationPartition,
         "consumer-crash" => read_consumer_crash(f, restart_after)?,
+        "consumer-stall" => read_consumer_stall(f)?,
         "switch" => with_table(sub("switch"), read_switch),
         _ => return None,
     })
@@ -370,5 +371,29 @@ fn read_consumer_crash(f: &Obj, restart_after: Option<Duration>) -> Option<Fault
         workload: workload?.value,
         consumer,
         restart_after,
+    })
+}
+
+/// `[fault.consumer-stall]`: which dramatiq workload, which consumer (default: every one), and
+/// whether they resume at the heal.
+fn read_consumer_stall(f: &Obj) -> Option<FaultKind> {
+    let Some(t) = f.table("consumer-stall") else {
+        f.missing(
+            "consumer-stall",
+            Some("add [fault.consumer-stall] with workload = \"<dramatiq workload id>\"".into()),
+        );
+        return None;
+    };
+    let workload = t.req_str(
+        "workload",
+        "the id of a dramatiq workload: workload = \"tasks\"",
+    );
+    let consumer = t.uint("consumer", 10_000).map(|c| c.value as u32);
+    let resume = t.bool("resume").map(|b| b.value).unwrap_or(true);
+    t.finish();
+    Some(FaultKind::ConsumerStall {
+        workload: workload?.value,
+        consumer,
+        resume,
     })
 }

@@ -28,8 +28,56 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Fill in every injected fault's impact (and the older per-fault fields from it).
+/// An operation served at least this often before the first fault (ops/s) must be served again
+/// for its workload to be back: 3 or more expected in a settled stretch, so one stretch without
+/// it is not luck (a stalled consumer stops `fetch` and `e2e` while `enqueue` goes on).
+const REGULAR_RATE: f64 = 10.0;
+
+/// What a workload's plan intends at a time: a closed loop always works; an open model starts what
+/// its schedule says (a workload whose schedule has ended is not expected to be served).
+#[derive(Debug, Clone)]
+pub enum Intent {
+    Closed,
+    Open(crate::plan::RateSchedule),
+}
+
+impl Intent {
+    /// The plan's intent for each workload.
+    pub fn of(plan: &crate::plan::Plan) -> Vec<Intent> {
+        plan.workloads
+            .iter()
+            .map(|w| match &w.load {
+                crate::plan::LoadModel::Closed => Intent::Closed,
+                crate::plan::LoadModel::Open(s) => Intent::Open(s.clone()),
+            })
+            .collect()
+    }
+
+    /// Whether the plan means the workload to be working over `[from, to)` (seconds): at least
+    /// one intended start.
+    fn works(&self, from: Duration, to: Duration) -> bool {
+        match self {
+            Intent::Closed => true,
+            Intent::Open(s) => {
+                s.arrivals_until(to.as_secs_f64()) - s.arrivals_until(from.as_secs_f64()) >= 1.0
+            }
+        }
+    }
+}
+
+/// Fill in every injected fault's impact (and the older per-fault fields from it); every
+/// workload taken as a closed loop (always meant to be served).
 pub fn analyse(faults: &mut [FaultRecord], c: &Collector, load_end_secs: f64) {
+    analyse_with(faults, c, load_end_secs, &[]);
+}
+
+/// [`analyse`] with each workload's [`Intent`] (missing ones: closed loops).
+pub fn analyse_with(
+    faults: &mut [FaultRecord],
+    c: &Collector,
+    load_end_secs: f64,
+    intents: &[Intent],
+) {
     let load_end = Duration::from_secs_f64(load_end_secs);
     let first_inject = faults
         .iter()
@@ -41,6 +89,20 @@ pub fn analyse(faults: &mut [FaultRecord], c: &Collector, load_end_secs: f64) {
         load_end
     };
     let before = c.window(Duration::ZERO, baseline_end);
+    let base = Baseline {
+        regular: before
+            .iter()
+            .map(|ops| {
+                ops.iter()
+                    .map(|a| a.ok() as f64 / secs(baseline_end).max(1e-3) >= REGULAR_RATE)
+                    .collect()
+            })
+            .collect(),
+        before,
+        intents: (0..c.workloads.len())
+            .map(|w| intents.get(w).cloned().unwrap_or(Intent::Closed))
+            .collect(),
+    };
     // Injections in time order: a fault's failures are searched until the next one.
     let mut starts: Vec<f64> = faults.iter().filter_map(|f| f.injected_at_secs).collect();
     starts.sort_by(f64::total_cmp);
@@ -54,7 +116,7 @@ pub fn analyse(faults: &mut [FaultRecord], c: &Collector, load_end_secs: f64) {
             .find(|s| *s > inj + 1e-9)
             .unwrap_or(f64::INFINITY);
         let heal = f.healed_at_secs.unwrap_or(load_end_secs).max(inj);
-        f.impact = Some(measure(c, &before, inj, heal, next, load_end));
+        f.impact = Some(measure(c, &base, inj, heal, next, load_end));
         let imp = f.impact.as_ref().expect("just set");
         f.errors_during = imp.workloads.iter().map(|w| w.errors).sum();
         f.p99_recovery_secs = Some(round3((imp.until_secs - heal).max(0.0)));
@@ -102,11 +164,45 @@ fn span(c: &Collector, slots: &[&Interval], w: usize) -> (Vec<OpAcc>, u64, u64) 
     (accs, ok, errors)
 }
 
-/// Whether workload `w` looks normal over `slots`.
-fn normal(c: &Collector, slots: &[&Interval], w: usize, lim: &[Option<f64>], served: bool) -> bool {
+/// What the time before the first fault says about each workload: per op, its figures and
+/// whether it was served regularly; and what the plan intends.
+struct Baseline {
+    before: Vec<Vec<OpAcc>>,
+    regular: Vec<Vec<bool>>,
+    intents: Vec<Intent>,
+}
+
+/// Whether workload `w` looks normal over `slots`: no errors, p99 within its limit, and — when
+/// its plan means it to be working then and it was served before — served again, every op that
+/// was served regularly included.
+fn normal(
+    c: &Collector,
+    slots: &[&Interval],
+    w: usize,
+    lim: &[Option<f64>],
+    base: &Baseline,
+) -> bool {
     let (accs, ok, errors) = span(c, slots, w);
-    if errors > 0 || (served && ok == 0) {
+    if errors > 0 {
         return false;
+    }
+    let working = match (slots.first(), slots.last()) {
+        (Some(a), Some(b)) => base.intents[w].works(a.start, b.end),
+        _ => false,
+    };
+    let served = base.before[w].iter().any(|a| a.ok() > 0);
+    if working && served {
+        if ok == 0 {
+            return false;
+        }
+        let regular = &base.regular[w];
+        let starved = accs
+            .iter()
+            .enumerate()
+            .any(|(i, a)| regular.get(i).copied().unwrap_or(false) && a.ok() == 0);
+        if starved {
+            return false;
+        }
     }
     accs.iter().zip(lim.iter()).all(|(a, l)| match l {
         Some(limit) if a.ok() > 0 => LatencyStats::of(&a.corrected).p99 as f64 <= *limit,
@@ -116,7 +212,7 @@ fn normal(c: &Collector, slots: &[&Interval], w: usize, lim: &[Option<f64>], ser
 
 fn measure(
     c: &Collector,
-    before: &[Vec<OpAcc>],
+    base: &Baseline,
     inj: f64,
     heal: f64,
     next: f64,
@@ -135,8 +231,8 @@ fn measure(
     let mut until = heal_d.max(inj_d);
     let mut recovered = true;
     for (w, m) in c.workloads.iter().enumerate() {
+        let before = &base.before;
         let lim = limits(&before[w]);
-        let served = before[w].iter().any(|a| a.ok() > 0);
         let mut back = None;
         for (i, s) in slots.iter().enumerate() {
             if s.start + eps < heal_d {
@@ -151,7 +247,7 @@ fn measure(
             let covered = stretch.last().map(|x| x.end).unwrap_or(s.start);
             let long_enough = covered >= settle_end.min(load_end)
                 && covered.saturating_sub(s.start) >= SETTLE_MIN.min(SETTLE);
-            if long_enough && normal(c, &stretch, w, &lim, served) {
+            if long_enough && normal(c, &stretch, w, &lim, base) {
                 back = Some(s.start);
                 break;
             }
@@ -348,6 +444,15 @@ mod tests {
     /// fault never injected as `None`. Slots are cut at every injection and heal, as the timeline
     /// does.
     fn run(lanes: &[(&str, &str)], faults: &[(Option<f64>, Option<f64>)]) -> Vec<FaultRecord> {
+        run_with(lanes, faults, &[])
+    }
+
+    /// [`run`] with the workloads' intents (in the order their lanes first appear).
+    fn run_with(
+        lanes: &[(&str, &str)],
+        faults: &[(Option<f64>, Option<f64>)],
+        intents: &[Intent],
+    ) -> Vec<FaultRecord> {
         let mut ids: Vec<(String, Vec<String>)> = vec![];
         for (name, _) in lanes {
             let (w, op) = name.split_once('.').expect("<workload>.<op>");
@@ -400,7 +505,7 @@ mod tests {
                 impact: None,
             })
             .collect();
-        analyse(&mut recs, &c, load_end);
+        analyse_with(&mut recs, &c, load_end, intents);
         recs
     }
 
@@ -456,6 +561,63 @@ mod tests {
     }
 
     const SERVED: &str = "..............................";
+
+    #[test]
+    fn an_operation_served_regularly_must_be_served_again() {
+        // A stalled consumer: enqueues go on, processing stops after the fault and never
+        // resumes — the workload is not back, though it completes operations.
+        check(
+            &[
+                ("tasks.enqueue", SERVED),
+                ("tasks.e2e", "..........____________________"),
+            ],
+            &[(Some(1.0), Some(1.5))],
+            "
+            #0 until 3 (2000 ms) NOT recovered errors {} safety {} p99_recovery 1.5 errors_during 0
+              tasks: back - fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000",
+        );
+        // The same consumer resuming at 2.0 s is back with it (at slot resolution, the settled
+        // stretch that first holds its operations).
+        check(
+            &[
+                ("tasks.enqueue", SERVED),
+                ("tasks.e2e", "..........__________.........."),
+            ],
+            &[(Some(1.0), Some(1.5))],
+            "
+            #0 until 1.8 (800 ms) recovered errors {} safety {} p99_recovery 0.3 errors_during 0
+              tasks: back 1.8 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000",
+        );
+    }
+
+    #[test]
+    fn a_workload_its_plan_stops_is_not_expected_to_be_served() {
+        // An open model that starts 100/s and drops to 0 at 1.2 s: nothing after is normal.
+        let plan = crate::plan::RateSchedule {
+            start: 100.0,
+            stages: vec![
+                (Duration::from_millis(1200), 100.0),
+                (Duration::from_millis(10), 0.0),
+            ],
+        };
+        let lanes = [
+            ("fill.set", "............__________________"),
+            ("cache.get", SERVED),
+        ];
+        let faults = [(Some(1.0), Some(1.5))];
+        let got = render(&run_with(
+            &lanes,
+            &faults,
+            &[Intent::Open(plan), Intent::Closed],
+        ));
+        assert!(
+            got.contains(" recovered ") && got.contains("fill: back 1.5 "),
+            "{got}"
+        );
+        // Taken as a closed loop (always meant to work), the same lanes never come back.
+        let got = render(&run(&lanes, &faults));
+        assert!(got.contains("NOT recovered"), "{got}");
+    }
 
     #[test]
     fn a_fault_with_no_effect_lasts_until_its_heal() {

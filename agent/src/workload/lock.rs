@@ -137,49 +137,79 @@ impl Holder {
             Style::SetNxEx => "1".to_string(),
         };
         let t0 = intended.unwrap_or_else(Instant::now);
-        if !self.acquire(&key, &tok, t0).await {
+        let Some(sent) = self.acquire(&key, &tok, t0).await else {
             return true;
-        }
-        let held_from = self.granted(&key, &tok).await;
+        };
+        let held_from = self.granted(&key, &tok, sent).await;
         self.hold(&key, &tok).await;
         self.release(&key, &tok, held_from).await;
         let think = self.st.plan.think;
         think.is_zero() || self.ctx.sleep(think).await
     }
 
-    /// Acquire: retry every retry_interval until blocking_timeout (redis-py's loop). True when
-    /// granted.
-    async fn acquire(&mut self, key: &str, tok: &str, t0: Instant) -> bool {
+    /// Acquire: retry every retry_interval until blocking_timeout (redis-py's loop). Returns the
+    /// grant's send time (CLOCK_MONOTONIC ns) when granted. The last attempt that found the lock
+    /// taken goes into the history (with its send time), and so does an attempt whose reply was
+    /// lost (it may have set the key): what the orphan rule needs to tell a held lock from a key
+    /// nobody holds.
+    async fn acquire(&mut self, key: &str, tok: &str, t0: Instant) -> Option<u64> {
         let l = &self.st.plan;
         let deadline = Instant::now() + l.blocking_timeout;
-        loop {
+        let mut taken: Option<(u64, u64)> = None;
+        let granted = loop {
             let sent = Instant::now();
+            let sent_ns = monotonic_ns();
             match set_if_absent(&mut self.c, l.style, key, tok, self.ttl_ms).await {
                 Ok(v) if v.is_ok() => {
                     self.rec
                         .record(OP_ACQUIRE, t0, sent, Instant::now(), Ok(()));
-                    return true;
+                    break Some(sent_ns);
                 }
-                Ok(_) => {}
+                Ok(_) => taken = Some((sent_ns, monotonic_ns())),
                 Err(e) => {
                     self.rec
                         .record(OP_ACQUIRE, t0, sent, Instant::now(), Err(e.kind));
-                    return false;
+                    self.maybe_set(key, sent_ns, &e);
+                    break None;
                 }
             }
             if Instant::now() + l.retry_interval > deadline {
                 self.ctx.metrics.counters.add(TIMEOUTS, 1);
-                return false;
+                break None;
             }
             if !self.ctx.sleep(l.retry_interval).await {
-                return false;
+                break None;
             }
+        };
+        if let Some((sent, at)) = taken {
+            self.st
+                .history
+                .push_at(Type::Fail, "acquire", self.idx, at, |e| {
+                    e.key = Some(key.to_string());
+                    e.sent = Some(sent);
+                });
         }
+        granted
     }
 
-    /// The grant: the believed hold starts at its reply (returned, CLOCK_MONOTONIC ns); counted,
-    /// fenced when the plan says so, and written to the history.
-    async fn granted(&mut self, key: &str, tok: &str) -> u64 {
+    /// An acquire that failed may still have set the key: its reply was lost (timeout,
+    /// connection), or `SETNX` ran and its `EXPIRE` did not (then the key may never expire).
+    fn maybe_set(&self, key: &str, sent: u64, e: &crate::valkey::Error) {
+        let style = self.st.plan.style;
+        if !(e.is_ambiguous() || style == Style::SetnxExpire) {
+            return;
+        }
+        let ttl = (style != Style::SetnxExpire).then_some(self.ttl_ms);
+        self.st.history.push(Type::Info, "acquire", self.idx, |h| {
+            h.key = Some(key.to_string());
+            h.sent = Some(sent);
+            h.ttl_ms = ttl;
+        });
+    }
+
+    /// The grant (sent at `sent`): the believed hold starts at its reply (returned,
+    /// CLOCK_MONOTONIC ns); counted, fenced when the plan says so, and written to the history.
+    async fn granted(&mut self, key: &str, tok: &str, sent: u64) -> u64 {
         let (st, idx) = (&self.st, self.idx);
         let held_from = monotonic_ns();
         self.ctx.metrics.counters.add(ACQUIRED, 1);
@@ -200,6 +230,7 @@ impl Holder {
                 e.key = Some(key.to_string());
                 e.value = Some(tok.to_string().into());
                 e.fence = fence;
+                e.sent = Some(sent);
             });
         held_from
     }

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::metrics::Recorder;
 use crate::rng::Rng;
-use crate::valkey::{Client, Value};
+use crate::valkey::{Client, Cmd, Value};
 
 /// A delayed message this consumer fetched from `.DQ` and holds until its eta.
 struct Delayed {
@@ -150,6 +150,10 @@ impl Consumer {
                 }
                 continue;
             }
+            if self.st.crash.is_stalled(self.idx) {
+                self.stalled().await;
+                continue;
+            }
             self.promote_due().await;
             self.fetch_delayed().await;
             if !self.fetch().await {
@@ -210,6 +214,36 @@ impl Consumer {
             }
         }
         !st.stop.is_cancelled()
+    }
+
+    /// Stalled (a `consumer-stall` fault): alive, heart-beating once a second, but neither
+    /// fetching nor handing out what it prefetched, until the switch lets it go or the workload
+    /// stops. Its handlers already running finish their messages.
+    async fn stalled(&mut self) {
+        let st = self.st.clone();
+        let beats = format!("{}:__heartbeats__", st.plan.namespace);
+        self.ctx.events.push(
+            crate::events::EventKind::Note,
+            format!(
+                "{}: consumer {} (broker {}) stalled holding {} prefetched messages",
+                self.ctx.metrics.id,
+                self.idx,
+                self.broker,
+                self.cache.len()
+            ),
+        );
+        while st.crash.is_stalled(self.idx) && !st.stop.is_cancelled() {
+            let beat = Cmd::new("ZADD")
+                .arg(beats.as_str())
+                .arg(now_ms())
+                .arg(self.broker.as_str());
+            let _ = self.fetch_client.request(&beat).await;
+            tokio::select! {
+                _ = st.crash.changed.notified() => {}
+                _ = st.stop.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// A new worker process: new broker id, new connections.
