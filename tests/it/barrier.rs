@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use valkey_chaos::plan::{Plan, Shard};
-use valkey_chaos::run::barrier::{self, StartOptions};
+use valkey_chaos::run::barrier;
 use valkey_chaos::run::RunError;
+use valkey_chaos::run::StartOptions;
 use valkey_chaos::valkey::{Conn, ConnectOptions, Route, Value};
 
 use crate::shard::{finish, spawn_agent};

@@ -19,6 +19,7 @@ mod oracles;
 mod otlp;
 mod plugins;
 mod readme;
+mod recovery;
 mod reports;
 mod scenarios;
 mod shard;

@@ -108,6 +108,7 @@ async fn run_occurrence(
         Ok(g) => g,
         Err(e) => {
             rec.skipped = Some(format!("inject failed: {e}"));
+            rec.inject_error = Some(e.clone());
             note(
                 &env,
                 EventKind::Note,
@@ -158,6 +159,7 @@ async fn run_occurrence(
 /// The record of an occurrence before it fires: skipped already if the environment refused it.
 fn blank_record(f: &FaultPlan, env: &FaultEnv) -> FaultRecord {
     FaultRecord {
+        inject_error: None,
         recover_within_secs: None,
         index: f.index,
         name: f.name.clone(),

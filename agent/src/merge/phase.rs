@@ -233,6 +233,7 @@ mod tests {
 
     fn rec(index: usize, from: f64, to: f64) -> FaultRecord {
         FaultRecord {
+            inject_error: None,
             recover_within_secs: None,
             index,
             name: format!("f{index}"),

@@ -856,6 +856,7 @@ pub(crate) mod tests {
                 },
             ],
             faults: vec![FaultRecord {
+                inject_error: None,
                 recover_within_secs: None,
                 index: 0,
                 name: "slow \"net\"".into(),

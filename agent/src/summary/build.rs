@@ -221,6 +221,14 @@ fn round3(x: f64) -> f64 {
 /// gatherer's reasons, then an interruption and a run that checked nothing.
 fn incomplete_reasons(s: &RunSummary) -> Vec<String> {
     let mut out = s.incomplete.clone();
+    for f in &s.faults {
+        if let Some(e) = &f.inject_error {
+            out.push(format!(
+                "fault #{} {} could not be injected ({e}): the scenario did not run as written",
+                f.index, f.name
+            ));
+        }
+    }
     if s.interrupted {
         out.push(format!(
             "interrupted after {:.1}s of {:.1}s (Ctrl-C or SIGTERM)",

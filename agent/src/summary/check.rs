@@ -576,6 +576,7 @@ mod tests {
         let mut s = summary();
         s.duration_secs = 3.0;
         s.faults = vec![crate::summary::FaultRecord {
+            inject_error: None,
             recover_within_secs: None,
             index: 0,
             name: "f".into(),

@@ -490,6 +490,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (inj, heal))| FaultRecord {
+                inject_error: None,
                 recover_within_secs: None,
                 index: i,
                 name: format!("f{i}"),

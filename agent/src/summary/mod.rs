@@ -316,6 +316,9 @@ pub struct FaultRecord {
     pub healed_at_secs: Option<f64>,
     pub heal_error: Option<String>,
     pub skipped: Option<String>,
+    /// The injection itself failed (the scenario did not run as written: the run is incomplete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_error: Option<String>,
     /// Per workload: first failed to first successful op after the injection (seconds).
     pub unavailability: Vec<Unavailability>,
     /// Seconds from the heal until the p99 of every interval is back within 1.5x the pre-fault p99.

@@ -145,6 +145,7 @@ mod tests {
         until: Option<f64>,
     ) -> FaultRecord {
         FaultRecord {
+            inject_error: None,
             recover_within_secs: None,
             index,
             name: name.into(),
