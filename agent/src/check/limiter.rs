@@ -20,15 +20,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::Clock;
+use super::clock::Clock;
 use crate::history::{Entry, Type};
 use crate::plan::RateLimitCounter as C;
 
 /// The limiter oracle's findings as the rate-limit workload's counters (none without the
 /// history's configuration entry).
-pub fn findings(entries: &[Entry], clock: Clock) -> Option<super::Findings> {
+pub fn findings(entries: &[Entry], clock: Clock) -> Option<super::findings::Findings> {
     let f = check(entries, &config(entries)?, clock);
-    Some(super::Findings {
+    Some(super::findings::Findings {
         events: vec![(C::Overshoot.i(), f.overshoot)],
         levels: vec![(C::OvershootChecked.i(), f.checked)],
         uncertain: 0,

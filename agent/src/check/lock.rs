@@ -9,12 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::Clock;
+use super::clock::Clock;
 use crate::history::{Entry, Type};
 use crate::plan::LockCounter as C;
 
 /// The lock oracle's findings as the lock workload's counters.
-pub fn findings(entries: &[Entry], clock: Clock, end: u64) -> super::Findings {
+pub fn findings(entries: &[Entry], clock: Clock, end: u64) -> super::findings::Findings {
     let f = check(entries, clock, end);
     let o = orphans(entries, clock, end);
     let mut notes = vec![];
@@ -35,7 +35,7 @@ pub fn findings(entries: &[Entry], clock: Clock, end: u64) -> super::Findings {
             worst.0
         ));
     }
-    super::Findings {
+    super::findings::Findings {
         note: (!notes.is_empty()).then(|| notes.join("; ")),
         levels: vec![
             (C::Checked.i(), f.holds),

@@ -68,7 +68,7 @@ pub async fn compare(a: &CompareArgs) -> Result<Outcome, CliError> {
             ..Default::default()
         },
     };
-    let (b, c) = crate::compare::compare(&plan, &opts, super::shutdown_on_signals())
+    let (b, c) = crate::compare::compare(&plan, &opts, super::signals::shutdown_on_signals())
         .await
         .map_err(|e| CliError::from(e).context(format!("compare {}", plan.name)))?;
     let text = crate::compare::render(&b.summary, &c.summary);

@@ -68,7 +68,7 @@ pub async fn lag(a: &LagArgs) -> Result<Outcome, CliError> {
         }
         println!("{}", crate::verify::render::lag_line(s, r));
     };
-    let r = crate::verify::lag::run(&opts, super::shutdown_on_signals(), on_sample)
+    let r = crate::verify::lag::run(&opts, super::signals::shutdown_on_signals(), on_sample)
         .await
         .map_err(|e| CliError::from(e).context("lag"))?;
     let text = crate::verify::render::lag_text(&r);

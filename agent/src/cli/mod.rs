@@ -4,11 +4,12 @@
 //!
 //! Handlers return `Result<Outcome, CliError>` and never name a number; flags several commands
 //! share are declared once in [`args`]; what a command prints and writes into `--out` goes through
-//! [`output`].
+//! [`output`]; Ctrl-C and SIGTERM are handled in [`signals`].
 
 pub mod args;
 pub mod exit;
 pub mod output;
+pub mod signals;
 
 mod bench;
 mod compare;
@@ -32,8 +33,9 @@ pub use up::UpArgs;
 pub use validate::ValidateArgs;
 pub use verify::VerifyArgs;
 
+pub use signals::shutdown_on_signals;
+
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use exit::{CliError, Exit, Outcome};
 
@@ -124,37 +126,5 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         Command::Verify(a) => verify::verify(&a).await,
         Command::Lag(a) => lag::lag(&a).await,
         Command::Up(a) => up::up(&a).await,
-    }
-}
-
-/// The shutdown token: cancelled on the first Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        interrupted().await;
-        eprintln!("\nstopping: healing faults and writing results (Ctrl-C again to quit at once)");
-        t.cancel();
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("quitting without waiting");
-        std::process::exit(exit::QUIT_AT_ONCE);
-    });
-    token
-}
-
-/// The first Ctrl-C or SIGTERM (Ctrl-C only, if the SIGTERM handler cannot be installed).
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term_fut = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term_fut => {}
     }
 }

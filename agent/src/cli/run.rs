@@ -141,7 +141,7 @@ pub async fn run(a: RunArgs) -> Result<Outcome, CliError> {
         // Every scenario's problems are printed already: end with them, and nothing runs.
         return Ok(compiled);
     }
-    let shutdown = super::shutdown_on_signals();
+    let shutdown = super::signals::shutdown_on_signals();
     let mut outcome = Outcome::PASS;
     let many = plans.len() > 1;
     for plan in &plans {

@@ -41,7 +41,7 @@ pub async fn up(a: &UpArgs) -> Result<Outcome, CliError> {
         println!("sentinel master name: {}", embedded::MASTER_NAME);
     }
     println!("ready; Ctrl-C stops everything");
-    super::interrupted().await;
+    super::signals::interrupted().await;
     topo.stop();
     println!("stopped");
     Ok(Outcome::PASS)

@@ -88,7 +88,7 @@ pub async fn verify(a: &VerifyArgs) -> Result<Outcome, CliError> {
         progress: !a.quiet,
         ..Default::default()
     };
-    let r = crate::verify::run(&opts, super::shutdown_on_signals())
+    let r = crate::verify::run(&opts, super::signals::shutdown_on_signals())
         .await
         .map_err(|e| CliError::from(e).context("verify"))?;
     let text = crate::verify::render::verify_text(&r, a.show);

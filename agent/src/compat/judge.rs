@@ -6,25 +6,10 @@
 //! [`Policy::error_text_matters`]: redis-py 5.0.6, Dramatiq and ECHO's code match error codes
 //! (`BUSY`, `LOADING`, `NOSCRIPT`), never the words after them.
 
-use super::{Outcome, Probe, Refusal, Row, Status, Weight};
-
-/// How to judge.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Policy {
-    /// Treat a changed error text (`Redis is busy` → `Valkey is busy`) as breaking: for
-    /// applications that match error messages.
-    pub error_text_matters: bool,
-}
-
-impl Policy {
-    fn counts(self, w: Weight) -> bool {
-        match w {
-            Weight::Behaviour => true,
-            Weight::ErrorText => self.error_text_matters,
-            Weight::Info => false,
-        }
-    }
-}
+use super::outcome::{Outcome, Probe, Refusal};
+use super::policy::Policy;
+use super::row::{Row, Status};
+use super::weight::Weight;
 
 /// Pair the columns and judge each row.
 pub fn compare(baseline: Option<&[Probe]>, candidate: &[Probe], policy: Policy) -> Vec<Row> {

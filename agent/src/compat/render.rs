@@ -5,7 +5,20 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::{Outcome, Report, Row, Side, Status};
+use super::outcome::Outcome;
+use super::report::{Report, Side};
+use super::row::{Row, Status};
+
+impl Report {
+    /// The terminal table and the lines under it.
+    pub fn render(&self) -> String {
+        text(self)
+    }
+    /// The same report as pretty-printed JSON (`--json`, `compat.json`).
+    pub fn to_json(&self) -> String {
+        json(self)
+    }
+}
 
 /// Width of a baseline/candidate cell in the table.
 const CELL: usize = 38;

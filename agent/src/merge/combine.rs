@@ -10,7 +10,8 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use super::{bad, Input, MergeError};
+use super::error::{bad, MergeError};
+use super::input::Input;
 use crate::events::{Event, EventKind};
 use crate::metrics::{new_hist, LatencyStats};
 use crate::summary::{CounterValue, FaultRecord, OpSummary, SeriesPoint, WorkloadSummary};

@@ -3,7 +3,8 @@
 //! each oracle run over every agent's histories together, and a sharded run's completeness
 //! (every shard there, none interrupted). The judging itself is `summary::build::judge`.
 
-use super::{Input, MergeError};
+use super::error::MergeError;
+use super::input::Input;
 use crate::plan::Threshold;
 use crate::scenario::threshold::{self, Catalog, CatalogWorkload};
 use crate::summary::build::Measured;

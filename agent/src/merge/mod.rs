@@ -22,130 +22,32 @@
 //! - the start: the spread of the shards' time zeros and actual starts (`start_skew`).
 //!
 //! The merged output has its own `latency.hlog`, so merges can be merged again.
+//!
+//! Reading one agent's output is `input.rs` ([`Input`], [`load`]) and what can go wrong is
+//! `error.rs` ([`MergeError`]): leaf files the steps (`combine`, `judge`, `phase`) and this
+//! file import, so no step reaches back up here.
 
 mod combine;
+mod error;
+mod input;
 mod judge;
 mod phase;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub use error::MergeError;
+pub use input::{load, Input};
+
 use crate::summary::build::Meta;
 use crate::summary::RunSummary;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MergeError {
-    /// A problem with one input file.
-    #[error("{}: {msg}", path.display())]
-    Input { path: PathBuf, msg: String },
-    /// An input that is not there (no directory, no `summary.json`): a missing shard when the
-    /// others are shards of one run, else a usage error.
-    #[error("{}: {msg}", path.display())]
-    Absent { path: PathBuf, msg: String },
-    /// A problem with the arguments.
-    #[error("{0}")]
-    Usage(String),
-}
-
-fn bad(path: &Path, msg: impl Into<String>) -> MergeError {
-    MergeError::Input {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
-}
-
-/// One agent's output, read from disk.
-pub struct Input {
-    pub summary_path: PathBuf,
-    pub hlog_path: PathBuf,
-    /// Short name for labels: the directory name.
-    pub label: String,
-    pub summary: RunSummary,
-    pub hlog: Vec<u8>,
-    /// `history/<workload>.jsonl`, by workload id.
-    pub histories: Vec<(String, Vec<crate::history::Entry>)>,
-}
+use error::bad;
 
 /// A merged run: the summary, the merged interval log and every agent's histories together.
 pub struct Merged {
     pub summary: RunSummary,
     pub hlog: Vec<u8>,
     pub histories: Vec<(String, Vec<u8>)>,
-}
-
-/// Read an agent's output: a directory, or its `summary.json` / `latency.hlog`.
-pub fn load(path: &Path) -> Result<Input, MergeError> {
-    let dir = if path.is_dir() {
-        path.to_path_buf()
-    } else if path.is_file() {
-        path.parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    } else {
-        return Err(MergeError::Absent {
-            path: path.to_path_buf(),
-            msg: "no such directory or file (expected an agent's --out directory)".into(),
-        });
-    };
-    let summary_path = dir.join("summary.json");
-    let hlog_path = dir.join("latency.hlog");
-    let text = std::fs::read(&summary_path).map_err(|e| {
-        let msg = format!("cannot read it ({e}): is this an agent's --out directory?");
-        if e.kind() == std::io::ErrorKind::NotFound {
-            MergeError::Absent {
-                path: summary_path.clone(),
-                msg,
-            }
-        } else {
-            bad(&summary_path, msg)
-        }
-    })?;
-    let summary: RunSummary = serde_json::from_slice(&text)
-        .map_err(|e| bad(&summary_path, format!("not a valkey-chaos summary: {e}")))?;
-    let hlog =
-        std::fs::read(&hlog_path).map_err(|e| bad(&hlog_path, format!("cannot read it ({e})")))?;
-    let histories = load_histories(&dir)?;
-    let label = dir
-        .canonicalize()
-        .unwrap_or_else(|_| dir.clone())
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
-    Ok(Input {
-        summary_path,
-        hlog_path,
-        label,
-        summary,
-        hlog,
-        histories,
-    })
-}
-
-/// `history/*.jsonl` of an agent's output (none: an older agent, or no safety workload).
-fn load_histories(dir: &Path) -> Result<Vec<(String, Vec<crate::history::Entry>)>, MergeError> {
-    let h = dir.join("history");
-    let Ok(rd) = std::fs::read_dir(&h) else {
-        return Ok(vec![]);
-    };
-    let mut out = vec![];
-    let mut files: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    for p in files {
-        let text =
-            std::fs::read_to_string(&p).map_err(|e| bad(&p, format!("cannot read it ({e})")))?;
-        let entries = crate::history::from_jsonl(&text)
-            .map_err(|(line, e)| bad(&p, format!("line {line} is not a history entry: {e}")))?;
-        let id = p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        out.push((id, entries));
-    }
-    Ok(out)
 }
 
 /// Load every input and merge them. An input that is not there is kept as absent: a shard that

@@ -16,7 +16,8 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
-use super::{bad, Input, MergeError};
+use super::error::{bad, MergeError};
+use super::input::Input;
 use crate::metrics::new_hist;
 use crate::plan::{Phase, Threshold};
 use crate::summary::check::{PhaseFigures, PhaseOp};

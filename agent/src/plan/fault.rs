@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::Topology;
+use super::topology::Topology;
 
 /// One `[[fault]]`, compiled.
 #[derive(Debug, Clone)]

@@ -2,21 +2,28 @@
 //! `scenario::compile` makes one, and nothing changes it afterwards: command-line overrides and
 //! sharding are inputs of the compile. This module is a leaf: it imports no other part of the
 //! agent but the seeded RNG.
+//!
+//! Small types several kind files share ([`Topology`], [`DurDist`]) live in leaf files of their
+//! own, which those files import and this one re-exports.
 
 pub mod counter;
+pub mod dur_dist;
 pub mod fault;
 pub mod migration;
 pub mod provider;
 pub mod schedule;
 pub mod shard;
+pub mod topology;
 pub mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use counter::{CounterDef, CounterKind};
+pub use dur_dist::DurDist;
 pub use fault::{FaultKind, FaultPlan, NodeSel};
 pub use shard::Shard;
+pub use topology::Topology;
 pub use workload::*;
 
 /// One scenario, compiled.
@@ -49,15 +56,6 @@ pub struct Plan {
 
 /// The default `recover_within`.
 pub const DEFAULT_RECOVER_WITHIN: Duration = Duration::from_secs(10);
-
-/// The embedded topology a plan needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Topology {
-    pub replicas: u8,
-    pub sentinels: u8,
-    /// Replicas replicate through the agent's proxy (replication faults need it).
-    pub replication_proxy: bool,
-}
 
 /// One workload: an id, a load model and what each operation does.
 #[derive(Debug, Clone)]
@@ -301,35 +299,5 @@ mod tests {
         assert_eq!(s.rate_at(5.0), 550.0);
         let c = RateSchedule::constant(10.0);
         assert_eq!(c.time_of_arrival(25.0), Some(2.5));
-    }
-}
-
-/// A duration that is fixed or drawn per use: "20ms", { min = "10ms", max = "30ms" } (uniform)
-/// or { mean = "20ms" } (exponential).
-#[derive(Debug, Clone, PartialEq)]
-pub enum DurDist {
-    Fixed(Duration),
-    Uniform(Duration, Duration),
-    Exp(Duration),
-}
-
-impl DurDist {
-    pub fn sample(&self, rng: &mut crate::rng::Rng) -> Duration {
-        match self {
-            DurDist::Fixed(d) => *d,
-            DurDist::Uniform(a, b) => {
-                *a + Duration::from_secs_f64((*b - *a).as_secs_f64() * rng.unit())
-            }
-            DurDist::Exp(m) => {
-                Duration::from_secs_f64(-m.as_secs_f64() * (1.0 - rng.unit()).ln()).min(*m * 20)
-            }
-        }
-    }
-    pub fn max_hint(&self) -> Duration {
-        match self {
-            DurDist::Fixed(d) => *d,
-            DurDist::Uniform(_, b) => *b,
-            DurDist::Exp(m) => *m * 5,
-        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::counter::CounterDef;
-use super::DurDist;
+use super::dur_dist::DurDist;
 use crate::counters;
 
 /// The closed set of workload kinds.

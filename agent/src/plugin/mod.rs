@@ -2,7 +2,11 @@
 //! instance per virtual user from a shared pre-linked `InstancePre`, the pooling allocator,
 //! WASI with nothing granted, epoch-based CPU budgets that yield to tokio, memory caps, and an
 //! on-disk cache of compiled components.
+//!
+//! The contract's generated types are in `bindings.rs`, shared by this loader and by `host.rs`
+//! (what a plugin can call).
 
+pub(crate) mod bindings;
 mod host;
 
 use std::path::{Path, PathBuf};
@@ -13,18 +17,6 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 pub use host::{VuLimits, VuState};
-
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../plugins/wit",
-        world: "scenario",
-        imports: {
-            "valkey-chaos:plugin/valkey": async,
-            "valkey-chaos:plugin/clock.sleep": async,
-        },
-        exports: { default: async },
-    });
-}
 
 /// The contract version this agent implements.
 pub const CONTRACT: &str = "valkey-chaos:plugin@0.1.0";

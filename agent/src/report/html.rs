@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
-use super::{fmt_count, fmt_us};
 use crate::plan::counter::CounterKind;
 use crate::summary::{FaultRecord, OpSummary, RunSummary, SeriesPoint};
+use crate::units::{fmt_count, fmt_us};
 
 /// Render the whole page.
 pub fn render(s: &RunSummary) -> String {

@@ -4,11 +4,11 @@
 
 use std::fmt::Write;
 
-use super::{fmt_count, fmt_us};
 use crate::summary::{
     CheckResult, FaultRecord, MigrationReport, MigrationVerify, OpSummary, RunSummary,
     WorkloadSummary,
 };
+use crate::units::{fmt_count, fmt_us};
 
 pub fn render(s: &RunSummary) -> String {
     let mut o = String::new();

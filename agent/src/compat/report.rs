@@ -1,0 +1,51 @@
+//! The result of a compat run: each probed [`Side`] (server, version, provider, probes) and the
+//! judged rows. Rendering it lives in `render.rs`.
+
+use super::outcome::Probe;
+use super::policy::Policy;
+use super::row::Row;
+use crate::plan::provider::Provider;
+
+/// One probed server.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The URL without its password.
+    pub label: String,
+    /// `valkey` / `redis`; `None` when INFO is unavailable.
+    pub server_name: Option<String>,
+    /// `9.1.2` / `7.0.15` (`valkey_version` on Valkey, `redis_version` on Redis).
+    pub version: Option<String>,
+    /// The managed service, from `--provider` or the hostname.
+    pub provider: Option<Provider>,
+    pub probes: Vec<Probe>,
+}
+
+impl Side {
+    /// `valkey 9.1.2`, `redis 7.0.15` or `INFO unavailable`.
+    pub fn server(&self) -> String {
+        match (&self.server_name, &self.version) {
+            (Some(n), Some(v)) => format!("{n} {v}"),
+            (Some(n), None) => n.clone(),
+            _ => "INFO unavailable".to_string(),
+        }
+    }
+}
+
+/// The result of a compat run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub baseline: Option<Side>,
+    pub candidate: Side,
+    pub rows: Vec<Row>,
+    pub policy: Policy,
+}
+
+impl Report {
+    /// Whether a row fails the run (exit 1).
+    pub fn failed(&self) -> bool {
+        self.rows.iter().any(|r| r.matters)
+    }
+    pub fn row(&self, name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name == name)
+    }
+}
