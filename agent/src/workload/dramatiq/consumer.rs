@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::broker::MAX_UNPACK;
 use super::handler::{Handler, Worker};
-use super::{
-    now_ms, timed, Ctx, Message, State, C_MISSING, C_UNDECODABLE, MAX_UNPACK, OP_ACK, OP_ENQ,
-    OP_FETCH,
-};
+use super::message::Message;
+use super::state::{now_ms, timed, State, C_MISSING, C_UNDECODABLE, OP_ACK, OP_ENQ, OP_FETCH};
 use crate::metrics::Recorder;
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Value};
+use crate::workload::Ctx;
 
 /// A delayed message this consumer fetched from `.DQ` and holds until its eta.
 struct Delayed {

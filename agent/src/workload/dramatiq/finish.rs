@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::ledger::Reconciled;
-use super::{
-    Ctx, Message, State, C, C_DEPTH, C_DUPLICATED, C_LEFT, C_LOST, C_STUCK, C_TAKEN, C_UNFINISHED,
-};
+use super::message::Message;
+use super::state::{State, C_DEPTH, C_DUPLICATED, C_LEFT, C_LOST, C_STUCK, C_TAKEN, C_UNFINISHED};
 use crate::events::{EventKind, FaultSpan};
+use crate::plan::DramatiqCounter as C;
 use crate::valkey::{Client, Cmd};
+use crate::workload::Ctx;
 
 impl State {
     /// Drain (bounded by `drain_timeout`), stop the consumers, then account for every message;

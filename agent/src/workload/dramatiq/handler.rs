@@ -5,13 +5,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{
-    backoff, ledger, now_ms, post_process, timed, Ctx, Message, State, C_ACKED, C_DEAD,
-    C_DELIVERED, C_RETRIED, OP_ACK, OP_E2E, OP_ENQ, OP_NACK,
+use super::ledger;
+use super::message::Message;
+use super::state::{
+    backoff, now_ms, post_process, timed, State, C_ACKED, C_DEAD, C_DELIVERED, C_RETRIED, OP_ACK,
+    OP_E2E, OP_ENQ, OP_NACK,
 };
 use crate::metrics::Recorder;
 use crate::rng::Rng;
 use crate::valkey::{Client, Error, Value};
+use crate::workload::Ctx;
 
 /// Which worker process handles a message: consumer `consumer`, generation in `id`.
 #[derive(Debug, Clone, Copy)]

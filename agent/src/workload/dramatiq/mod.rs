@@ -6,16 +6,20 @@
 //! The dispatch script is our own (`dispatch.lua`), written to the KEYS/ARGV contract of
 //! Dramatiq's; a Python worker and the agent interoperate on the same keys.
 //!
-//! Here: the shared [`State`], the producers and the dispatch call; `consumer` is one worker
-//! process (fetch, promote, crash and revive), `handler` one handler thread's message (work, ack,
-//! retry, dead-letter), `finish` the drain and the accounting, `ledger` every message's fate,
-//! `message` the wire format.
+//! Here: spawning a workload and its producers. `state` is what they all share ([`State`], a
+//! recorded dispatch call), `broker` the dispatch contract, `consumer` one worker process (fetch,
+//! promote, stall, crash and revive), `handler` one handler thread's message (work, ack, retry,
+//! dead-letter), `finish` the drain and the accounting, `ledger` every message's fate, `message`
+//! the wire format. Arrows point one way: the children import `state` and `broker`, never this
+//! file.
 
+mod broker;
 mod consumer;
 mod finish;
 mod handler;
 mod ledger;
 mod message;
+mod state;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,154 +32,14 @@ use super::ctx::Ctx;
 use crate::control::ConsumerSwitch;
 use crate::plan::{DramatiqCounter as C, DramatiqPlan, WorkloadPlan};
 use crate::rng::Rng;
-use crate::valkey::{Client, Cmd, Error, Script, Value};
+use crate::valkey::{Client, Cmd, Value};
 use crate::workload::pacing::Pacer;
+use broker::DEAD_MESSAGE_TTL_MS;
+pub use broker::{dispatch, dispatch_script, Broker, MAX_UNPACK};
 pub use ledger::Ledger;
 pub use message::Message;
-
-const OP_ENQ: usize = 0;
-const OP_FETCH: usize = 1;
-const OP_ACK: usize = 2;
-const OP_NACK: usize = 3;
-const OP_E2E: usize = 4;
-pub(crate) const C_ENQUEUED: usize = C::Enqueued.i();
-pub(crate) const C_DELIVERED: usize = C::Delivered.i();
-pub(crate) const C_ACKED: usize = C::Acked.i();
-pub(crate) const C_LOST: usize = C::Lost.i();
-pub(crate) const C_DUPLICATED: usize = C::Duplicated.i();
-pub(crate) const C_STUCK: usize = C::Stuck.i();
-pub(crate) const C_DEAD: usize = C::DeadLettered.i();
-pub(crate) const C_RETRIED: usize = C::Retried.i();
-const C_MISSING: usize = C::MissingPayloads.i();
-const C_UNDECODABLE: usize = C::Undecodable.i();
-const C_DEPTH: usize = C::QueueDepthMax.i();
-const C_UNFINISHED: usize = C::Unfinished.i();
-const C_TAKEN: usize = C::TakenByOthers.i();
-const C_LEFT: usize = C::LeftQueued.i();
-
-/// Dramatiq's `max_unpack_size` on stock Redis 7.0 and Valkey 9 (`maxstack() // 2`).
-pub const MAX_UNPACK: u64 = 3996;
-const DEAD_MESSAGE_TTL_MS: u64 = 604_800_000;
-
-/// The dispatch script for a fleet of Dramatiq `version` ("1" or "2").
-pub fn dispatch_script(version: u8) -> Script {
-    let body = include_str!("dispatch.lua");
-    if version == 1 {
-        Script::new(&body.replace("local LEGACY_ACKS = false", "local LEGACY_ACKS = true"))
-    } else {
-        Script::new(body)
-    }
-}
-
-pub use crate::clock::wall_ms as now_ms;
-
-/// Shared by every producer and consumer of one workload.
-pub struct State {
-    plan: DramatiqPlan,
-    script: Script,
-    pub ledger: Ledger,
-    consumers: Mutex<JoinSet<()>>,
-    stop: CancellationToken,
-    /// Messages fetched or being handled by our consumers and not yet acked/requeued.
-    inflight: AtomicUsize,
-    delayed_held: AtomicUsize,
-    broker_ids: Vec<String>,
-    /// The consumers' crash switches (`consumer-crash` faults).
-    crash: Arc<ConsumerSwitch>,
-    /// Per consumer: handlers that died with their worker since the last crash was accounted.
-    crashed_holding: Vec<AtomicUsize>,
-    depth_max: AtomicU64,
-    /// Eta of messages we promoted from the delay queue: their e2e counts from the eta.
-    etas: Mutex<std::collections::HashMap<String, u64>>,
-    trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
-}
-
-impl State {
-    /// Resolves when consumer `i` crashes.
-    async fn crashed(&self, i: u32) {
-        loop {
-            if self.crash.is_crashed(i) {
-                return;
-            }
-            tokio::select! {
-                _ = self.crash.changed.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-    }
-
-    /// Messages consumer `i`'s handlers were holding when it crashed (taken once; they leave
-    /// the in-flight count, they stay in its ack set).
-    fn crash_dropped(&self, i: u32) -> usize {
-        let n = self.crashed_holding[i as usize].swap(0, Ordering::Relaxed);
-        self.inflight.fetch_sub(n, Ordering::Relaxed);
-        n
-    }
-
-    /// One dispatch call of this workload's broker.
-    async fn call(
-        &self,
-        c: &mut Client,
-        cmd: &str,
-        queue: &str,
-        broker: &str,
-        maintenance: bool,
-        args: &[&[u8]],
-    ) -> Result<Value, Error> {
-        dispatch(
-            c,
-            &self.script,
-            &Broker {
-                namespace: &self.plan.namespace,
-                heartbeat_ms: self.plan.heartbeat_timeout.as_millis() as u64,
-            },
-            cmd,
-            queue,
-            broker,
-            maintenance,
-            args,
-        )
-        .await
-    }
-}
-
-/// The broker settings every dispatch call carries.
-pub struct Broker<'a> {
-    pub namespace: &'a str,
-    /// `heartbeat_timeout` (ms): a worker silent for longer is dead to maintenance.
-    pub heartbeat_ms: u64,
-}
-
-#[allow(clippy::too_many_arguments)] // the script's ARGV contract
-/// One dispatch call: `EVALSHA <sha> 1 <ns> <cmd> <ts> <queue> <broker> <heartbeat> 604800000 <m> 3996 args…`.
-pub async fn dispatch(
-    c: &mut Client,
-    script: &Script,
-    b: &Broker<'_>,
-    cmd: &str,
-    queue: &str,
-    broker: &str,
-    maintenance: bool,
-    args: &[&[u8]],
-) -> Result<Value, Error> {
-    let ns = b.namespace;
-    let ts = now_ms().to_string();
-    let hb = b.heartbeat_ms.to_string();
-    let ttl = DEAD_MESSAGE_TTL_MS.to_string();
-    let mx = MAX_UNPACK.to_string();
-    let mut argv: Vec<&[u8]> = vec![
-        cmd.as_bytes(),
-        ts.as_bytes(),
-        queue.as_bytes(),
-        broker.as_bytes(),
-        hb.as_bytes(),
-        ttl.as_bytes(),
-        if maintenance { b"1" } else { b"0" },
-        mx.as_bytes(),
-    ];
-    argv.extend_from_slice(args);
-    c.eval_script(script, &[ns.as_bytes()], &argv).await
-}
+pub use state::State;
+use state::{now_ms, C_DEPTH, C_ENQUEUED, OP_ENQ};
 
 pub async fn spawn(
     plan: &WorkloadPlan,
@@ -299,92 +163,6 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
                     ctx.metrics.counters.add(C::Ambiguous.i(), 1);
                 }
             }
-        }
-    }
-}
-
-/// Dramatiq 2.x `compute_backoff`: `min·2^n·U(1,2)`, past the cap `U(0.5,1)·cap`; 1.x: `[0.5,1]·min(min·2^n, cap)`.
-fn backoff(rng: &mut Rng, version: u8, attempts: u32, min: Duration, cap: Duration) -> Duration {
-    let base = min.as_secs_f64() * 2f64.powi(attempts.min(40) as i32);
-    let cap = cap.as_secs_f64();
-    let s = if version == 1 {
-        let b = base.min(cap);
-        b / 2.0 + rng.unit() * b / 2.0
-    } else {
-        let b = base * (1.0 + rng.unit());
-        if b > cap {
-            cap * (0.5 + rng.unit() * 0.5)
-        } else {
-            b
-        }
-    };
-    Duration::from_secs_f64(s)
-}
-
-/// A dispatch call, recorded as operation `op`.
-#[allow(clippy::too_many_arguments)]
-async fn timed(
-    c: &mut Client,
-    st: &State,
-    rec: &crate::metrics::Recorder,
-    op: usize,
-    cmd: &str,
-    queue: &str,
-    broker: &str,
-    maintenance: bool,
-    args: &[&[u8]],
-) -> Result<Value, Error> {
-    let s = Instant::now();
-    let r = st.call(c, cmd, queue, broker, maintenance, args).await;
-    rec.record(
-        op,
-        s,
-        s,
-        Instant::now(),
-        r.as_ref().map(|_| ()).map_err(|e| e.kind),
-    );
-    r
-}
-
-/// Ack or nack as Dramatiq's `post_process_message` does: a connection error is retried every
-/// 5 s (bounded here to 6 tries); any other error drops it (the message stays in the ack set).
-async fn post_process(
-    c: &mut Client,
-    st: &State,
-    broker: &str,
-    cmd: &str,
-    rid: &str,
-    rec: &crate::metrics::Recorder,
-    op: usize,
-) -> Result<Value, Error> {
-    let d = &st.plan;
-    let mut tries = 0;
-    loop {
-        let r = timed(
-            c,
-            st,
-            rec,
-            op,
-            cmd,
-            &d.queue,
-            broker,
-            false,
-            &[rid.as_bytes()],
-        )
-        .await;
-        match &r {
-            Err(e)
-                if matches!(
-                    e.kind,
-                    crate::valkey::ErrorKind::Connection
-                        | crate::valkey::ErrorKind::Loading
-                        | crate::valkey::ErrorKind::MasterDown
-                ) && tries < 5 =>
-            {
-                tries += 1;
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            _ => return r,
         }
     }
 }
