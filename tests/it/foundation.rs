@@ -290,12 +290,14 @@ fn ctrl_c_stops_every_process_and_writes_partial_results() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // Stopped half-way: never a pass (exit 4, incomplete), the partial results written.
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
     for k in &kids {
         assert!(!alive(*k), "server {k} outlived the agent");
     }
     let s = summary(&out);
     assert_eq!(s["interrupted"], true);
+    assert_eq!(s["verdict"], "incomplete");
     assert!(s["duration_secs"].as_f64().unwrap() < 30.0);
     assert!(op(&s, "w", "get")["count"].as_u64().unwrap() > 10);
 }

@@ -315,7 +315,8 @@ fn agents_on_separate_hosts_meet_and_a_lost_host_is_named() {
         ],
         T,
     );
-    assert_eq!(o.status.code(), Some(1), "{}", support::show(&o));
+    // The lost host's share never ran: the merged run is incomplete.
+    assert_eq!(o.status.code(), Some(4), "{}", support::show(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("shard 2/3 is missing"),
         "{}",

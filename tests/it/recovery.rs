@@ -153,11 +153,11 @@ mix = { get = 1 }
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
 
-/// Reads and writes through a server that pauses clients for a second at 2 s.
+/// Reads and writes through the agent's proxy, 20 ms slower from 2 s to 4 s.
 fn paused_load() -> String {
     r#"
 name = "refused-after-heal"
-duration = "15s"
+duration = "16s"
 [target]
 timeout = "500ms"
 [[workload]]
@@ -169,21 +169,21 @@ rate_per_sec = 200
 mix = { get = 4, set = 1 }
 keys = 100
 [[fault]]
-name = "pause"
-type = "client-pause"
+name = "slow"
+type = "latency"
 at = "2s"
-duration = "1s"
-[fault.client-pause]
-mode = "all"
+duration = "2s"
+[fault.latency]
+delay = "20ms"
 [thresholds]
 "cache.get.p99{before}" = "< 1s"
 "#
     .to_string()
 }
 
-/// Run `paused_load` against a server of the test's own; with `refuse`, once the pause is over
-/// the server turns every client away (`maxclients` at the test's own connection, then every
-/// other client killed): a server that never takes its clients back after a fault heals.
+/// Run `paused_load` against a server of the test's own; with `refuse`, the server turns every
+/// client away from the middle of the fault on (`maxclients` at the test's own connection, then
+/// every other client killed): a server that never takes its clients back after the fault heals.
 async fn refused_after_heal(refuse: bool) -> (std::process::Output, serde_json::Value) {
     let t = start_single().await;
     let dir = scratch(if refuse { "refused" } else { "refused-twin" });
@@ -196,7 +196,7 @@ async fn refused_after_heal(refuse: bool) -> (std::process::Output, serde_json::
         .spawn()
         .unwrap();
     let mut c = conn(&t).await;
-    // Time zero is within a few ms of the first write; the pause ends at 3 s.
+    // Time zero is within a few ms of the first write; the fault lasts from 2 s to 4 s.
     let deadline = Instant::now() + Duration::from_secs(20);
     while cmd(&mut c, &["DBSIZE"]).await.as_int().unwrap_or(0) == 0 {
         assert!(
@@ -205,10 +205,8 @@ async fn refused_after_heal(refuse: bool) -> (std::process::Output, serde_json::
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     if refuse {
-        let mine = cmd(&mut c, &["INFO", "clients"]).await;
-        assert!(mine.as_str().is_some());
         cmd(&mut c, &["CONFIG", "SET", "maxclients", "1"]).await;
         cmd(
             &mut c,
@@ -235,7 +233,7 @@ async fn refused_after_heal(refuse: bool) -> (std::process::Output, serde_json::
 async fn a_server_that_refuses_clients_after_a_fault_heals_fails_recovery() {
     let (o, sum) = refused_after_heal(true).await;
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    let rec = checks_of(&sum, "cache.recovery{after:pause}");
+    let rec = checks_of(&sum, "cache.recovery{after:slow}");
     assert_eq!(rec.len(), 1, "{:#}", sum["checks"]);
     assert_eq!(rec[0]["passed"], false);
     let shown = rec[0]["shown"].as_str().unwrap();
@@ -249,28 +247,17 @@ async fn a_server_that_refuses_clients_after_a_fault_heals_fails_recovery() {
 async fn the_same_fault_on_a_healthy_server_recovers_and_passes() {
     let (o, sum) = refused_after_heal(false).await;
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let rec = checks_of(&sum, "cache.recovery{after:pause}");
+    let rec = checks_of(&sum, "cache.recovery{after:slow}");
     assert_eq!(rec.len(), 1, "{:#}", sum["checks"]);
     assert_eq!(rec[0]["passed"], true);
     assert!(rec[0]["value"].as_f64().unwrap() < 10.0);
 }
 
-/// Redis-py style locks on 2 names over a failover; with `lag`, the replica is 10 s behind when
-/// it is promoted, so it holds lock keys whose releases it never received.
-fn failover_locks(lag: bool) -> String {
-    let lag_fault = if lag {
-        r#"
-[[fault]]
-name = "lag"
-type = "replication-lag"
-at = "2s"
-duration = "8s"
-[fault.replication-lag]
-delay = "10s"
-"#
-    } else {
-        ""
-    };
+/// Redis-py style locks on 2 names, 16 clients, over a failover whose replica is 10 s behind
+/// when it is promoted: it holds lock keys whose releases it never received (and a release or an
+/// acquire caught by the switch loses its reply), so names stay set, held by nobody, until their
+/// TTL. With a long TTL acquirers are blocked past the end of the load; with a short one, briefly.
+fn failover_locks(ttl: &str) -> String {
     format!(
         r#"
 name = "orphans"
@@ -285,11 +272,17 @@ type = "lock"
 style = "redis-py"
 names = 2
 clients = 16
-ttl = "60s"
+ttl = "{ttl}"
 hold = "5ms"
 blocking_timeout = "2s"
 retry_interval = "20ms"
-{lag_fault}
+[[fault]]
+name = "lag"
+type = "replication-lag"
+at = "2s"
+duration = "8s"
+[fault.replication-lag]
+delay = "10s"
 [[fault]]
 name = "failover"
 type = "failover"
@@ -310,15 +303,15 @@ fn run_out(name: &str, text: &str) -> (std::process::Output, serde_json::Value) 
 }
 
 #[test]
-fn a_lock_orphaned_by_a_lagging_failover_is_counted_and_fails_recovery() {
-    let (o, sum) = run_out("orphans", &failover_locks(true));
+fn a_lock_orphaned_by_a_failover_until_a_long_ttl_fails_recovery() {
+    let (o, sum) = run_out("orphans", &failover_locks("60s"));
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
         counter(&sum, "coord", "orphaned") >= 1.0,
         "{:#}",
         sum["counters"]
     );
-    assert!(counter(&sum, "coord", "orphaned_ms") >= 1000.0);
+    assert!(counter(&sum, "coord", "orphaned_ms") >= 5000.0);
     // Nobody holds it, so no two holders either: the oracle tells an orphan from an overlap.
     assert_eq!(counter(&sum, "coord", "violations"), 0.0);
     let rec = checks_of(&sum, "coord.recovery{after:failover}");
@@ -329,13 +322,15 @@ fn a_lock_orphaned_by_a_lagging_failover_is_counted_and_fails_recovery() {
 }
 
 #[test]
-fn the_same_failover_with_the_replica_in_sync_orphans_nothing() {
-    let (o, sum) = run_out("orphans-twin", &failover_locks(false));
+fn the_same_failover_with_a_short_ttl_recovers() {
+    let (o, sum) = run_out("orphans-twin", &failover_locks("1s"));
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(counter(&sum, "coord", "orphaned"), 0.0);
     let rec = checks_of(&sum, "coord.recovery{after:failover}");
     assert_eq!(rec.len(), 1);
     assert_eq!(rec[0]["passed"], true, "{}", rec[0]);
+    // Whatever was orphaned expired within the TTL (plus a retry or two).
+    let longest_possible = 2000.0 * counter(&sum, "coord", "orphaned").max(1.0);
+    assert!(counter(&sum, "coord", "orphaned_ms") <= longest_possible);
 }
 
 /// Dramatiq producers and consumers; at 3 s every consumer stalls for 3 s, resuming only when

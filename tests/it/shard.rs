@@ -217,13 +217,14 @@ async fn two_shards_merge_into_one_verdict() {
     assert_ne!(s0["seed"], s1["seed"], "shards draw different streams");
     assert_eq!(s0["workloads"][0]["clients"], 2);
 
-    // Only one shard: the merged verdict fails and names the missing one (the other is merged).
+    // Only one shard: the merged run is incomplete (exit 4) and names the missing one (the
+    // other is merged).
     let lone = dir.join("lone");
     let m = support::agent(
         &["merge", "--out", &s(&lone), &o0, &s(&dir.join("never"))],
         Duration::from_secs(30),
     );
-    assert_eq!(m.status.code(), Some(1), "{}", support::show(&m));
+    assert_eq!(m.status.code(), Some(4), "{}", support::show(&m));
     assert!(
         String::from_utf8_lossy(&m.stderr).contains("shard 1/2 is missing"),
         "{}",
@@ -574,14 +575,14 @@ async fn chart_scripts_run_shards_and_merge() {
         .collect();
     assert_eq!(zeros.len(), 1, "one time zero: {zeros:?}");
 
-    // A shard that never finished: the merged verdict fails (exit 1), naming it.
+    // A shard that never finished: the merged run is incomplete (exit 4), naming it.
     std::fs::remove_dir_all(results.join("example/2")).unwrap();
     let quick = merge.replace("deadline=$(( $(date +%s) + 3600 ))", "deadline=0");
     let o = finish(sh(&quick, None), Duration::from_secs(60));
     let log = support::show(&o);
-    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert_eq!(o.status.code(), Some(4), "{log}");
     assert!(log.contains("agent 2: exit none"), "{log}");
     assert!(log.contains("shard 2/4 is missing"), "{log}");
-    assert!(log.contains("distributed verdict: exit 1"), "{log}");
+    assert!(log.contains("distributed verdict: exit 4"), "{log}");
     eprintln!("chart scripts, 4 shards and merges: {:.1?}", t0.elapsed());
 }

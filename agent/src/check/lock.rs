@@ -6,6 +6,15 @@
 //! hold was **lost** (someone else got the lock while it believed it held it), as is a hold whose
 //! release or extend found the lock no longer theirs. A token not above the previous grant's is a
 //! **fencing regression**.
+//!
+//! A name is **orphaned** when an acquire failed (the key was there) while nobody held it: no
+//! grant of the name was live (from its send, since its reply may still be on the way, to its
+//! release's reply, or 1 s after a release whose reply was lost). What happens after a failover
+//! when the new primary never received a release, or when a release or an acquire lost its reply:
+//! the key stays until its TTL, held by nobody, and every acquirer waits. Orphans are counted with
+//! the time acquirers were blocked, from the last hold's end to the next grant (redis-py's `Lock` is
+//! not fenced and replication is asynchronous, so this is documented behaviour, not a safety
+//! violation; the recovery check judges how long it lasted).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -94,12 +103,16 @@ impl Orphans {
     }
 }
 
-/// When a name's key may have existed because of the run's own commands: `[from, to]`.
+/// When a name was held by someone: `[from, to]`.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     from: u64,
     to: u64,
 }
+
+/// How long after a release whose reply was lost its holder may still be taken to hold the key
+/// (the `DEL` may still be on the way).
+const LOST_RELEASE_GRACE_NS: u64 = 1_000_000_000;
 
 /// Find orphaned names. Needs the failed acquires (`acquire` `fail` entries, with `sent`): a
 /// history without them finds none. `end` closes an episode that never ended.
@@ -107,11 +120,12 @@ pub fn orphans(entries: &[Entry], clock: Clock, end: u64) -> Orphans {
     let tol = clock.tolerance();
     let mut sorted: Vec<&Entry> = entries.iter().filter(|e| e.key.is_some()).collect();
     sorted.sort_by_key(|e| (clock.at(e), e.kind == Type::Invoke));
-    // Per name: spans the run's commands explain, grant times, failed attempts.
+    // Per name: the holds, grant times, failed attempts.
     let mut spans: BTreeMap<&str, Vec<Span>> = BTreeMap::new();
     let mut grants: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut failed: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut open: HashMap<(&str, &str), usize> = HashMap::new();
+    // (process, name) → the open hold's index, and when its release was sent.
+    let mut open: HashMap<(&str, &str), (usize, Option<u64>)> = HashMap::new();
     for e in sorted {
         let key = e.key.as_deref().unwrap_or_default();
         let at = clock.at(e);
@@ -120,30 +134,29 @@ pub fn orphans(entries: &[Entry], clock: Clock, end: u64) -> Orphans {
         let v = spans.entry(key).or_default();
         match (e.f.as_str(), e.kind) {
             ("acquire", Type::Ok) => {
-                // Set somewhere in [sent, at]; there until its release is answered.
-                open.insert(who, v.len());
+                // Held from the send (its reply may still be on the way) until released.
+                open.insert(who, (v.len(), None));
                 v.push(Span {
                     from: sent,
                     to: u64::MAX,
                 });
                 grants.entry(key).or_default().push(at);
             }
+            ("release", Type::Invoke) => {
+                if let Some(h) = open.get_mut(&who) {
+                    h.1 = Some(at);
+                }
+            }
             ("release", Type::Ok) => {
-                if let Some(i) = open.remove(&who) {
+                if let Some((i, _)) = open.remove(&who) {
                     v[i].to = at;
                 }
             }
-            // A release whose reply was lost leaves its span open: the key may still be there.
             ("release", Type::Info) => {
-                open.remove(&who);
+                if let Some((i, invoked)) = open.remove(&who) {
+                    v[i].to = invoked.unwrap_or(at).saturating_add(LOST_RELEASE_GRACE_NS);
+                }
             }
-            // An acquire whose reply was lost may have set the key: until its TTL.
-            ("acquire", Type::Info) => v.push(Span {
-                from: sent,
-                to: e
-                    .ttl_ms
-                    .map_or(u64::MAX, |t| at.saturating_add(t.saturating_mul(1_000_000))),
-            }),
             ("acquire", Type::Fail) => failed.entry(key).or_default().push((sent, at)),
             _ => {}
         }
@@ -152,7 +165,7 @@ pub fn orphans(entries: &[Entry], clock: Clock, end: u64) -> Orphans {
     for (key, fails) in failed {
         let mut v = spans.remove(key).unwrap_or_default();
         v.sort_by_key(|s| s.from);
-        // The latest end of any span starting at or before each one.
+        // The latest end of any hold starting at or before each one.
         let reach: Vec<u64> = v
             .iter()
             .scan(0u64, |m, s| {
@@ -162,7 +175,7 @@ pub fn orphans(entries: &[Entry], clock: Clock, end: u64) -> Orphans {
             .collect();
         let g = grants.get(key).cloned().unwrap_or_default();
         for (sent, at) in fails {
-            // Spans that started before the attempt was answered; explained if one still held.
+            // Holds that started before the attempt was answered; held if one had not ended.
             let n = v.partition_point(|s| s.from <= at.saturating_add(tol));
             if n > 0 && reach[n - 1].saturating_add(tol) >= sent {
                 continue;
@@ -403,24 +416,37 @@ mod tests {
             ],
             &[("j", 22, 1000)],
         );
-        // A release whose reply was lost, or an acquire whose reply was lost, may have left the
-        // key there: not an orphan (the client saw an error).
+        // A release whose reply was lost: its holder may hold the key for the grace after the
+        // release was sent; past it, the key is held by nobody (an orphan until its TTL).
+        let g = LOST_RELEASE_GRACE_NS;
         orphan_case(
             vec![
                 sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                e(Invoke, "release", "a/1", "k", 20, None),
                 e(Info, "release", "a/1", "k", 22, None),
-                sent(e(Fail, "acquire", "b/1", "k", 60, None), 50),
-                sent(e(Info, "acquire", "c/1", "m", 70, None), 65),
-                sent(e(Fail, "acquire", "b/1", "m", 90, None), 80),
+                sent(e(Fail, "acquire", "b/1", "k", g, None), g - 10),
             ],
             &[],
         );
-        // ... but only until that acquire's TTL.
-        let mut amb = sent(e(Info, "acquire", "c/1", "m", 70, None), 65);
-        amb.ttl_ms = Some(0);
+        let end = 2 * g;
+        let got = orphans(
+            &[
+                sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+                e(Invoke, "release", "a/1", "k", 20, None),
+                e(Info, "release", "a/1", "k", 22, None),
+                sent(e(Fail, "acquire", "b/1", "k", g + 60, None), g + 50),
+            ],
+            Clock::Mono,
+            end,
+        );
+        assert_eq!(got.episodes, vec![("k".to_string(), g + 20, end)]);
+        // An acquire whose reply was lost holds nothing: a key it set is held by nobody.
         orphan_case(
-            vec![amb, sent(e(Fail, "acquire", "b/1", "m", 90, None), 80)],
-            &[("m", 70, 1000)],
+            vec![
+                sent(e(Info, "acquire", "c/1", "m", 70, None), 65),
+                sent(e(Fail, "acquire", "b/1", "m", 90, None), 80),
+            ],
+            &[("m", 80, 1000)],
         );
     }
 

@@ -104,7 +104,15 @@ pub fn merge(
     };
     let cat = judge::catalog_with(&probe, phase::fault_names(&inputs));
     let (wanted, mut prior) = judge::thresholds(&inputs, thresholds, &cat)?;
+    let mut incomplete = vec![];
     if let Some((count, missing)) = &sharded {
+        if !missing.is_empty() {
+            // Part of the load never ran: the merged run cannot vouch for the whole.
+            incomplete.push(format!(
+                "{}: part of the load never ran",
+                crate::plan::shard::missing_text(missing, *count)
+            ));
+        }
         let mut whole = judge::completeness(&inputs, *count, missing, &absent);
         whole.append(&mut prior);
         prior = whole;
@@ -137,7 +145,7 @@ pub fn merge(
         migration: inputs.iter().find_map(|i| i.summary.migration.clone()),
         thresholds: wanted,
         prior_checks: prior,
-        incomplete: vec![],
+        incomplete,
         phases: &phases,
     });
     Ok(Merged {

@@ -349,4 +349,8 @@ fn verdict(o: &mut String, s: &RunSummary) {
             "; heal failures"
         }
     );
+    // Why there is no verdict to trust: said on the lines right under it.
+    for why in &s.incomplete {
+        let _ = writeln!(o, "  incomplete: {why}");
+    }
 }

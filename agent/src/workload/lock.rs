@@ -193,18 +193,14 @@ impl Holder {
     }
 
     /// An acquire that failed may still have set the key: its reply was lost (timeout,
-    /// connection), or `SETNX` ran and its `EXPIRE` did not (then the key may never expire).
+    /// connection), or `SETNX` ran and its `EXPIRE` did not. Nobody holds such a key.
     fn maybe_set(&self, key: &str, sent: u64, e: &crate::valkey::Error) {
-        let style = self.st.plan.style;
-        if !(e.is_ambiguous() || style == Style::SetnxExpire) {
-            return;
+        if e.is_ambiguous() || self.st.plan.style == Style::SetnxExpire {
+            self.st.history.push(Type::Info, "acquire", self.idx, |h| {
+                h.key = Some(key.to_string());
+                h.sent = Some(sent);
+            });
         }
-        let ttl = (style != Style::SetnxExpire).then_some(self.ttl_ms);
-        self.st.history.push(Type::Info, "acquire", self.idx, |h| {
-            h.key = Some(key.to_string());
-            h.sent = Some(sent);
-            h.ttl_ms = ttl;
-        });
     }
 
     /// The grant (sent at `sent`): the believed hold starts at its reply (returned,
