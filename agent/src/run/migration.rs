@@ -152,10 +152,18 @@ pub async fn sides(m: &Migration, opts: &RunOptions, timeout: Duration) -> Resul
     };
     let label = format!("{} at {sa} → {} at {da}", name(sa).await, name(da).await);
     if let Some(seed) = m.seed {
-        let mut c = Conn::connect(sa, &sco)
-            .await
-            .map_err(|e| RunError::Target(format!("source {sa} unreachable: {}", e.msg)))?;
-        load_seed(&mut c, seed.keys)
+        // ECHO's databases: caches and the rest in 0, the Dramatiq broker in 1, coordination in 2.
+        let mut conns = vec![];
+        for db in SEED_DBS {
+            let opts = ConnectOptions {
+                db,
+                ..sco.clone()
+            };
+            conns.push(Conn::connect(sa, &opts).await.map_err(|e| {
+                RunError::Target(format!("source {sa} (db {db}) unreachable: {}", e.msg))
+            })?);
+        }
+        load_seed(&mut conns, seed.keys)
             .await
             .map_err(|e| RunError::Target(format!("seeding the source {sa}: {e}")))?;
     }
@@ -173,46 +181,59 @@ pub async fn sides(m: &Migration, opts: &RunOptions, timeout: Duration) -> Resul
     })
 }
 
-/// ECHO-shaped seed data: Dramatiq payload hashes and queue lists, lock keys with TTLs,
-/// Directus cache strings with TTLs, sets, sorted sets, plain hashes and a stream with a
-/// consumer group. Pipelined; deterministic.
-async fn load_seed(c: &mut Conn, keys: u32) -> Result<(), String> {
+/// The databases the seed spreads over, as ECHO's data does.
+const SEED_DBS: [u32; 3] = [0, 1, 2];
+
+/// ECHO-shaped seed data over ECHO's databases: Dramatiq payload hashes and queue lists in DB 1,
+/// coordination lock keys with TTLs in DB 2, Directus cache strings with TTLs, sets, sorted sets,
+/// plain hashes and a stream with a consumer group in DB 0. Pipelined; deterministic. `conns`
+/// are connections to DB 0, 1 and 2.
+async fn load_seed(conns: &mut [Conn], keys: u32) -> Result<(), String> {
     let mut rng = Rng::new(0x5eed);
-    let mut batch: Vec<Cmd> = Vec::with_capacity(500);
+    let mut batches: Vec<Vec<Cmd>> = SEED_DBS.iter().map(|_| Vec::with_capacity(500)).collect();
     let p = SEED_PREFIX;
     let payload = String::from_utf8(rng.alnum(300)).unwrap_or_default();
     let cache = String::from_utf8(rng.alnum(2048)).unwrap_or_default();
     for n in 0..keys {
-        let cmd = match n % 10 {
+        let (db, cmd) = match n % 10 {
             0..=1 => {
                 let q = n % 7;
                 let id = format!("{:016x}", rng.next_u64());
-                batch.push(
+                batches[1].push(
                     Cmd::new("RPUSH")
                         .arg(format!("{p}dramatiq:q{q}"))
                         .arg(id.as_str()),
                 );
-                Cmd::new("HSET")
-                    .arg(format!("{p}dramatiq:q{q}.msgs"))
-                    .arg(id.as_str())
-                    .arg(payload.as_str())
+                (
+                    1,
+                    Cmd::new("HSET")
+                        .arg(format!("{p}dramatiq:q{q}.msgs"))
+                        .arg(id.as_str())
+                        .arg(payload.as_str()),
+                )
             }
-            2 => Cmd::new("SET")
-                .arg(format!("{p}lock:{n}"))
-                .arg(format!("{:016x}", rng.next_u64()))
-                .arg("PX")
-                .arg(600_000u64),
-            3..=5 => Cmd::new("SET")
-                .arg(format!("{p}cache:{n}"))
-                .arg(cache.as_str())
-                .arg("EX")
-                .arg(60 + rng.below(3540)),
+            2 => (
+                2,
+                Cmd::new("SET")
+                    .arg(format!("{p}lock:{n}"))
+                    .arg(format!("{:016x}", rng.next_u64()))
+                    .arg("PX")
+                    .arg(600_000u64),
+            ),
+            3..=5 => (
+                0,
+                Cmd::new("SET")
+                    .arg(format!("{p}cache:{n}"))
+                    .arg(cache.as_str())
+                    .arg("EX")
+                    .arg(60 + rng.below(3540)),
+            ),
             6 => {
                 let mut c = Cmd::new("SADD").arg(format!("{p}set:{n}"));
                 for i in 0..10 {
                     c.push(format!("m{i}"));
                 }
-                c
+                (0, c)
             }
             7 => {
                 let mut c = Cmd::new("ZADD").arg(format!("{p}zset:{n}"));
@@ -220,7 +241,7 @@ async fn load_seed(c: &mut Conn, keys: u32) -> Result<(), String> {
                     c.push(format!("{}.{}", rng.below(1000), rng.below(100)));
                     c.push(format!("m{i}"));
                 }
-                c
+                (0, c)
             }
             8 => {
                 let mut c = Cmd::new("HSET").arg(format!("{p}hash:{n}"));
@@ -228,22 +249,27 @@ async fn load_seed(c: &mut Conn, keys: u32) -> Result<(), String> {
                     c.push(format!("f{i}"));
                     c.push(format!("{}", rng.next_u64()));
                 }
-                c
+                (0, c)
             }
-            _ => Cmd::new("XADD")
-                .arg(format!("{p}stream"))
-                .arg("*")
-                .arg("event")
-                .arg(format!("{n}")),
+            _ => (
+                0,
+                Cmd::new("XADD")
+                    .arg(format!("{p}stream"))
+                    .arg("*")
+                    .arg("event")
+                    .arg(format!("{n}")),
+            ),
         };
-        batch.push(cmd);
-        if batch.len() >= 500 {
-            flush(c, &mut batch).await?;
+        batches[db].push(cmd);
+        if batches[db].len() >= 500 {
+            flush(&mut conns[db], &mut batches[db]).await?;
         }
     }
-    flush(c, &mut batch).await?;
+    for (c, b) in conns.iter_mut().zip(batches.iter_mut()) {
+        flush(c, b).await?;
+    }
     if keys >= 10 {
-        let _ = c
+        let _ = conns[0]
             .request(
                 &Cmd::new("XGROUP")
                     .arg("CREATE")

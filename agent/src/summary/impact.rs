@@ -172,12 +172,29 @@ struct Baseline {
     intents: Vec<Intent>,
 }
 
-/// Whether workload `w` looks normal over `slots`: no errors, p99 within its limit, and — when
-/// its plan means it to be working then and it was served before — served again, every op that
-/// was served regularly included.
+/// Where a workload may be back: the heal, every slot boundary after it (100 ms grid), and every
+/// cut, in time order, before the end of the load.
+fn candidates(slots: &[&Interval], heal: Duration, load_end: Duration) -> Vec<Duration> {
+    let mut out: Vec<Duration> = vec![heal];
+    let step = crate::metrics::SLOT;
+    let mut k = (heal.as_nanos() / step.as_nanos()) as u32 + 1;
+    while step * k < load_end {
+        out.push(step * k);
+        k += 1;
+    }
+    out.extend(slots.iter().map(|s| s.start).filter(|t| *t > heal));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether workload `w` looks normal over `slots`, the operations meant to start in `during`: no
+/// errors, p99 within its limit, and — when its plan means it to be working then and it was
+/// served before — served again, every op that was served regularly included.
 fn normal(
     c: &Collector,
     slots: &[&Interval],
+    during: (Duration, Duration),
     w: usize,
     lim: &[Option<f64>],
     base: &Baseline,
@@ -186,10 +203,7 @@ fn normal(
     if errors > 0 {
         return false;
     }
-    let working = match (slots.first(), slots.last()) {
-        (Some(a), Some(b)) => base.intents[w].works(a.start, b.end),
-        _ => false,
-    };
+    let working = base.intents[w].works(during.0, during.1);
     let served = base.before[w].iter().any(|a| a.ok() > 0);
     if working && served {
         if ok == 0 {
@@ -234,21 +248,20 @@ fn measure(
         let before = &base.before;
         let lim = limits(&before[w]);
         let mut back = None;
-        for (i, s) in slots.iter().enumerate() {
-            if s.start + eps < heal_d {
-                continue;
+        for t in candidates(&slots, heal_d, load_end) {
+            // The stretch is time, not the slots that happen to hold operations: a quiet stretch
+            // counts (a workload that sends little has few slots).
+            let settle_end = (t + SETTLE).min(load_end);
+            if settle_end.saturating_sub(t) < SETTLE_MIN.min(SETTLE) {
+                break;
             }
-            let settle_end = s.start + SETTLE;
-            let stretch: Vec<&Interval> = slots[i..]
+            let stretch: Vec<&Interval> = slots
                 .iter()
                 .copied()
-                .take_while(|x| x.start < settle_end)
+                .filter(|x| x.start + eps >= t && x.start < t + SETTLE)
                 .collect();
-            let covered = stretch.last().map(|x| x.end).unwrap_or(s.start);
-            let long_enough = covered >= settle_end.min(load_end)
-                && covered.saturating_sub(s.start) >= SETTLE_MIN.min(SETTLE);
-            if long_enough && normal(c, &stretch, w, &lim, base) {
-                back = Some(s.start);
+            if normal(c, &stretch, (t, settle_end), w, &lim, base) {
+                back = Some(t);
                 break;
             }
         }
@@ -589,6 +602,26 @@ mod tests {
             #0 until 1.8 (800 ms) recovered errors {} safety {} p99_recovery 0.3 errors_during 0
               tasks: back 1.8 fail - last_ok - ok_after - unavailable - errors 0 p99 1000->1000",
         );
+    }
+
+    #[test]
+    fn a_quiet_workload_is_back_at_the_heal_though_it_has_few_slots() {
+        // A cron producer: a burst every 5 s; the fault (2.0 s to 2.8 s) hurts nothing and the
+        // next burst is after the end: back at the heal (not "never", for want of slots).
+        let lanes = [("cron.enqueue", "._____________________________")];
+        let intent = [Intent::Open(crate::plan::RateSchedule::constant(0.2))];
+        let got = render(&run_with(&lanes, &[(Some(2.0), Some(2.8))], &intent));
+        assert!(
+            got.contains(" recovered ") && got.contains("cron: back 2.8 "),
+            "{got}"
+        );
+        // One that failed during the fault is back only once it succeeds again (its next burst).
+        let lanes = [(
+            "cron.enqueue",
+            "._________________________x________________________.",
+        )];
+        let got = render(&run_with(&lanes, &[(Some(2.0), Some(2.8))], &intent));
+        assert!(got.contains("cron: back 5.2 fail 2.6 "), "{got}");
     }
 
     #[test]
