@@ -1267,3 +1267,50 @@ async fn lag_reports_each_listed_database_of_a_destination_that_is_no_replica() 
     );
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
 }
+
+/// Every database's connections authenticate as the first one did: a password in the source URL,
+/// `VALKEY_PASSWORD` for the destination.
+#[tokio::test]
+async fn verify_authenticates_in_every_database() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_bin(&valkey_bin()).await;
+    plant_echo(&src, &[0, 1, 2]).await;
+    plant_echo(&dst, &[0, 1, 2]).await;
+    cmd(
+        &mut conn(&src).await,
+        &["CONFIG", "SET", "requirepass", "s3cret"],
+    )
+    .await;
+    cmd(
+        &mut conn(&dst).await,
+        &["CONFIG", "SET", "requirepass", "d3st"],
+    )
+    .await;
+    let su = url(&src).replace("redis://", "redis://:s3cret@");
+    let dir = scratch("verify-dbs-auth");
+    let o = agent_env(
+        &[
+            "verify",
+            "--quiet",
+            "--source",
+            &su,
+            "--destination",
+            &url(&dst),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[("VALKEY_PASSWORD", "d3st")],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let j = read_json(&dir, "verify.json");
+    assert_eq!(j["databases"].as_array().unwrap().len(), 3, "{j:#}");
+    assert_eq!(j["keys_checked"], 110, "{j:#}");
+    assert!(!j.to_string().contains("s3cret"), "password shown: {j:#}");
+    // Without the destination's password: refused, and said so (exit 3).
+    let o = agent(
+        &["verify", "--source", &su, "--destination", &url(&dst)],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+}

@@ -190,7 +190,12 @@ fn differences(o: &mut String, r: &Report, show: usize) {
         parts.push(by_kind(r));
     }
     if one_sided > 0 {
-        parts.push(format!("{one_sided} databases on one side only"));
+        let noun = if one_sided == 1 {
+            "database"
+        } else {
+            "databases"
+        };
+        parts.push(format!("{one_sided} {noun} on one side only"));
     }
     let _ = writeln!(o, "differences  {total}: {}", parts.join("; "));
     for line in r.databases.iter().filter_map(Database::one_sided_text) {
@@ -837,7 +842,7 @@ mod tests {
         assert_eq!(r.verdict(), Verdict::Different);
         let t = verify_text(&r, 20);
         assert!(
-            t.contains("differences  1: 1 databases on one side only"),
+            t.contains("differences  1: 1 database on one side only"),
             "{t}"
         );
         assert!(
