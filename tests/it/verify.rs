@@ -676,3 +676,641 @@ async fn verify_and_lag_name_an_unreachable_address_and_refuse_bad_usage() {
         assert!(!o.stderr.is_empty(), "{bad:?}: a message");
     }
 }
+
+/// A connection to `db` of a server.
+async fn conn_db(t: &Topology, db: u32) -> Conn {
+    let mut c = conn(t).await;
+    cmd(&mut c, &["SELECT", &db.to_string()]).await;
+    c
+}
+
+/// One expiry time for every planted TTL of the process, so servers planted at different moments
+/// hold equal TTLs.
+fn expire_at() -> u64 {
+    static AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970");
+        now.as_secs() + 3600
+    })
+}
+
+/// ECHO's layout (its code builds `REDIS_URL + "/1"` and `"/2"`): 50 app keys in DB 0 (caches,
+/// rate limits, some with a TTL), 30 Dramatiq keys in DB 1 (the broker's queue, its messages,
+/// results), 30 pipeline coordination keys in DB 2 (counters and locks). Only `dbs` are written;
+/// the same content every time, so two servers planted alike are identical.
+async fn plant_echo(t: &Topology, dbs: &[u32]) {
+    for &db in dbs {
+        let mut c = conn_db(t, db).await;
+        let mut cmds = vec![];
+        match db {
+            0 => {
+                for i in 0..40 {
+                    cmds.push(
+                        Cmd::new("SET")
+                            .arg(format!("cache:project:{i}"))
+                            .arg(format!("{{\"id\":{i}}}")),
+                    );
+                }
+                for i in 0..10 {
+                    cmds.push(
+                        Cmd::new("SET")
+                            .arg(format!("rate:ip:10.0.0.{i}"))
+                            .arg(i as u64)
+                            .arg("EXAT")
+                            .arg(expire_at()),
+                    );
+                }
+            }
+            1 => {
+                let mut msgs = Cmd::new("HSET").arg("dramatiq:default.msgs");
+                let mut queue = Cmd::new("RPUSH").arg("dramatiq:default");
+                for i in 0..30 {
+                    msgs.push(format!("msg-{i}")).push(format!(
+                        "{{\"actor_name\":\"task_{}\",\"message_id\":\"msg-{i}\"}}",
+                        i % 4
+                    ));
+                    queue.push(format!("msg-{i}"));
+                }
+                cmds.extend([msgs, queue]);
+                cmds.push(
+                    Cmd::new("ZADD")
+                        .arg("dramatiq:__heartbeats__")
+                        .arg(1u64)
+                        .arg("worker-a"),
+                );
+                for i in 0..27 {
+                    cmds.push(
+                        Cmd::new("SET")
+                            .arg(format!("dramatiq:results:msg-{i}"))
+                            .arg(format!("result-{i}")),
+                    );
+                }
+            }
+            2 => {
+                for i in 0..20 {
+                    cmds.push(
+                        Cmd::new("INCRBY")
+                            .arg(format!("coord:conversation:{i}:pending"))
+                            .arg(i as u64 + 1),
+                    );
+                }
+                for i in 0..10 {
+                    cmds.push(
+                        Cmd::new("SET")
+                            .arg(format!("coord:lock:conversation:{i}"))
+                            .arg("owner")
+                            .arg("EXAT")
+                            .arg(expire_at()),
+                    );
+                }
+            }
+            _ => {
+                for i in 0..4 {
+                    cmds.push(Cmd::new("SET").arg(format!("stray:{db}:{i}")).arg("x"));
+                }
+            }
+        }
+        pipe(&mut c, cmds).await;
+    }
+}
+
+/// The JSON line of database `db`.
+fn database(j: &Json, db: u64) -> &Json {
+    j["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["db"] == db)
+        .unwrap_or_else(|| panic!("db {db} not listed: {j:#}"))
+}
+
+/// The planted bug (a copy of DB 0 only, what a tool that migrates one database leaves) and its
+/// correct twin (every database copied), then `--db` and a URL's `/N` narrowing it.
+#[tokio::test]
+async fn verify_checks_every_database_echo_uses_not_only_db_0() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_bin(&valkey_bin()).await;
+    plant_echo(&src, &[0, 1, 2]).await;
+    plant_echo(&dst, &[0]).await;
+    let (su, du) = (url(&src), url(&dst));
+    let dir = scratch("verify-dbs");
+
+    // DB 0 matches, the broker (DB 1) and the coordination (DB 2) are missing: DIFFERENT.
+    let (o, j) = verify(
+        &["--source", &su, "--destination", &du, "--show", "100"],
+        &dir.join("db0-only"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("databases    0, 1, 2: every database holding keys on either side"),
+        "{text}"
+    );
+    assert!(
+        text.contains("db 1: 30 keys on the source, none on the destination"),
+        "{text}"
+    );
+    assert!(
+        text.contains("db 2: 30 keys on the source, none on the destination"),
+        "{text}"
+    );
+    assert!(text.contains("db1   dramatiq:default.msgs"), "{text}");
+    assert!(
+        text.contains("DIFFERENT: 60 keys differ; db 1, db 2 on one side only (exit 1)"),
+        "{text}"
+    );
+    assert_eq!(j["verdict"], "different", "{j:#}");
+    assert_eq!(j["database_selection"], "info-keyspace");
+    assert_eq!(j["databases"].as_array().unwrap().len(), 3, "{j:#}");
+    for (db, keys, only_on, differ) in [
+        (0, 50, Json::Null, 0),
+        (1, 30, "source".into(), 30),
+        (2, 30, "source".into(), 30),
+    ] {
+        let d = database(&j, db);
+        assert_eq!(
+            (
+                &d["source_keys"],
+                &d["destination_keys"],
+                &d["only_on"],
+                &d["keys_checked"],
+                &d["differences"],
+                &d["complete"]
+            ),
+            (
+                &keys.into(),
+                &(if db == 0 { 50 } else { 0 }).into(),
+                &only_on,
+                &keys.into(),
+                &differ.into(),
+                &true.into()
+            ),
+            "db {db}: {j:#}"
+        );
+    }
+    assert_eq!(j["keys_checked"], 110, "{j:#}");
+    assert_eq!(j["differences_by_kind"]["missing"], 60, "{j:#}");
+    assert_eq!(j["databases_on_one_side"], 2, "{j:#}");
+    assert_eq!(j["differences_total"], 62, "{j:#}");
+    let broker = j["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "dramatiq:default.msgs")
+        .unwrap_or_else(|| panic!("the broker's messages not listed: {j:#}"));
+    assert_eq!(
+        (&broker["db"], &broker["kind"]),
+        (&1.into(), &"missing".into()),
+        "{j:#}"
+    );
+
+    // A sample, and --no-extra: the databases on one side still make it DIFFERENT.
+    for (tag, extra) in [
+        ("sample", ["--sample", "5"]),
+        ("no-extra", ["--no-extra", "--batch=50"]),
+    ] {
+        let mut a = vec![
+            "--source",
+            su.as_str(),
+            "--destination",
+            du.as_str(),
+            "--rate",
+            "0",
+        ];
+        a.extend_from_slice(&extra);
+        let (o, j) = verify(&a, &dir.join(tag));
+        assert_eq!(o.status.code(), Some(1), "{tag}: {}", show(&o));
+        assert_eq!(j["databases_on_one_side"], 2, "{tag}: {j:#}");
+    }
+
+    // --db 0 compares DB 0 only: IDENTICAL.
+    let (o, j) = verify(
+        &["--source", &su, "--destination", &du, "--db", "0"],
+        &dir.join("db0"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("databases    0: as --db asked"), "{text}");
+    assert!(
+        text.contains("IDENTICAL: every checked key matches (exit 0)"),
+        "{text}"
+    );
+    assert_eq!(j["database_selection"], "db-flags");
+    assert_eq!(j["databases"].as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(j["keys_checked"], 50, "{j:#}");
+
+    // A source URL's /1: DB 1 only, against the destination URL's database (none: DB 0), as
+    // each URL names its own database.
+    let (o, j) = verify(
+        &["--source", &format!("{su}/1"), "--destination", &du],
+        &dir.join("url1"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(j["database_selection"], "url");
+    assert_eq!(j["databases"].as_array().unwrap().len(), 1, "{j:#}");
+    assert_eq!(
+        (
+            &j["databases"][0]["db"],
+            &j["databases"][0]["destination_db"]
+        ),
+        (&1.into(), &0.into())
+    );
+    assert_eq!(j["keys_checked"], 30, "{j:#}");
+    assert_eq!(j["differences_by_kind"]["missing"], 30, "{j:#}");
+    // Both URLs /1: DB 1 against DB 1, on the source only.
+    let (o, j) = verify(
+        &[
+            "--source",
+            &format!("{su}/1"),
+            "--destination",
+            &format!("{du}/1"),
+        ],
+        &dir.join("url11"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(j["databases"][0]["only_on"], "source", "{j:#}");
+
+    // --db together with a URL's database: a usage error that says so.
+    let o = agent(
+        &[
+            "verify",
+            "--source",
+            &format!("{su}/1"),
+            "--destination",
+            &du,
+            "--db",
+            "1",
+        ],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--db cannot be combined with a database in the URL (--source names /1)"),
+        "{err}"
+    );
+
+    // The correct twin: every database copied. IDENTICAL, a line per database.
+    plant_echo(&dst, &[1, 2]).await;
+    let (o, j) = verify(&["--source", &su, "--destination", &du], &dir.join("all"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "db 0         50 keys on the source, 50 on the destination: 50 checked, none differ",
+        "db 1         30 keys on the source, 30 on the destination: 30 checked, none differ",
+        "db 2         30 keys on the source, 30 on the destination: 30 checked, none differ",
+        "IDENTICAL: every checked key matches (exit 0)",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert_eq!(j["verdict"], "identical", "{j:#}");
+    assert_eq!(j["keys_checked"], 110, "{j:#}");
+    assert_eq!(j["destination_keys_scanned"], 110, "{j:#}");
+    assert_eq!(j["databases_on_one_side"], 0, "{j:#}");
+
+    // A database on the destination only (DB 3) is a difference even with --no-extra, which
+    // never scans the destination.
+    plant_echo(&dst, &[3]).await;
+    let (o, j) = verify(
+        &["--source", &su, "--destination", &du, "--no-extra"],
+        &dir.join("dst-only"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("db 3: 4 keys on the destination, none on the source"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DIFFERENT: db 3 on one side only (exit 1)"),
+        "{text}"
+    );
+    assert_eq!(j["differences_by_kind"]["extra"], 0, "{j:#}");
+    assert_eq!(database(&j, 3)["only_on"], "destination", "{j:#}");
+    // Its twin: DB 3 left out with --db, identical.
+    let (o, _) = verify(
+        &[
+            "--source",
+            &su,
+            "--destination",
+            &du,
+            "--no-extra",
+            "--db",
+            "0",
+            "--db",
+            "1",
+            "--db",
+            "2",
+        ],
+        &dir.join("dst-only-narrowed"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
+
+/// Ctrl-C before the end with no difference found: not proven identical, exit 4.
+#[tokio::test]
+async fn an_interrupted_verify_is_incomplete_and_exits_4() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_bin(&valkey_bin()).await;
+    plant_echo(&src, &[0, 1, 2]).await;
+    plant_echo(&dst, &[0, 1, 2]).await;
+    let dir = scratch("verify-interrupted");
+    // 20 keys/s over 220 keys: about 11 s, stopped after 1.5 s.
+    let child = std::process::Command::new(agent_bin())
+        .args([
+            "verify",
+            "--quiet",
+            "--source",
+            &url(&src),
+            "--destination",
+            &url(&dst),
+            "--rate",
+            "20",
+            "--batch",
+            "10",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().expect("agent output"))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("INCOMPLETE: interrupted after"), "{text}");
+    assert!(text.contains("no difference so far (exit 4)"), "{text}");
+    let j = read_json(&dir, "verify.json");
+    assert_eq!(j["verdict"], "incomplete", "{j:#}");
+    assert_eq!(j["interrupted"], true, "{j:#}");
+    assert!(j["keys_checked"].as_u64().unwrap() < 110, "{j:#}");
+    assert_eq!(database(&j, 2)["complete"], false, "{j:#}");
+}
+
+/// `vc:lag:*` keys in `db` of a server.
+async fn canaries_in(t: &Topology, db: u32) -> Vec<String> {
+    scan_canaries(&mut conn_db(t, db).await).await
+}
+
+/// A 2 s `lag` run (a canary every 200 ms, lost after 500 ms) writing `lag.json` to `out`.
+fn lag_args(src: &str, dst: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let out = out.to_str().unwrap();
+    let mut a = vec![
+        "lag",
+        "--source",
+        src,
+        "--destination",
+        dst,
+        "--duration",
+        "2s",
+        "--interval",
+        "200ms",
+        "--max-lag",
+        "500ms",
+        "--out",
+        out,
+    ];
+    a.extend_from_slice(extra);
+    a.into_iter().map(str::to_string).collect()
+}
+
+/// [`agent`] off the test's runtime, so tasks of the test (a copier) go on meanwhile.
+async fn agent_off_runtime(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        agent(&a, AGENT_TIMEOUT)
+    })
+    .await
+    .expect("agent task")
+}
+
+/// The correct twin: a real replica carries every database, so each database's canary arrives.
+#[tokio::test]
+async fn lag_watches_a_canary_in_every_database_of_a_replicated_source() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_single().await;
+    plant_echo(&src, &[0, 1, 2]).await;
+    replicate(&dst, &src).await;
+    let dir = scratch("lag-dbs-replica");
+    let (su, du) = (url(&src), url(&dst));
+    let a = lag_args(&su, &du, &dir, &[]);
+    let o = agent_off_runtime(a).await;
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("databases    0, 1, 2: every database holding keys on the source"),
+        "{text}"
+    );
+    for db in 0..3 {
+        assert!(
+            text.contains(&format!("db{db} ")),
+            "a line per sample of db {db}:\n{text}"
+        );
+    }
+    let j = read_json(&dir, "lag.json");
+    assert_eq!(j["verdict"], "ok", "{j:#}");
+    assert_eq!(j["database_selection"], "info-keyspace");
+    let dbs = j["databases"].as_array().unwrap();
+    assert_eq!(dbs.len(), 3, "{j:#}");
+    for d in dbs {
+        assert_eq!(d["status"], "ok", "{j:#}");
+        assert!(d["arrived"].as_u64().unwrap() >= 3, "{j:#}");
+        assert_eq!(d["arrived"], d["sent"], "{j:#}");
+    }
+    let samples = j["samples"].as_array().unwrap();
+    assert_eq!(samples.len() as u64, j["sent"].as_u64().unwrap(), "{j:#}");
+    for db in 0..3u64 {
+        assert!(
+            samples.iter().any(|s| s["db"] == db),
+            "no sample of db {db}: {j:#}"
+        );
+    }
+    for db in 0..3 {
+        assert_eq!(
+            canaries_in(&src, db).await,
+            Vec::<String>::new(),
+            "canary left behind in db {db}"
+        );
+    }
+}
+
+/// The planted bug: a migration tool that copies only DB 0 (here a loop copying the source's
+/// DB 0 canary into the destination's DB 0). DB 0's canary arrives, DB 2's never does: lagging,
+/// and the report says which database.
+#[tokio::test]
+async fn lag_names_the_database_a_db_0_only_copy_never_replicates() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_single().await;
+    plant_echo(&src, &[0, 2]).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let copier = {
+        let (mut s, mut d) = (conn_db(&src, 0).await, conn_db(&dst, 0).await);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                for k in scan_canaries(&mut s).await {
+                    if let Some(v) = s
+                        .request(&Cmd::new("GET").arg(k.as_str()))
+                        .await
+                        .ok()
+                        .and_then(|v| v.as_bytes().map(<[u8]>::to_vec))
+                    {
+                        cmd(
+                            &mut d,
+                            &["SET", &k, &String::from_utf8_lossy(&v), "EX", "60"],
+                        )
+                        .await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let dir = scratch("lag-db0-only");
+    let (su, du) = (url(&src), url(&dst));
+    let a = lag_args(&su, &du, &dir, &[]);
+    let o = agent_off_runtime(a).await;
+    stop.cancel();
+    copier.await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("never reached the destination within 500ms (db 2 not replicated)"),
+        "{text}"
+    );
+    let j = read_json(&dir, "lag.json");
+    assert_eq!(j["verdict"], "lagging", "{j:#}");
+    let status = |db: u64| database(&j, db)["status"].as_str().unwrap().to_string();
+    assert_eq!(
+        (status(0), status(2)),
+        ("ok".into(), "not-replicated".into()),
+        "{j:#}"
+    );
+    assert_eq!(database(&j, 2)["arrived"], 0, "{j:#}");
+    for db in [0, 2] {
+        assert_eq!(
+            canaries_in(&src, db).await,
+            Vec::<String>::new(),
+            "canary left behind in db {db}"
+        );
+    }
+    assert_eq!(
+        canaries_in(&dst, 2).await,
+        Vec::<String>::new(),
+        "lag wrote to the destination"
+    );
+}
+
+/// `vc:lag:*` keys in a connection's database.
+async fn scan_canaries(c: &mut Conn) -> Vec<String> {
+    let v = cmd(c, &["SCAN", "0", "MATCH", "vc:lag:*", "COUNT", "10000"]).await;
+    let mut parts = v.into_array().unwrap().into_iter();
+    let _cursor = parts.next();
+    parts
+        .next()
+        .and_then(Value::into_array)
+        .unwrap_or_default()
+        .iter()
+        .map(Value::to_string)
+        .collect()
+}
+
+/// Not a replica at all, with the databases from `--db 0 --db 2`: both reported as not
+/// replicated, and no canary written anywhere else.
+#[tokio::test]
+async fn lag_reports_each_listed_database_of_a_destination_that_is_no_replica() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_single().await;
+    let dir = scratch("lag-dbs-none");
+    let (su, du) = (url(&src), url(&dst));
+    let a = lag_args(&su, &du, &dir, &["--db", "0", "--db", "2"]);
+    let o = agent_off_runtime(a).await;
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("databases    0, 2: as --db asked"), "{text}");
+    assert!(
+        text.contains("(db 0 not replicated, db 2 not replicated)"),
+        "{text}"
+    );
+    let j = read_json(&dir, "lag.json");
+    assert_eq!(j["database_selection"], "db-flags");
+    for db in [0, 2] {
+        assert_eq!(database(&j, db)["status"], "not-replicated", "{j:#}");
+        assert_eq!(
+            canaries_in(&src, db as u32).await,
+            Vec::<String>::new(),
+            "canary left behind in db {db}"
+        );
+    }
+    assert_eq!(j["databases"].as_array().unwrap().len(), 2, "{j:#}");
+    // --db with a URL's database: a usage error.
+    let o = agent(
+        &[
+            "lag",
+            "--source",
+            &format!("{su}/2"),
+            "--destination",
+            &du,
+            "--db",
+            "2",
+            "--duration",
+            "1s",
+        ],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+/// Every database's connections authenticate as the first one did: a password in the source URL,
+/// `VALKEY_PASSWORD` for the destination.
+#[tokio::test]
+async fn verify_authenticates_in_every_database() {
+    let src = start_bin(&redis_bin()).await;
+    let dst = start_bin(&valkey_bin()).await;
+    plant_echo(&src, &[0, 1, 2]).await;
+    plant_echo(&dst, &[0, 1, 2]).await;
+    cmd(
+        &mut conn(&src).await,
+        &["CONFIG", "SET", "requirepass", "s3cret"],
+    )
+    .await;
+    cmd(
+        &mut conn(&dst).await,
+        &["CONFIG", "SET", "requirepass", "d3st"],
+    )
+    .await;
+    let su = url(&src).replace("redis://", "redis://:s3cret@");
+    let dir = scratch("verify-dbs-auth");
+    let o = agent_env(
+        &[
+            "verify",
+            "--quiet",
+            "--source",
+            &su,
+            "--destination",
+            &url(&dst),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[("VALKEY_PASSWORD", "d3st")],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let j = read_json(&dir, "verify.json");
+    assert_eq!(j["databases"].as_array().unwrap().len(), 3, "{j:#}");
+    assert_eq!(j["keys_checked"], 110, "{j:#}");
+    assert!(!j.to_string().contains("s3cret"), "password shown: {j:#}");
+    // Without the destination's password: refused, and said so (exit 3).
+    let o = agent(
+        &["verify", "--source", &su, "--destination", &url(&dst)],
+        AGENT_TIMEOUT,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+}

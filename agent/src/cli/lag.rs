@@ -13,13 +13,18 @@ use crate::verify::lag::{LagReport, Sample};
 /// `valkey-chaos lag`'s flags.
 #[derive(Args, Debug, Clone)]
 pub struct LagArgs {
-    /// The primary being migrated from; the canary is written here.
+    /// The primary being migrated from; the canary is written here, in each database watched (a
+    /// URL's /db watches only that one; without one, every database holding keys on the source).
     #[arg(long, value_name = "URL")]
     pub source: String,
     /// The server replicating it (VALKEY_PASSWORD fills a missing password); only read.
     #[arg(long, value_name = "URL")]
     pub destination: String,
-    /// One canary per interval.
+    /// Watch only this database (repeatable). Default: every database holding keys on the
+    /// source (INFO keyspace).
+    #[arg(long = "db", value_name = "N")]
+    pub dbs: Vec<u32>,
+    /// One canary per interval (and database).
     #[arg(long, value_parser = parse_dur, default_value = "1s")]
     pub interval: Duration,
     /// Stop after this long (default: until Ctrl-C).
@@ -46,25 +51,34 @@ const LAG_JSON: Names = Names {
     what: "lag.json",
 };
 
-/// `valkey-chaos lag`: a line per canary as it arrives, then the summary; fails if one is lost.
+/// `valkey-chaos lag`: a line per canary as it arrives (each database its own), then the summary;
+/// fails if one is lost.
 pub async fn lag(a: &LagArgs) -> Result<Outcome, CliError> {
     let opts = crate::verify::lag::Options {
         source: a.source.clone(),
         destination: a.destination.clone(),
         tls: a.tls.choice(),
         destination_password: env_password(),
+        dbs: a.dbs.clone(),
         timeout: a.timeout,
         interval: a.interval,
         duration: a.duration,
         max_lag: a.max_lag,
     };
     let quiet = a.quiet;
+    let mut first = true;
     let on_sample = |s: &Sample, r: &LagReport| {
         if quiet {
             return;
         }
-        if s.seq == 1 {
-            println!("{}\ncanary {} on the source", r.link_text, r.key);
+        if std::mem::take(&mut first) {
+            let dbs: Vec<String> = r.databases.iter().map(|d| d.pair.label()).collect();
+            println!(
+                "{}\ncanary {} on the source, in {}",
+                r.link_text,
+                r.key,
+                dbs.join(", ")
+            );
         }
         println!("{}", crate::verify::render::lag_line(s, r));
     };

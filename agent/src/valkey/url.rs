@@ -10,7 +10,11 @@ pub struct TargetUrl {
     pub insecure: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The database the URL names (`/N`), 0 without one.
     pub db: u32,
+    /// Whether the URL names its database (`/0` does, no path does not): `verify` and `lag`
+    /// then compare only that database.
+    pub db_given: bool,
 }
 
 impl std::fmt::Display for TargetUrl {
@@ -64,11 +68,12 @@ impl TargetUrl {
             (u, p) => (u.filter(|x| !x.is_empty()), p),
         };
         let path = u.path().trim_start_matches('/');
-        let db = if path.is_empty() {
-            0
-        } else {
+        let db_given = !path.is_empty();
+        let db = if db_given {
             path.parse()
                 .map_err(|_| format!("invalid database number {path:?} in {s:?}"))?
+        } else {
+            0
         };
         let mut insecure = false;
         for (k, v) in u.query_pairs() {
@@ -93,6 +98,7 @@ impl TargetUrl {
             username,
             password,
             db,
+            db_given,
         })
     }
 
@@ -114,5 +120,34 @@ impl TargetUrl {
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_in_the_path_is_told_from_none() {
+        let cases = [
+            ("redis://h:1", 0, false, "redis://h:1"),
+            ("redis://h:1/", 0, false, "redis://h:1"),
+            ("redis://h:1/0", 0, true, "redis://h:1"),
+            ("redis://h:1/2", 2, true, "redis://h:1/2"),
+            (
+                "rediss://:pw@h:1/15?insecure=true",
+                15,
+                true,
+                "rediss://***@h:1/15",
+            ),
+        ];
+        for (url, db, given, shown) in cases {
+            let t = TargetUrl::parse(url).unwrap();
+            assert_eq!(
+                (t.db, t.db_given, t.to_string()),
+                (db, given, shown.into()),
+                "{url}"
+            );
+        }
     }
 }

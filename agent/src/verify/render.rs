@@ -10,23 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value as Json};
 
 use super::compare::{key_repr, Kind};
-use super::lag::{LagReport, Sample};
-use super::side::Replication;
-use super::{ExtraCheck, Mode, Report};
+use super::databases::DbPair;
+use super::lag::{DbStatus, LagReport, Sample};
+use super::report::{Database, ExtraCheck, Mode, Report, Verdict};
+use super::side::{Replication, Role};
 
 /// What the sample method promises, said in the output and in `verify.json`.
 pub const SAMPLE_METHOD: &str = "RANDOMKEY draws: each draw is the server's random key, \
     approximately uniform over the database, with replacement; duplicates are checked once";
-
-fn verdict(r: &Report) -> &'static str {
-    if r.total_differences() > 0 {
-        "different"
-    } else if r.interrupted {
-        "incomplete"
-    } else {
-        "identical"
-    }
-}
 
 fn keys_line(r: &Report) -> String {
     let m = r
@@ -74,10 +65,65 @@ fn by_kind(r: &Report) -> String {
         .join(", ")
 }
 
-/// The terminal report: what was compared, counts, the first `show` differences (by key), and
-/// the verdict line.
-pub fn verify_text(r: &Report, show: usize) -> String {
-    let mut o = String::new();
+/// `0, 1, 2: every database holding keys on either side (INFO keyspace)`.
+fn databases_line(pairs: &[DbPair], choice: super::databases::Choice, both_sides: bool) -> String {
+    let list: Vec<String> = pairs
+        .iter()
+        .map(|p| {
+            if p.source == p.destination {
+                p.source.to_string()
+            } else {
+                format!("{} → {}", p.source, p.destination)
+            }
+        })
+        .collect();
+    format!("{}: {}", list.join(", "), choice.describe(both_sides))
+}
+
+fn count(n: Option<u64>) -> String {
+    match n {
+        Some(0) => "none".into(),
+        Some(n) => n.to_string(),
+        None => "? (INFO refused)".into(),
+    }
+}
+
+/// `db 1         30 keys on the source, none on the destination: 30 checked, 30 differ`.
+fn database_line(d: &Database, interrupted: bool) -> String {
+    let what = if d.complete {
+        format!(
+            "{} checked, {}",
+            d.keys_checked,
+            match d.differences {
+                0 => "none differ".to_string(),
+                n => format!("{n} differ"),
+            }
+        )
+    } else if d.keys_checked > 0 || d.differences > 0 {
+        format!(
+            "{} checked, {} differ before the interruption",
+            d.keys_checked, d.differences
+        )
+    } else if interrupted {
+        "not checked: interrupted".into()
+    } else {
+        "not checked".into()
+    };
+    let side = match d.only_on {
+        Some(Role::Source) => "; on the source only",
+        Some(Role::Destination) => "; on the destination only",
+        None => "",
+    };
+    format!(
+        "{:<12} {} keys on the source, {} on the destination: {what}{side}",
+        d.pair.label(),
+        count(d.source_keys),
+        count(d.destination_keys)
+    )
+}
+
+/// What was compared: both sides, the databases, the keys, the extra-key check.
+fn header(o: &mut String, r: &Report) {
     let _ = writeln!(o, "source       {} ({})", r.source.url, r.source.label());
     let _ = writeln!(
         o,
@@ -85,8 +131,14 @@ pub fn verify_text(r: &Report, show: usize) -> String {
         r.destination.url,
         r.destination.label()
     );
+    let pairs: Vec<DbPair> = r.databases.iter().map(|d| d.pair).collect();
+    let _ = writeln!(o, "databases    {}", databases_line(&pairs, r.choice, true));
     let _ = writeln!(o, "keys         {}", keys_line(r));
     let _ = writeln!(o, "extra keys   {}", extra_line(r));
+}
+
+/// The counts: keys checked, how fast, what the rechecks found, and a line per database.
+fn counts(o: &mut String, r: &Report) {
     let rate = match r.rate {
         Some(n) => format!("limit {n} keys/s"),
         None => "unlimited".into(),
@@ -118,45 +170,103 @@ pub fn verify_text(r: &Report, show: usize) -> String {
             String::new()
         }
     );
+    for d in &r.databases {
+        let _ = writeln!(o, "{}", database_line(d, r.interrupted));
+    }
+}
+
+/// The differences: counted by kind, the databases on one side only, then the first `show`
+/// keys (by database and key).
+fn differences(o: &mut String, r: &Report, show: usize) {
     let total = r.total_differences();
     if total == 0 {
         let _ = writeln!(o, "differences  none");
-    } else {
-        let _ = writeln!(o, "differences  {total}: {}", by_kind(r));
-        let mut list: Vec<_> = r.differences.iter().take(show).collect();
-        list.sort_by(|a, b| a.key.cmp(&b.key));
-        let keys: Vec<String> = list.iter().map(|d| key_repr(&d.key)).collect();
-        let w = keys
-            .iter()
-            .map(|k| k.chars().count())
-            .max()
-            .unwrap_or(3)
-            .clamp(3, 40);
-        let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "{} (by key):",
-            if (list.len() as u64) < total {
-                format!("first {} of {total} differences", list.len())
-            } else {
-                format!("{total} differences")
-            }
-        );
-        let _ = writeln!(o, "  {:<w$}  {:<21}  DESCRIPTION", "KEY", "KIND");
-        for (d, k) in list.iter().zip(&keys) {
-            let _ = writeln!(o, "  {k:<w$}  {:<21}  {}", d.kind.name(), d.detail);
-        }
-        let _ = writeln!(o);
+        return;
     }
-    let _ = match verdict(r) {
-        "identical" => writeln!(o, "IDENTICAL: every checked key matches (exit 0)"),
-        "incomplete" => writeln!(
-            o,
-            "INCOMPLETE: interrupted after {} keys, no difference so far (exit 1)",
+    let keys = r.key_differences();
+    let one_sided = r.databases_on_one_side();
+    let mut parts = vec![];
+    if keys > 0 {
+        parts.push(by_kind(r));
+    }
+    if one_sided > 0 {
+        let noun = if one_sided == 1 {
+            "database"
+        } else {
+            "databases"
+        };
+        parts.push(format!("{one_sided} {noun} on one side only"));
+    }
+    let _ = writeln!(o, "differences  {total}: {}", parts.join("; "));
+    for line in r.databases.iter().filter_map(Database::one_sided_text) {
+        let _ = writeln!(o, "             {line}");
+    }
+    if r.differences.is_empty() {
+        return;
+    }
+    let mut list: Vec<_> = r.differences.iter().take(show).collect();
+    list.sort_by(|a, b| (a.db, &a.key).cmp(&(b.db, &b.key)));
+    let names: Vec<String> = list.iter().map(|d| key_repr(&d.key)).collect();
+    let w = names
+        .iter()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(3)
+        .clamp(3, 40);
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{} (by key):",
+        if (list.len() as u64) < keys {
+            format!("first {} of {keys} differences", list.len())
+        } else {
+            format!("{keys} differences")
+        }
+    );
+    let _ = writeln!(o, "  DB    {:<w$}  {:<21}  DESCRIPTION", "KEY", "KIND");
+    for (d, k) in list.iter().zip(&names) {
+        let db = format!("db{}", d.db);
+        let _ = writeln!(o, "  {db:<4}  {k:<w$}  {:<21}  {}", d.kind.name(), d.detail);
+    }
+    let _ = writeln!(o);
+}
+
+/// The last line: the verdict and its exit code.
+fn verdict_line(r: &Report) -> String {
+    match r.verdict() {
+        Verdict::Identical => "IDENTICAL: every checked key matches (exit 0)".into(),
+        Verdict::Incomplete => format!(
+            "INCOMPLETE: interrupted after {} keys, no difference so far (exit 4)",
             r.keys_checked
         ),
-        _ => writeln!(o, "DIFFERENT: {total} keys differ (exit 1)"),
-    };
+        Verdict::Different => {
+            let mut parts = vec![];
+            let keys = r.key_differences();
+            if keys > 0 {
+                parts.push(format!("{keys} keys differ"));
+            }
+            let one_sided: Vec<String> = r
+                .databases
+                .iter()
+                .filter(|d| d.only_on.is_some())
+                .map(|d| d.pair.label())
+                .collect();
+            if !one_sided.is_empty() {
+                parts.push(format!("{} on one side only", one_sided.join(", ")));
+            }
+            format!("DIFFERENT: {} (exit 1)", parts.join("; "))
+        }
+    }
+}
+
+/// The terminal report: what was compared, counts (a line per database), the databases on one
+/// side only, the first `show` differences (by database and key), and the verdict line.
+pub fn verify_text(r: &Report, show: usize) -> String {
+    let mut o = String::new();
+    header(&mut o, r);
+    counts(&mut o, r);
+    differences(&mut o, r, show);
+    let _ = writeln!(o, "{}", verdict_line(r));
     o
 }
 
@@ -196,10 +306,29 @@ pub fn verify_json(r: &Report) -> Json {
             "source_empty": empty,
         }),
     };
+    let databases: Vec<Json> = r
+        .databases
+        .iter()
+        .map(|d| {
+            json!({
+                "db": d.pair.source,
+                "destination_db": d.pair.destination,
+                "source_keys": d.source_keys,
+                "destination_keys": d.destination_keys,
+                "only_on": d.only_on,
+                "keys_checked": d.keys_checked,
+                "differences": d.differences,
+                "complete": d.complete,
+            })
+        })
+        .collect();
     json!({
-        "verdict": verdict(r),
+        "verdict": r.verdict().name(),
         "source": r.source,
         "destination": r.destination,
+        "database_selection": r.choice,
+        "databases": databases,
+        "databases_on_one_side": r.databases_on_one_side(),
         "mode": match r.mode { Mode::Full => "full", Mode::Sample { .. } => "sample" },
         "sample": sample,
         "match": r.pattern,
@@ -218,6 +347,7 @@ pub fn verify_json(r: &Report) -> Json {
         "differences_total": r.total_differences(),
         "differences_by_kind": kinds,
         "differences": r.differences.iter().map(|d| json!({
+            "db": d.db,
             "key": key_repr(&d.key),
             "kind": d.kind,
             "description": d.detail,
@@ -260,7 +390,7 @@ fn opt_ms(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// One line per canary, as it is taken.
+/// One line per canary, as it is taken (the running percentiles are its database's).
 pub fn lag_line(s: &Sample, r: &LagReport) -> String {
     let lag = match s.lag {
         Some(l) => ms(l),
@@ -270,13 +400,18 @@ pub fn lag_line(s: &Sample, r: &LagReport) -> String {
         .offsets
         .map(|(m, o)| format!("  offsets {m}/{o} ({} bytes behind)", m - o))
         .unwrap_or_default();
+    let (p50, p99, max) = match r.database(s.db) {
+        Some(d) => (d.percentile_ms(50.0), d.percentile_ms(99.0), d.max_ms()),
+        None => (r.percentile_ms(50.0), r.percentile_ms(99.0), r.max_ms()),
+    };
     format!(
-        "#{:<4} {:>7}  lag {lag:>9}  p50 {}  p99 {}  max {}{off}",
+        "#{:<4} {:<5} {:>7}  lag {lag:>9}  p50 {}  p99 {}  max {}{off}",
         s.seq,
+        s.db.short(),
         format!("+{:.1}s", s.at.as_secs_f64()),
-        opt_ms(r.percentile_ms(50.0)),
-        opt_ms(r.percentile_ms(99.0)),
-        opt_ms(r.max_ms()),
+        opt_ms(p50),
+        opt_ms(p99),
+        opt_ms(max),
     )
 }
 
@@ -294,7 +429,48 @@ fn offsets_text(rep: &(Option<Replication>, Option<Replication>)) -> String {
     }
 }
 
-/// The summary after a lag run.
+/// A line per database after a lag run.
+fn lag_database_line(d: &super::lag::DbLag, r: &LagReport) -> String {
+    let within = humantime::format_duration(r.max_lag);
+    let what = match d.status() {
+        DbStatus::NoSample => "no canary judged".to_string(),
+        DbStatus::Ok => format!(
+            "lag p50 {}  p99 {}  max {}",
+            opt_ms(d.percentile_ms(50.0)),
+            opt_ms(d.percentile_ms(99.0)),
+            opt_ms(d.max_ms())
+        ),
+        DbStatus::Lagging => format!(
+            "{} not seen within {within}: lagging (max {})",
+            d.lost,
+            opt_ms(d.max_ms())
+        ),
+        DbStatus::NotReplicated => {
+            format!("{} not seen within {within}: not replicated", d.lost)
+        }
+    };
+    format!(
+        "{:<12} {} written, {} arrived: {what}",
+        d.pair.label(),
+        d.sent,
+        d.arrived
+    )
+}
+
+/// The databases whose canaries did not all arrive, for the verdict: `db 2 not replicated`.
+fn lagging_databases(r: &LagReport) -> String {
+    r.databases
+        .iter()
+        .filter_map(|d| match d.status() {
+            DbStatus::NotReplicated => Some(format!("{} not replicated", d.pair.label())),
+            DbStatus::Lagging => Some(format!("{} lagging", d.pair.label())),
+            DbStatus::Ok | DbStatus::NoSample => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The summary after a lag run: totals, then a line per database, then the verdict.
 pub fn lag_text(r: &LagReport) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "source       {} ({})", r.source.url, r.source.label());
@@ -306,9 +482,15 @@ pub fn lag_text(r: &LagReport) -> String {
     );
     let _ = writeln!(o, "replication  {}", r.link_text);
     let _ = writeln!(o, "offsets      {}", offsets_text(&r.replication_end));
+    let pairs: Vec<DbPair> = r.databases.iter().map(|d| d.pair).collect();
     let _ = writeln!(
         o,
-        "canary       {} on the source (TTL'd, deleted at the end{})",
+        "databases    {}",
+        databases_line(&pairs, r.choice, false)
+    );
+    let _ = writeln!(
+        o,
+        "canary       {} on the source, in each database (TTL'd, deleted at the end{})",
         r.key,
         if r.cleanup_error.is_some() {
             ": delete failed"
@@ -332,6 +514,9 @@ pub fn lag_text(r: &LagReport) -> String {
         opt_ms(r.percentile_ms(99.0)),
         opt_ms(r.max_ms())
     );
+    for d in &r.databases {
+        let _ = writeln!(o, "{}", lag_database_line(d, r));
+    }
     if let Some(e) = &r.cleanup_error {
         let _ = writeln!(o, "warning: {e}");
     }
@@ -346,10 +531,11 @@ pub fn lag_text(r: &LagReport) -> String {
     } else {
         let _ = writeln!(
             o,
-            "LAGGING: {} of {} canaries never reached the destination within {}; {} (exit 1)",
+            "LAGGING: {} of {} canaries never reached the destination within {} ({}); {} (exit 1)",
             r.lost,
             r.sent,
             humantime::format_duration(r.max_lag),
+            lagging_databases(r),
             r.link_text
         );
     }
@@ -368,6 +554,21 @@ pub fn lag_json(r: &LagReport) -> Json {
         "source": r.source,
         "destination": r.destination,
         "canary_key": r.key,
+        "database_selection": r.choice,
+        "databases": r.databases.iter().map(|d| json!({
+            "db": d.pair.source,
+            "destination_db": d.pair.destination,
+            "status": d.status().name(),
+            "sent": d.sent,
+            "arrived": d.arrived,
+            "lost": d.lost,
+            "lag_ms": {
+                "p50": ms3(d.percentile_ms(50.0)),
+                "p99": ms3(d.percentile_ms(99.0)),
+                "max": ms3(d.max_ms()),
+            },
+            "cleanup_error": d.cleanup_error,
+        })).collect::<Vec<_>>(),
         "replication": r.link,
         "replication_text": r.link_text,
         "replication_start": repl_json(&r.replication_start),
@@ -385,6 +586,7 @@ pub fn lag_json(r: &LagReport) -> Json {
         "interrupted": r.interrupted,
         "cleanup_error": r.cleanup_error,
         "samples": r.samples.iter().map(|s| json!({
+            "db": s.db.source,
             "seq": s.seq,
             "at_ms": s.at.as_millis() as u64,
             "lag_ms": s.lag.map(|l| (l.as_secs_f64() * 1e6).round() / 1000.0),
@@ -468,8 +670,11 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::side::ServerInfo;
+    use crate::verify::databases::Choice;
+    use crate::verify::lag::DbLag;
+    use crate::verify::side::{Link, ServerInfo};
     use crate::verify::Difference;
+    use hdrhistogram::Histogram;
     use std::collections::BTreeMap;
 
     fn report() -> Report {
@@ -481,9 +686,13 @@ mod tests {
         let mut by_kind = BTreeMap::new();
         by_kind.insert(Kind::Missing, 1);
         by_kind.insert(Kind::Value, 2);
+        let mut db0 = Database::new(DbPair::same(0), Some(10), Some(10));
+        (db0.keys_checked, db0.differences, db0.complete) = (10, 3, true);
         Report {
             source: info("1"),
             destination: info("2"),
+            choice: Choice::InfoKeyspace,
+            databases: vec![db0],
             mode: Mode::Full,
             pattern: None,
             extra: ExtraCheck::Checked,
@@ -497,16 +706,19 @@ mod tests {
             by_kind,
             differences: vec![
                 Difference {
+                    db: 0,
                     key: b"z".to_vec(),
                     kind: Kind::Value,
                     detail: "zz".into(),
                 },
                 Difference {
+                    db: 0,
                     key: vec![b'a', 0xff],
                     kind: Kind::Missing,
                     detail: "string on source, absent on destination".into(),
                 },
                 Difference {
+                    db: 0,
                     key: b"m".to_vec(),
                     kind: Kind::Value,
                     detail: "mm".into(),
@@ -549,5 +761,251 @@ mod tests {
         r.interrupted = true;
         assert_eq!(verify_json(&r)["verdict"], "incomplete");
         assert!(verify_text(&r, 20).contains("INCOMPLETE"));
+    }
+
+    /// ECHO's three databases: DB 0 copied, DB 1 and DB 2 on the source only.
+    fn echo_report() -> Report {
+        let mut r = report();
+        let mut dbs = vec![];
+        for (db, src, dst, checked, differ) in
+            [(0, 50, 50, 50, 0), (1, 30, 0, 30, 30), (2, 30, 0, 30, 30)]
+        {
+            let mut d = Database::new(DbPair::same(db), Some(src), Some(dst));
+            d.only_on = (dst == 0).then_some(Role::Source);
+            (d.keys_checked, d.differences, d.complete) = (checked, differ, true);
+            dbs.push(d);
+        }
+        r.databases = dbs;
+        r.by_kind = BTreeMap::from([(Kind::Missing, 60)]);
+        r.differences = [(2, "coord:x"), (1, "dramatiq:default.msgs")]
+            .iter()
+            .map(|(db, k)| Difference {
+                db: *db,
+                key: k.as_bytes().to_vec(),
+                kind: Kind::Missing,
+                detail: "hash on source, absent on destination".into(),
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn text_gives_a_line_per_database_and_names_the_one_sided_ones() {
+        let t = verify_text(&echo_report(), 20);
+        assert!(
+            t.contains(
+                "databases    0, 1, 2: every database holding keys on either side (INFO keyspace)"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("db 0         50 keys on the source, 50 on the destination: 50 checked, none differ\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("db 1         30 keys on the source, none on the destination: 30 checked, 30 differ; on the source only"),
+            "{t}"
+        );
+        assert!(
+            t.contains("differences  62: missing 60; 2 databases on one side only"),
+            "{t}"
+        );
+        assert!(
+            t.contains("db 2: 30 keys on the source, none on the destination"),
+            "{t}"
+        );
+        // Each difference names its database; listed by database, then key.
+        let d1 = t
+            .find("db1   dramatiq:default.msgs")
+            .expect("db1's key, with its database");
+        let d2 = t
+            .find("db2   coord:x")
+            .expect("db2's key, with its database");
+        assert!(d1 < d2, "{t}");
+        assert!(
+            t.contains("DIFFERENT: 60 keys differ; db 1, db 2 on one side only (exit 1)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_database_on_one_side_is_a_difference_even_with_nothing_compared() {
+        // --no-extra, DB 3 only on the destination: no key differs, the verdict still does.
+        let mut r = report();
+        r.by_kind.clear();
+        r.differences.clear();
+        r.extra = ExtraCheck::Skipped;
+        let mut d = Database::new(DbPair::same(3), Some(0), Some(4));
+        d.only_on = Some(Role::Destination);
+        d.complete = true;
+        r.databases.push(d);
+        assert_eq!(r.verdict(), Verdict::Different);
+        let t = verify_text(&r, 20);
+        assert!(
+            t.contains("differences  1: 1 database on one side only"),
+            "{t}"
+        );
+        assert!(
+            t.contains("db 3: 4 keys on the destination, none on the source"),
+            "{t}"
+        );
+        assert!(
+            t.contains("DIFFERENT: db 3 on one side only (exit 1)"),
+            "{t}"
+        );
+        let j = verify_json(&r);
+        assert_eq!(j["verdict"], "different");
+        assert_eq!(j["differences_total"], 1);
+        assert_eq!(j["databases_on_one_side"], 1);
+        assert_eq!(j["databases"][1]["only_on"], "destination");
+    }
+
+    #[test]
+    fn json_has_every_database_and_each_difference_names_its_own() {
+        let j = verify_json(&echo_report());
+        assert_eq!(j["database_selection"], "info-keyspace");
+        let dbs = j["databases"].as_array().unwrap();
+        assert_eq!(dbs.len(), 3);
+        assert_eq!(
+            (
+                &dbs[2]["db"],
+                &dbs[2]["source_keys"],
+                &dbs[2]["destination_keys"],
+                &dbs[2]["only_on"]
+            ),
+            (&2.into(), &30.into(), &0.into(), &"source".into())
+        );
+        assert_eq!(dbs[0]["only_on"], Json::Null);
+        assert_eq!(j["databases_on_one_side"], 2);
+        assert_eq!(j["differences_total"], 62);
+        assert_eq!(j["differences"][1]["db"], 1);
+        assert_eq!(j["differences"][1]["key"], "dramatiq:default.msgs");
+    }
+
+    #[test]
+    fn an_interrupted_verify_is_incomplete_with_exit_4_unless_it_found_a_difference() {
+        let mut r = report();
+        r.by_kind.clear();
+        r.differences.clear();
+        r.interrupted = true;
+        let mut d = Database::new(DbPair::same(1), Some(30), Some(30));
+        d.complete = false;
+        r.databases.push(d);
+        assert_eq!(r.verdict(), Verdict::Incomplete);
+        let t = verify_text(&r, 20);
+        assert!(
+            t.contains("INCOMPLETE: interrupted after 10 keys, no difference so far (exit 4)"),
+            "{t}"
+        );
+        assert!(t.contains("db 1         30 keys on the source, 30 on the destination: not checked: interrupted"), "{t}");
+        let mut r = report();
+        r.interrupted = true;
+        assert_eq!(r.verdict(), Verdict::Different);
+        assert!(verify_text(&r, 20).contains("(exit 1)"));
+    }
+
+    fn lag_report(dbs: &[(u32, &[Option<u64>])]) -> LagReport {
+        let info = |s: &str| ServerInfo {
+            url: format!("redis://127.0.0.1:{s}"),
+            server: "redis".into(),
+            version: "7.0.15".into(),
+        };
+        let mut r = LagReport {
+            source: info("1"),
+            destination: info("2"),
+            key: "vc:lag:0123456789abcdef".into(),
+            link: Link::NotReplica,
+            link_text: "the destination is not a replica (role master)".into(),
+            replication_start: (None, None),
+            replication_end: (None, None),
+            choice: Choice::DbFlags,
+            databases: vec![],
+            samples: vec![],
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap(),
+            sent: 0,
+            arrived: 0,
+            lost: 0,
+            elapsed: Duration::from_secs(1),
+            interrupted: false,
+            max_lag: Duration::from_millis(300),
+            cleanup_error: None,
+        };
+        for (db, lags) in dbs {
+            let mut d = DbLag {
+                pair: DbPair::same(*db),
+                sent: lags.len() as u64,
+                arrived: 0,
+                lost: 0,
+                hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap(),
+                cleanup_error: None,
+            };
+            for l in *lags {
+                match l {
+                    Some(us) => {
+                        d.arrived += 1;
+                        d.hist.record(*us).unwrap();
+                        r.hist.record(*us).unwrap();
+                    }
+                    None => d.lost += 1,
+                }
+            }
+            (r.sent, r.arrived, r.lost) = (r.sent + d.sent, r.arrived + d.arrived, r.lost + d.lost);
+            r.databases.push(d);
+        }
+        r
+    }
+
+    #[test]
+    fn lag_reports_each_database_and_names_the_ones_not_replicated() {
+        let r = lag_report(&[
+            (0, &[Some(120), Some(150)]),
+            (1, &[Some(100), None]),
+            (2, &[None, None]),
+        ]);
+        assert!(!r.passed());
+        let t = lag_text(&r);
+        assert!(t.contains("databases    0, 1, 2: as --db asked"), "{t}");
+        assert!(
+            t.contains("db 0         2 written, 2 arrived: lag p50 0.12 ms"),
+            "{t}"
+        );
+        assert!(
+            t.contains("db 1         2 written, 1 arrived: 1 not seen within 300ms: lagging"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "db 2         2 written, 0 arrived: 2 not seen within 300ms: not replicated"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("LAGGING: 3 of 6 canaries never reached the destination within 300ms (db 1 lagging, db 2 not replicated); the destination is not a replica (role master) (exit 1)"),
+            "{t}"
+        );
+        let j = lag_json(&r);
+        assert_eq!(j["verdict"], "lagging");
+        assert_eq!(j["database_selection"], "db-flags");
+        let statuses: Vec<&str> = j["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["ok", "lagging", "not-replicated"]);
+        assert_eq!(j["databases"][2]["lost"], 2);
+        let ok = lag_report(&[(0, &[Some(120)])]);
+        assert!(ok.passed());
+        assert!(lag_text(&ok).contains("OK: every canary reached the destination"));
+        let s = Sample {
+            db: DbPair::same(2),
+            seq: 1,
+            at: Duration::ZERO,
+            lag: None,
+            offsets: None,
+        };
+        let line = lag_line(&s, &r);
+        assert!(line.starts_with("#1    db2  "), "{line}");
+        assert!(line.contains("not seen within 300ms"), "{line}");
     }
 }

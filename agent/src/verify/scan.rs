@@ -142,6 +142,18 @@ impl Pacer {
             .map(|r| self.start + Duration::from_secs_f64(self.admitted as f64 / r))
     }
 
+    /// Forget the time the pacer sat idle (between two databases): the keys admitted so far are
+    /// due now at the latest, so idle time is no credit for a burst; the average over the whole
+    /// verify stays at or below the rate.
+    pub fn rebase(&mut self) {
+        if let (Some(r), Some(due)) = (self.rate, self.due()) {
+            let now = Instant::now();
+            if due < now {
+                self.start = now - Duration::from_secs_f64(self.admitted as f64 / r);
+            }
+        }
+    }
+
     /// Wait until the keys admitted so far are due, then admit `n` more.
     pub async fn admit(&mut self, n: u64) {
         if let Some(due) = self.due() {
@@ -310,7 +322,15 @@ mod tests {
         }
         // 10 batches of 500 at 1000/s: the 10th batch is due after 4.5 s.
         assert_eq!(t0.elapsed(), Duration::from_millis(4500));
+        // Idle for 10 s (between two databases): no burst after it, the next batch waits.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        p.rebase();
+        let t1 = tokio::time::Instant::now();
+        p.admit(500).await;
+        p.admit(500).await;
+        assert_eq!(t1.elapsed(), Duration::from_millis(500));
         let mut free = Pacer::new(None);
+        free.rebase();
         free.admit(1_000_000).await;
         assert!(free.due().is_none());
     }

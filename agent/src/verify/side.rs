@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::VerifyError;
+use super::error::VerifyError;
 use crate::valkey::embedded::parse_info;
 use crate::valkey::target::{TargetUrl, TlsChoice};
 use crate::valkey::{Cmd, Conn, Route};
@@ -57,6 +57,15 @@ impl Endpoint {
         })
     }
 
+    /// The same side, connected to database `db` (its URL then names it).
+    pub fn in_db(&self, db: u32) -> Endpoint {
+        let mut e = self.clone();
+        e.url.db = db;
+        e.url.db_given = true;
+        e.route.opts.db = db;
+        e
+    }
+
     /// A new connection (connect, TLS, AUTH, SELECT); a failure names the side, URL and cause.
     pub async fn connect(&self) -> Result<Conn, VerifyError> {
         self.route.connect().await.map_err(|e| {
@@ -73,6 +82,27 @@ impl Endpoint {
     pub fn lost(&self, e: &crate::valkey::Error) -> VerifyError {
         VerifyError::Target(format!("{} {}: {}", self.role.name(), self.url, e.msg))
     }
+}
+
+/// Both sides from their URLs (`verify` and `lag` alike); the destination's missing password is
+/// `destination_password`. Usage errors only, before any connection.
+pub fn pair(
+    source: &str,
+    destination: &str,
+    destination_password: Option<&str>,
+    tls: &TlsChoice,
+    timeout: Duration,
+) -> Result<(Endpoint, Endpoint), VerifyError> {
+    let src = TargetUrl::parse(source).map_err(|e| VerifyError::Usage(format!("--source: {e}")))?;
+    let mut dst = TargetUrl::parse(destination)
+        .map_err(|e| VerifyError::Usage(format!("--destination: {e}")))?;
+    if dst.password.is_none() {
+        dst.password = destination_password.map(str::to_string);
+    }
+    Ok((
+        Endpoint::new(Role::Source, src, tls, timeout)?,
+        Endpoint::new(Role::Destination, dst, tls, timeout)?,
+    ))
 }
 
 /// What a side is, for the report.
