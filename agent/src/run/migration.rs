@@ -155,10 +155,7 @@ pub async fn sides(m: &Migration, opts: &RunOptions, timeout: Duration) -> Resul
         // ECHO's databases: caches and the rest in 0, the Dramatiq broker in 1, coordination in 2.
         let mut conns = vec![];
         for db in SEED_DBS {
-            let opts = ConnectOptions {
-                db,
-                ..sco.clone()
-            };
+            let opts = ConnectOptions { db, ..sco.clone() };
             conns.push(Conn::connect(sa, &opts).await.map_err(|e| {
                 RunError::Target(format!("source {sa} (db {db}) unreachable: {}", e.msg))
             })?);
@@ -373,8 +370,8 @@ pub fn lag_stats(samples: &[(f64, f64)]) -> LagStats {
     }
 }
 
-/// Verify the copy: every seed key (and every key under the run's prefix) compared on both
-/// sides, values and TTLs. Read-only.
+/// Verify the copy: every seed key, in every database that holds keys (ECHO's 0, 1 and 2),
+/// compared on both sides, values and TTLs. Read-only.
 pub async fn verify(src: &str, dst: &str, opts: &RunOptions) -> Option<MigrationVerify> {
     let o = crate::verify::Options {
         source: src.to_string(),
@@ -400,7 +397,8 @@ pub async fn verify(src: &str, dst: &str, opts: &RunOptions) -> Option<Migration
                 .take(10)
                 .map(|d| {
                     format!(
-                        "{} ({}): {}",
+                        "db{} {} ({}): {}",
+                        d.db,
                         String::from_utf8_lossy(&d.key),
                         d.kind.name(),
                         d.detail
