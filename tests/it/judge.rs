@@ -30,7 +30,7 @@ delay = "10s"
     format!(
         r#"
 name = "one-judge"
-duration = "8s"
+duration = "16s"
 [target]
 timeout = "2s"
 [migration]
@@ -56,7 +56,7 @@ type = "lock"
 [workload.lock]
 names = 2
 clients = 4
-ttl = "30s"
+ttl = "2s"
 hold = "5ms"
 retry_interval = "20ms"
 

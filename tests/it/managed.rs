@@ -134,13 +134,15 @@ fn gate_subset(version: &str, want: &str) {
             Duration::from_secs(240),
         );
         // Latency thresholds measure this machine as much as the server (the suite shares two
-        // cores with other tests); what must hold on both versions is every other check.
+        // cores with other tests), and a 12 s run leaves less than recover_within after a fault
+        // (the full gate judges recovery); what must hold on both versions is every other check.
         let s = summary(&out);
         let failed: Vec<_> = s["checks"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|c| c["passed"] == false && !is_latency(c["metric"].as_str().unwrap_or("")))
+            .filter(|c| c["origin"] != "recovery")
             .collect();
         assert!(
             failed.is_empty(),

@@ -26,7 +26,7 @@ delay = "10s"
     format!(
         r#"
 name = "rehearsal"
-duration = "8s"
+duration = "16s"
 [target]
 timeout = "2s"
 [migration]
@@ -52,7 +52,7 @@ type = "lock"
 [workload.lock]
 names = 2
 clients = 4
-ttl = "30s"
+ttl = "2s"
 hold = "5ms"
 retry_interval = "20ms"
 fencing = true

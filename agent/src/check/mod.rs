@@ -21,9 +21,11 @@ use crate::history::Entry;
 use crate::plan::WorkloadType;
 
 /// Check one workload's history (one agent's, or every agent's together) with its kind's oracle;
-/// `end` closes what was never closed (the run ended). `None`: the kind keeps no history, or the
-/// history says too little to judge (a limiter without its configuration).
-pub fn judge(ty: WorkloadType, entries: &[Entry], clock: Clock, end: u64) -> Option<Findings> {
+/// what was never closed (a hold never released, an orphan never granted again) is closed at the
+/// history's last entry, so a run and a merge of it judge alike. `None`: the kind keeps no
+/// history, or the history says too little to judge (a limiter without its configuration).
+pub fn judge(ty: WorkloadType, entries: &[Entry], clock: Clock) -> Option<Findings> {
+    let end = entries.iter().map(|e| clock.at(e)).max().unwrap_or(0);
     match ty {
         WorkloadType::Lock => Some(lock::findings(entries, clock, end)),
         WorkloadType::RateLimit => limiter::findings(entries, clock),

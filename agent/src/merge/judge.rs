@@ -167,9 +167,8 @@ pub fn recheck(
     let mut notes = vec![];
     for (id, entries) in &by_workload {
         let clock = crate::check::Clock::of(entries);
-        let end = entries.iter().map(|e| clock.at(e)).max().unwrap_or(0);
         let ty = workloads.iter().find(|w| &w.id == id).map(|w| w.kind);
-        let judged = ty.and_then(|t| Some((t, crate::check::judge(t, entries, clock, end)?)));
+        let judged = ty.and_then(|t| Some((t, crate::check::judge(t, entries, clock)?)));
         if let Some((ty, f)) = judged {
             for (i, v) in f.values() {
                 let name = ty.counters()[i].name;

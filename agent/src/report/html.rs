@@ -153,16 +153,20 @@ fn header(o: &mut String, s: &RunSummary, verdict: &str) {
         if s.interrupted { " (interrupted)" } else { "" }
     );
     let failed = s.checks.iter().filter(|c| !c.passed).count();
-    let checks = format!(
-        "{} of {} passed{}",
-        s.checks.len() - failed,
-        s.checks.len(),
-        if s.heal_failures.is_empty() {
-            ""
-        } else {
-            "; heal failures"
-        }
-    );
+    let checks = if s.checks.is_empty() {
+        "nothing was checked (no threshold, oracle or fault applies)".to_string()
+    } else {
+        format!(
+            "{} of {} passed{}",
+            s.checks.len() - failed,
+            s.checks.len(),
+            if s.heal_failures.is_empty() {
+                ""
+            } else {
+                "; heal failures"
+            }
+        )
+    };
     for (k, v) in [
         ("seed", s.seed.to_string()),
         ("target", s.target.clone()),

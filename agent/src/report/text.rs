@@ -349,6 +349,13 @@ fn verdict(o: &mut String, s: &RunSummary) {
             "; heal failures"
         }
     );
+    if s.checks.is_empty() {
+        let _ = writeln!(
+            o,
+            "  nothing was checked: no threshold, oracle or fault applies (add a threshold, or a \
+             workload with an oracle, to judge this load)"
+        );
+    }
     // Why there is no verdict to trust: said on the lines right under it.
     for why in &s.incomplete {
         let _ = writeln!(o, "  incomplete: {why}");

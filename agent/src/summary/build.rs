@@ -142,6 +142,8 @@ pub fn judge(e: Evidence<'_>) -> RunSummary {
     checks.extend(implicit);
     checks.extend(migration_checks(s.migration.as_ref()));
     checks.extend(recovery_checks(&s.faults, s.duration_secs));
+    s.events
+        .extend(unjudged_recoveries(&s.faults, s.duration_secs));
     s.checks = checks;
     s.incomplete = incomplete_reasons(&s);
     s.verdict = verdict(&s);
@@ -166,6 +168,10 @@ pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult
             f.name.clone()
         };
         let heal = f.healed_at_secs.or(f.injected_at_secs).unwrap_or(0.0);
+        // Healed as the load ended: nothing left to see recovery in (validate warned).
+        if load_end - heal < impact::SETTLE_MIN.as_secs_f64() {
+            continue;
+        }
         let bound = f
             .recover_within_secs
             .unwrap_or(crate::plan::DEFAULT_RECOVER_WITHIN.as_secs_f64());
@@ -189,6 +195,29 @@ pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult
         }
     }
     out
+}
+
+/// Faults that healed as the load ended, so that recovery after them could not be seen: said in
+/// the report, since they have no recovery check.
+fn unjudged_recoveries(faults: &[FaultRecord], load_end: f64) -> Vec<Event> {
+    faults
+        .iter()
+        .filter(|f| f.impact.is_some())
+        .filter_map(|f| {
+            let heal = f.healed_at_secs.or(f.injected_at_secs)?;
+            (load_end - heal < impact::SETTLE_MIN.as_secs_f64()).then(|| Event {
+                at_secs: heal,
+                kind: EventKind::Note,
+                detail: format!(
+                    "recovery after #{} {} not checked: it healed {:.2}s before the load ended \
+                     (leave recover_within after the last heal)",
+                    f.index,
+                    f.name,
+                    (load_end - heal).max(0.0)
+                ),
+            })
+        })
+        .collect()
 }
 
 /// What a workload that never came back last showed.
@@ -218,7 +247,7 @@ fn round3(x: f64) -> f64 {
 }
 
 /// Why the run cannot vouch for anything beyond a failed heal (listed in `heal_failures`): the
-/// gatherer's reasons, then an interruption and a run that checked nothing.
+/// gatherer's reasons, faults that could not be injected, then an interruption.
 fn incomplete_reasons(s: &RunSummary) -> Vec<String> {
     let mut out = s.incomplete.clone();
     for f in &s.faults {
@@ -234,13 +263,6 @@ fn incomplete_reasons(s: &RunSummary) -> Vec<String> {
             "interrupted after {:.1}s of {:.1}s (Ctrl-C or SIGTERM)",
             s.duration_secs, s.planned_duration_secs
         ));
-    }
-    if s.checks.is_empty() {
-        out.push(
-            "nothing was checked: no threshold, oracle or fault applies (add a threshold, or a \
-             workload with an oracle)"
-                .to_string(),
-        );
     }
     out
 }

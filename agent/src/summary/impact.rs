@@ -20,7 +20,7 @@ use crate::valkey::ErrorKind;
 /// one lucky slot, short enough that a later unrelated hiccup does not stretch the window.
 const SETTLE: Duration = Duration::from_millis(300);
 /// At the end of the load a shorter settled stretch is accepted, but not less than this.
-const SETTLE_MIN: Duration = Duration::from_millis(200);
+pub const SETTLE_MIN: Duration = Duration::from_millis(200);
 /// Slack on top of 1.5× the baseline p99 (timer and scheduling noise at sub-ms latencies).
 const SLACK_US: f64 = 5000.0;
 

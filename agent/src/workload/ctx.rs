@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::Clock;
-use crate::clock::{instant_of_mono, monotonic_ns};
+use crate::clock::instant_of_mono;
 use crate::control::Controls;
 use crate::events::{EventKind, Events};
 use crate::history::History;
@@ -40,7 +40,7 @@ impl Ctx {
     /// window can say what it counted, the levels as they are, the oracle's note as an event.
     pub fn judge_history(&self, ty: WorkloadType, history: &History) {
         let entries = history.entries();
-        let Some(f) = crate::check::judge(ty, &entries, Clock::Mono, monotonic_ns()) else {
+        let Some(f) = crate::check::judge(ty, &entries, Clock::Mono) else {
             return;
         };
         let cs = &self.metrics.counters;
