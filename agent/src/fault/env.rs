@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::proxy::Proxy;
+use super::proxy::{Proxy, RespOptions};
+use super::replies::Engine;
 use crate::control::Controls;
 use crate::events::Events;
 use crate::metrics::Timebase;
 use crate::plan::fault::{Link, SwitchProcedure};
 use crate::plan::provider::Provider;
-use crate::plan::Plan;
+use crate::plan::{FaultKind, Plan};
 use crate::valkey::embedded::{self, NodeRole, Topology};
 use crate::valkey::{Cmd, Conn, ConnectOptions, Route, Target};
 
@@ -168,10 +169,11 @@ pub async fn prepare(
     {
         proxies.extend(migration_proxies(plan, source, destination, route).await?);
     }
+    let protocol = plan.faults.iter().any(|f| f.kind.protocol());
     let needs_proxy = plan
         .faults
         .iter()
-        .any(|f| f.kind.network() && !f.kind.on_replication_link(f.link))
+        .any(|f| (f.kind.network() && !f.kind.on_replication_link(f.link)) || f.kind.protocol())
         && plan.migration.is_none();
     if needs_proxy {
         let nodes: Vec<(String, SocketAddr)> = match &*t {
@@ -189,11 +191,25 @@ pub async fn prepare(
                 vec![("target".to_string(), a)]
             }
         };
+        // Protocol faults read the agent's commands: the proxy speaks RESP (and TLS to the
+        // server), and the agent reaches it in clear text on loopback.
+        let resp = match (protocol, nodes.first()) {
+            (true, Some((_, first))) => Some(resp_options(plan, route, *first).await),
+            _ => None,
+        };
         for (name, real) in nodes {
-            let p = Proxy::start(real).await.map_err(|e| {
+            let started = match &resp {
+                Some(o) => Proxy::start_resp(real, o.clone()).await,
+                None => Proxy::start(real).await,
+            };
+            let p = started.map_err(|e| {
                 PrepareError::Runtime(format!("cannot start the fault proxy for {name}: {e}"))
             })?;
-            route.via.insert(real, p.listen);
+            if resp.is_some() {
+                route.via.insert_plain(real, p.listen);
+            } else {
+                route.via.insert(real, p.listen);
+            }
             proxies.push(ProxyEntry {
                 node: name,
                 real,
@@ -219,6 +235,45 @@ pub async fn prepare(
         skipped,
         controls,
     })
+}
+
+/// How the RESP proxies are set up: the target's TLS, whose error texts to speak (asked of the
+/// server at `addr`: `HELLO`'s `server` and `INFO server`'s `server_name`; Valkey's when it cannot
+/// be asked), whether memory pressure needs the agent's keys tracked, the plan's seed.
+async fn resp_options(plan: &Plan, route: &Route, addr: SocketAddr) -> RespOptions {
+    let admin = ConnectOptions {
+        lib_info: None,
+        ..route.opts.clone()
+    };
+    let engine = match Conn::connect(addr, &admin).await {
+        Ok(mut c) => {
+            let hello = c.request(&Cmd::new("HELLO")).await.ok();
+            let server = hello
+                .and_then(|v| v.into_array())
+                .and_then(|kv| {
+                    kv.chunks(2)
+                        .find(|p| p[0].as_str() == Some("server"))
+                        .and_then(|p| p.get(1).and_then(|v| v.as_str()).map(str::to_string))
+                })
+                .unwrap_or_default();
+            let info = c.request(&Cmd::new("INFO").arg("server")).await.ok();
+            let valkey = info
+                .as_ref()
+                .and_then(|v| v.as_str())
+                .is_some_and(|t| t.contains("server_name:valkey"));
+            Some(Engine::from_server(&server, valkey))
+        }
+        Err(_) => None,
+    };
+    RespOptions {
+        tls: route.opts.tls.clone(),
+        engine,
+        track_keys: plan
+            .faults
+            .iter()
+            .any(|f| matches!(f.kind, FaultKind::MemoryPressure { .. })),
+        seed: plan.seed,
+    }
 }
 
 /// Put a proxy on every replica's link to its primary: the replica is told to replicate from

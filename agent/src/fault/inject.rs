@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use super::admin::{admin, admin_conn};
 use super::env::FaultEnv;
-use super::nodes::{proxy_for, resolve};
-use super::proxy::Toxics;
+use super::nodes::{proxy_for, resolve, resp_proxy_for, via};
+use super::proxy::{Act, RespToxic, Toxics};
 use crate::plan::fault::{Link, MemLimit};
-use crate::plan::{FaultKind, FaultPlan};
+use crate::plan::protocol::{ErrorCode, FlipTo};
+use crate::plan::{FaultKind, FaultPlan, NodeSel};
 use crate::valkey::embedded;
 use crate::valkey::{Cmd, Conn, Target};
 
@@ -26,6 +27,10 @@ enum Undo {
     Revive(std::sync::Arc<crate::control::ConsumerSwitch>, u32),
     /// Stalled consumers fetch again.
     Unstall(std::sync::Arc<crate::control::ConsumerSwitch>, Option<u32>),
+    /// Take a fault's RESP toxics off proxy `.0`; then (a flip) send new connections to `.2`.
+    Resp(usize, usize, Option<SocketAddr>),
+    /// Memory pressure: its toxic off, then the evictor finishes and says what it did.
+    Pressure(usize, usize, super::pressure_fault::Evictor),
 }
 
 pub(super) struct Guard {
@@ -83,6 +88,20 @@ impl Guard {
             Undo::Unstall(sw, i) => sw.set_stalled(i, false).map(|_| ()),
             Undo::Join(h) => {
                 let _ = tokio::time::timeout(Duration::from_secs(60), h).await;
+                Ok(())
+            }
+            Undo::Resp(i, id, flip) => {
+                let p = &env.proxies[i].proxy;
+                p.remove(id);
+                if let Some(to) = flip {
+                    p.repoint(to);
+                }
+                Ok(())
+            }
+            Undo::Pressure(i, id, evictor) => {
+                env.proxies[i].proxy.remove(id);
+                let what = evictor.finish().await;
+                env.events.push(crate::events::EventKind::Note, what);
                 Ok(())
             }
         }
@@ -145,6 +164,43 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
         FaultKind::LimitData { bytes } => toxic(f, env, |t| t.limit_data = Some(*bytes)).await,
         FaultKind::Partition | FaultKind::ReplicationPartition => {
             toxic(f, env, |t| t.partition = true).await
+        }
+        FaultKind::Error { reply, filter } => {
+            let text = engine_reply(env, f, *reply).await?;
+            resp_toxic(f, env, |_| Act::Error {
+                code: *reply,
+                filter: filter.clone(),
+                reply: text,
+            })
+            .await
+        }
+        FaultKind::DropReply { filter, then } => {
+            resp_toxic(f, env, |_| Act::DropReply {
+                filter: filter.clone(),
+                then: *then,
+            })
+            .await
+        }
+        FaultKind::CommandLatency {
+            delay,
+            jitter,
+            filter,
+        } => {
+            resp_toxic(f, env, |_| Act::Latency {
+                filter: filter.clone(),
+                delay: *delay,
+                jitter: *jitter,
+            })
+            .await
+        }
+        FaultKind::IdleReap { timeout } => resp_toxic(f, env, |_| Act::IdleReap(*timeout)).await,
+        FaultKind::Flip { to } => flip(f, env, to).await,
+        FaultKind::ProviderFailover { reply, flip } => {
+            provider_failover(f, env, *reply, flip.as_ref()).await
+        }
+        FaultKind::MemoryPressure { policy, rate } => {
+            let (i, target, evictor) = super::pressure_fault::inject(f, env, *policy, *rate).await?;
+            Ok(Guard::new(target, Undo::Pressure(i, f.index, evictor)))
         }
         FaultKind::ReplicationLag { delay, jitter } => {
             // Replication flows downstream (primary → replica) on the replica's link.
@@ -351,4 +407,97 @@ async fn config_get(c: &mut Conn, keys: &[&str]) -> Result<Vec<(String, String)>
         out.push((k.to_string(), val.to_string()));
     }
     Ok(out)
+}
+
+/// The error reply `code` of the engine behind `f`'s proxy, as the wire carries it.
+async fn engine_reply(
+    env: &FaultEnv,
+    f: &FaultPlan,
+    code: ErrorCode,
+) -> Result<std::sync::Arc<[u8]>, String> {
+    let i = resp_proxy_for(f, env).await?;
+    let text = env.proxies[i].proxy.engine().text(code);
+    Ok(super::toxic::error_reply(&text))
+}
+
+/// Put a RESP toxic on the proxy `f` acts on; the guard takes it off.
+async fn resp_toxic(
+    f: &FaultPlan,
+    env: &FaultEnv,
+    act: impl FnOnce(usize) -> Act,
+) -> Result<Guard, String> {
+    let i = resp_proxy_for(f, env).await?;
+    env.proxies[i].proxy.add(RespToxic {
+        id: f.index,
+        act: act(i),
+    });
+    Ok(Guard::new(via(env, i), Undo::Resp(i, f.index, None)))
+}
+
+/// The address a flip leads to: a node of the embedded topology, or `host:port`.
+async fn flip_addr(env: &FaultEnv, to: &FlipTo) -> Result<SocketAddr, String> {
+    match to {
+        FlipTo::Node(n) => {
+            let sel = match n.as_str() {
+                "replica" => NodeSel::Replica,
+                "primary" => NodeSel::Primary,
+                other => NodeSel::Named(other.to_string()),
+            };
+            resolve(env, &sel).await.map(|(_, a, _)| a)
+        }
+        FlipTo::Addr(hp) => tokio::net::lookup_host(hp.as_str())
+            .await
+            .map_err(|e| format!("cannot resolve {hp}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{hp} resolves to no address")),
+    }
+}
+
+/// The endpoint now leads to `to`: new connections go there, live ones are closed; the heal
+/// points it back.
+async fn flip(f: &FaultPlan, env: &FaultEnv, to: &FlipTo) -> Result<Guard, String> {
+    let i = proxy_for(env, f).await?;
+    let addr = flip_addr(env, to).await?;
+    let p = &env.proxies[i].proxy;
+    let back = p.upstream();
+    p.repoint(addr);
+    Ok(Guard::new(
+        format!("{} now leading to {} ({addr})", via(env, i), to.name()),
+        Undo::Resp(i, f.index, Some(back)),
+    ))
+}
+
+/// A provider's failover as the agent's clients see it: every connection reset, then `reply`
+/// for the fault's window (`LOADING` to every command a loading server refuses, `READONLY` to
+/// writes); at the heal service resumes, from `flip` when given.
+async fn provider_failover(
+    f: &FaultPlan,
+    env: &FaultEnv,
+    reply: ErrorCode,
+    flip: Option<&FlipTo>,
+) -> Result<Guard, String> {
+    let i = resp_proxy_for(f, env).await?;
+    let to = match flip {
+        Some(t) => Some(flip_addr(env, t).await?),
+        None => None,
+    };
+    let text = engine_reply(env, f, reply).await?;
+    let p = &env.proxies[i].proxy;
+    p.add(RespToxic {
+        id: f.index,
+        act: Act::Error {
+            code: reply,
+            filter: Default::default(),
+            reply: text,
+        },
+    });
+    p.drop_connections();
+    let then = match (flip, to) {
+        (Some(t), Some(a)) => format!("then {} ({a})", t.name()),
+        _ => "then the same endpoint".into(),
+    };
+    Ok(Guard::new(
+        format!("{}: connections reset, {} {then}", via(env, i), reply.name()),
+        Undo::Resp(i, f.index, to),
+    ))
 }

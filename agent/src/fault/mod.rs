@@ -11,13 +11,22 @@
 //! recorded metrics (`summary::impact`), not here.
 
 mod admin;
+pub mod command;
 pub mod env;
 mod failover;
+mod glob;
 pub mod inject;
 pub mod nodes;
+mod pressure;
+mod pressure_fault;
 pub mod proxy;
+pub mod replies;
+mod resp_proxy;
 pub mod switch;
 pub mod timeline;
+mod toxic;
+mod upstream;
+mod wire;
 
 pub use env::{prepare, DestructivePolicy, FaultEnv, PrepareError, Prepared};
 pub use timeline::spawn_timeline;

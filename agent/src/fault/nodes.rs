@@ -162,3 +162,22 @@ pub(super) async fn proxy_for(env: &FaultEnv, f: &FaultPlan) -> Result<usize, St
         .position(|p| p.link == Link::Clients && p.real == addr)
         .ok_or_else(|| format!("no fault proxy in front of {addr}"))
 }
+
+/// The RESP proxy in front of the node `f` acts on (protocol faults need one).
+pub(super) async fn resp_proxy_for(f: &FaultPlan, env: &FaultEnv) -> Result<usize, String> {
+    let i = proxy_for(env, f).await?;
+    if !env.proxies[i].proxy.resp_mode() {
+        return Err(format!(
+            "{} needs the RESP proxy, but the proxy in front of {} forwards bytes",
+            f.kind.type_name(),
+            env.proxies[i].node
+        ));
+    }
+    Ok(i)
+}
+
+/// How a guard names the proxy a protocol fault acts on.
+pub(super) fn via(env: &FaultEnv, i: usize) -> String {
+    let p = &env.proxies[i];
+    format!("{} via proxy {}", p.node, p.proxy.listen)
+}

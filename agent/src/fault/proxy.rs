@@ -1,51 +1,29 @@
-//! The fault proxy: a TCP forwarder in front of a node. Workload traffic goes through it; toxics
-//! (latency, bandwidth, reset, blackhole, slow close, limit data, partition) change what it does.
-//! With no toxic active a chunk is forwarded as soon as it is read.
+//! The fault proxy: a forwarder in front of a node. Workload traffic goes through it; toxics
+//! change what it does. In byte mode it forwards chunks (latency, bandwidth, reset, blackhole,
+//! slow close, limit data, partition); in RESP mode (`start_resp`, when a scenario has protocol
+//! faults) it reads the agent's commands too (`resp_proxy`), so a toxic can answer a command
+//! with a server error, lose a reply, hold one kind of command, reap idle connections or
+//! squeeze memory — on the agent's own connections only — and it may speak TLS to the server.
+//! With no toxic active a chunk (or a request) is forwarded as soon as it is read.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
-pub use crate::plan::fault::Direction;
+use super::pressure::Tracker;
+use super::replies::Engine;
+use super::toxic::Shared;
+pub use super::toxic::{Act, Direction, Pressure, RespToxic, Toxics};
+use super::wire::{reset_on_close, writer, Chunk};
+use crate::valkey::conn::TlsSettings;
 
-/// Whether a toxic for `d` applies to traffic flowing upstream (client → server) or not.
-fn applies(d: Direction, upstream: bool) -> bool {
-    matches!(
-        (d, upstream),
-        (Direction::Both, _) | (Direction::Upstream, true) | (Direction::Downstream, false)
-    )
-}
-
-/// The toxics active on one proxy.
-#[derive(Debug, Clone, Default)]
-pub struct Toxics {
-    pub latency: Option<(Duration, Duration, Direction)>,
-    pub bandwidth: Option<(u64, Direction)>,
-    /// Accept and read, but forward nothing (clients time out).
-    pub blackhole: bool,
-    /// New connections are reset at once (existing ones were reset when it was set).
-    pub reset: bool,
-    pub slow_close: Option<Duration>,
-    /// Close a connection after this many bytes in either direction.
-    pub limit_data: Option<u64>,
-    /// The node is cut off: existing connections dropped, new ones refused by reset.
-    pub partition: bool,
-}
-
-struct Shared {
-    toxics: RwLock<Toxics>,
-    /// Where new connections go (a cutover repoints it).
-    upstream: RwLock<SocketAddr>,
-    /// Bumped to make every live connection reset itself.
-    kill_tx: broadcast::Sender<()>,
-    conns: AtomicU64,
-    seed: Mutex<u64>,
-}
+/// How many of the agent's keys a proxy remembers for memory pressure.
+const TRACKED_KEYS: usize = 500_000;
 
 /// A running proxy. Dropping it stops accepting; live connections end with their peers.
 pub struct Proxy {
@@ -61,19 +39,41 @@ impl Drop for Proxy {
     }
 }
 
+/// How a RESP-mode proxy is set up: TLS toward the server, whose error texts to speak, whether
+/// to track the agent's keys (memory pressure), and the seed of its rates.
+#[derive(Clone, Default)]
+pub struct RespOptions {
+    pub tls: Option<TlsSettings>,
+    pub engine: Option<Engine>,
+    pub track_keys: bool,
+    pub seed: u64,
+}
+
 impl Proxy {
-    /// Listen on a free loopback port and forward to `upstream`.
+    /// Listen on a free loopback port and forward bytes to `upstream` (the byte-level toxics).
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Proxy> {
+        Proxy::listen(Shared::new(upstream, false, None)).await
+    }
+
+    /// Listen on a free loopback port and forward to `upstream` reading the agent's commands
+    /// (RESP toxics too). With `tls`, the agent connects in clear text and the proxy speaks TLS
+    /// to the server.
+    pub async fn start_resp(upstream: SocketAddr, o: RespOptions) -> std::io::Result<Proxy> {
+        let mut s = Shared::new(upstream, true, o.tls);
+        if let Some(e) = o.engine {
+            s.engine = std::sync::RwLock::new(e);
+        }
+        if o.track_keys {
+            s.tracker = Some(Mutex::new(Tracker::new(TRACKED_KEYS)));
+        }
+        s.seed = Mutex::new(o.seed | 1);
+        Proxy::listen(s).await
+    }
+
+    async fn listen(shared: Shared) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let listen = listener.local_addr()?;
-        let (kill_tx, _) = broadcast::channel(4);
-        let shared = Arc::new(Shared {
-            toxics: RwLock::new(Toxics::default()),
-            upstream: RwLock::new(upstream),
-            kill_tx,
-            conns: AtomicU64::new(0),
-            seed: Mutex::new(0x5eed),
-        });
+        let shared = Arc::new(shared);
         let s2 = shared.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -122,6 +122,39 @@ impl Proxy {
         self.set(Toxics::default());
     }
 
+    /// Reads the agent's commands (RESP toxics can act).
+    pub fn resp_mode(&self) -> bool {
+        self.shared.resp_mode
+    }
+
+    /// Put a RESP toxic on (RESP mode only).
+    pub fn add(&self, t: RespToxic) {
+        self.shared.add(t);
+    }
+
+    /// Take fault `id`'s RESP toxics off.
+    pub fn remove(&self, id: usize) {
+        self.shared.remove(id);
+    }
+
+    /// Whose error texts injected errors carry.
+    pub fn engine(&self) -> Engine {
+        self.shared.engine.read().expect("engine lock").clone()
+    }
+
+    /// Close every live connection (clients reconnect, through the proxy).
+    pub fn drop_connections(&self) {
+        let _ = self.shared.kill_tx.send(());
+    }
+
+    /// Keys the agent wrote through the proxy and it still knows (memory pressure).
+    pub fn tracked_keys(&self) -> usize {
+        self.shared
+            .tracker
+            .as_ref()
+            .map_or(0, |t| t.lock().expect("tracker lock").len())
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.conns.load(Ordering::Relaxed)
@@ -130,37 +163,11 @@ impl Proxy {
 
 /// Close with RST (SO_LINGER 0): the client sees "connection reset by peer".
 fn reset_now(s: TcpStream) {
-    if let Ok(std) = s.into_std() {
-        let _ = socket_linger_zero(&std);
-        drop(std);
-    }
-}
-
-fn socket_linger_zero(s: &std::net::TcpStream) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as u32,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let _ = reset_on_close(s.as_raw_fd());
+    drop(s);
 }
 
 async fn handle(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
-    let upstream = *s.upstream.read().expect("upstream lock");
     s.conns.fetch_add(1, Ordering::Relaxed);
     {
         let t = s.toxics.read().expect("toxics lock");
@@ -171,6 +178,10 @@ async fn handle(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         }
     }
     let _ = client.set_nodelay(true);
+    if s.resp_mode {
+        return super::resp_proxy::handle(client, s).await;
+    }
+    let upstream = *s.upstream.read().expect("upstream lock");
     let server = match TcpStream::connect(upstream).await {
         Ok(x) => x,
         Err(_) => {
@@ -195,37 +206,16 @@ async fn handle(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One direction of a byte-mode connection: read chunks, apply the byte toxics, write them.
 async fn pump(
     mut r: tokio::net::tcp::OwnedReadHalf,
-    mut w: tokio::net::tcp::OwnedWriteHalf,
+    w: tokio::net::tcp::OwnedWriteHalf,
     upstream: bool,
     s: Arc<Shared>,
     total: Arc<AtomicU64>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, Option<Instant>)>();
+    let (tx, rx) = mpsc::unbounded_channel::<Chunk>();
     let s2 = s.clone();
-    let writer = async move {
-        while let Some((buf, at)) = rx.recv().await {
-            if let Some(at) = at {
-                tokio::time::sleep_until(at.into()).await;
-            }
-            if w.write_all(&buf).await.is_err() {
-                break;
-            }
-            let bw = s2.toxics.read().expect("toxics lock").bandwidth;
-            if let Some((rate, dir)) = bw {
-                if applies(dir, upstream) && rate > 0 {
-                    tokio::time::sleep(Duration::from_secs_f64(buf.len() as f64 / rate as f64))
-                        .await;
-                }
-            }
-        }
-        let slow = s2.toxics.read().expect("toxics lock").slow_close;
-        if let Some(d) = slow {
-            tokio::time::sleep(d).await;
-        }
-        let _ = w.shutdown().await;
-    };
     let reader = async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -243,28 +233,10 @@ async fn pump(
                     break;
                 }
             }
-            let at = match t.latency {
-                Some((d, j, dir)) if applies(dir, upstream) => {
-                    let jitter = if j.is_zero() {
-                        0.0
-                    } else {
-                        let mut seed = s.seed.lock().expect("seed lock");
-                        *seed = seed
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        ((*seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * j.as_secs_f64()
-                    };
-                    Some(
-                        Instant::now()
-                            + Duration::from_secs_f64((d.as_secs_f64() + jitter).max(0.0)),
-                    )
-                }
-                _ => None,
-            };
-            if tx.send((buf[..n].to_vec(), at)).is_err() {
+            if tx.send((buf[..n].to_vec(), s.byte_delay(upstream))).is_err() {
                 break;
             }
         }
     };
-    tokio::join!(reader, writer);
+    tokio::join!(reader, writer(w, rx, upstream, s2));
 }

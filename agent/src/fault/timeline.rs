@@ -177,6 +177,7 @@ fn blank_record(f: &FaultPlan, env: &FaultEnv) -> FaultRecord {
         p99_recovery_secs: None,
         errors_during: 0,
         impact: None,
+        imitation: f.kind.imitation().map(str::to_string),
     }
 }
 

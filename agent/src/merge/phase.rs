@@ -236,6 +236,7 @@ mod tests {
         FaultRecord {
             inject_error: None,
             recover_within_secs: None,
+            imitation: None,
             index,
             name: format!("f{index}"),
             kind: "latency".into(),

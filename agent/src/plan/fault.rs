@@ -5,6 +5,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use super::protocol::{AfterDrop, CommandFilter, ErrorCode, Eviction, FlipTo};
 use super::topology::Topology;
 
 /// One `[[fault]]`, compiled.
@@ -176,6 +177,49 @@ pub enum FaultKind {
     Switch {
         procedure: SwitchProcedure,
     },
+    /// The agent's commands matching `filter` are answered with a server error (the target
+    /// engine's own text) instead of being forwarded.
+    Error {
+        reply: ErrorCode,
+        filter: CommandFilter,
+    },
+    /// Matching commands are forwarded and run, and their reply is lost: the outcome is
+    /// ambiguous to the client (a broken connection, or a timeout with `then = hang`).
+    DropReply {
+        filter: CommandFilter,
+        then: AfterDrop,
+    },
+    /// Matching commands are held this long before they are forwarded (slow writes, fast
+    /// reads): later commands on the connection wait behind them, as behind a slow server.
+    CommandLatency {
+        delay: Duration,
+        jitter: Duration,
+        filter: CommandFilter,
+    },
+    /// The agent's connections idle for longer than `timeout` are closed, as the server's
+    /// `timeout` does (imitated in the proxy: no `CONFIG` needed).
+    IdleReap {
+        timeout: Duration,
+    },
+    /// The endpoint now leads to another server: new connections go there, live ones are closed
+    /// (a stable host name moving to a new primary).
+    Flip {
+        to: FlipTo,
+    },
+    /// A provider's failover as the client sees it, imitated in the proxy: every connection is
+    /// reset, commands are answered `reply` (`LOADING`, or `READONLY` for writes) for the
+    /// fault's duration, then served again — by the same endpoint, or by `flip` when given.
+    ProviderFailover {
+        reply: ErrorCode,
+        flip: Option<FlipTo>,
+    },
+    /// Memory pressure imitated in the proxy: writes that find no room are refused with `OOM`,
+    /// room is made by evicting keys the agent itself wrote (never anything else), in the
+    /// policy's order; `rate` of the writes find memory full.
+    MemoryPressure {
+        policy: Eviction,
+        rate: f64,
+    },
 }
 
 /// How the cutover is done.
@@ -222,6 +266,13 @@ pub const TYPES: &[&str] = &[
     "consumer-crash",
     "consumer-stall",
     "switch",
+    "error",
+    "drop-reply",
+    "command-latency",
+    "idle-reap",
+    "flip",
+    "provider-failover",
+    "memory-pressure",
 ];
 
 /// How a fault acts, which decides where it may run and how it is healed.
@@ -235,6 +286,9 @@ pub enum Class {
     Network,
     /// Acts on the agent's own simulated clients (a worker process dying).
     Workload,
+    /// Works in the agent's RESP-aware proxy on the clients' link (it reads their commands);
+    /// the server is untouched.
+    Protocol,
 }
 
 impl FaultKind {
@@ -260,6 +314,13 @@ impl FaultKind {
             FaultKind::ConsumerCrash { .. } => "consumer-crash",
             FaultKind::ConsumerStall { .. } => "consumer-stall",
             FaultKind::Switch { .. } => "switch",
+            FaultKind::Error { .. } => "error",
+            FaultKind::DropReply { .. } => "drop-reply",
+            FaultKind::CommandLatency { .. } => "command-latency",
+            FaultKind::IdleReap { .. } => "idle-reap",
+            FaultKind::Flip { .. } => "flip",
+            FaultKind::ProviderFailover { .. } => "provider-failover",
+            FaultKind::MemoryPressure { .. } => "memory-pressure",
         }
     }
 
@@ -284,6 +345,13 @@ impl FaultKind {
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition => Class::Network,
             FaultKind::ConsumerCrash { .. } | FaultKind::ConsumerStall { .. } => Class::Workload,
+            FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => Class::Protocol,
         }
     }
 
@@ -292,9 +360,67 @@ impl FaultKind {
         matches!(self.class(), Class::Topology | Class::Server)
     }
 
-    /// Works through the proxy only.
+    /// Works through the proxy only, on bytes (any link).
     pub fn network(&self) -> bool {
         self.class() == Class::Network
+    }
+
+    /// Works in the RESP-aware proxy on the clients' link.
+    pub fn protocol(&self) -> bool {
+        self.class() == Class::Protocol
+    }
+
+    /// Where the fault happens, for the catalogue: on the server, or in the agent's proxy.
+    pub fn needs_server(&self) -> bool {
+        matches!(self.class(), Class::Topology | Class::Server)
+    }
+
+    /// For a fault that stands in for a server event the agent may not cause on a managed
+    /// target: that it is imitated through the proxy, and what the imitation cannot show.
+    pub fn imitation(&self) -> Option<&'static str> {
+        match self {
+            FaultKind::ProviderFailover { .. } => Some(
+                "imitated through the agent's proxy: the agent's own connections are reset and \
+                 its commands refused as a failing-over server refuses them; it cannot show what \
+                 the server itself would lose (writes a real failover drops with the standby's \
+                 replication lag, the script cache of a new primary) nor other clients",
+            ),
+            FaultKind::MemoryPressure { .. } => Some(
+                "imitated through the agent's proxy: writes that find no room are refused with \
+                 OOM and only keys the agent wrote through the proxy are evicted; it cannot show \
+                 what the server itself would evict (keys written inside scripts, such as \
+                 Dramatiq's broker keys, and other clients' keys) nor its memory accounting",
+            ),
+            FaultKind::IdleReap { .. } => Some(
+                "imitated through the agent's proxy: the agent's own idle connections are \
+                 closed as the server's `timeout` closes them; it cannot show the server's \
+                 timeout on other clients",
+            ),
+            FaultKind::Failover { .. }
+            | FaultKind::Kill { .. }
+            | FaultKind::Pause
+            | FaultKind::ClientPause { .. }
+            | FaultKind::ClientKill
+            | FaultKind::DebugSleep
+            | FaultKind::Memory { .. }
+            | FaultKind::IdleTimeout { .. }
+            | FaultKind::Latency { .. }
+            | FaultKind::Bandwidth { .. }
+            | FaultKind::Reset
+            | FaultKind::Blackhole
+            | FaultKind::SlowClose { .. }
+            | FaultKind::LimitData { .. }
+            | FaultKind::Partition
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition
+            | FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. }
+            | FaultKind::Switch { .. }
+            | FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::Flip { .. } => None,
+        }
     }
 
     /// Needs a process the agent manages (the embedded topology).
@@ -319,7 +445,14 @@ impl FaultKind {
             | FaultKind::Blackhole
             | FaultKind::SlowClose { .. }
             | FaultKind::LimitData { .. }
-            | FaultKind::Partition => false,
+            | FaultKind::Partition
+           | FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => false,
         }
     }
 
@@ -345,7 +478,14 @@ impl FaultKind {
             | FaultKind::LimitData { .. }
             | FaultKind::Partition
             | FaultKind::ReplicationLag { .. }
-            | FaultKind::ReplicationPartition => true,
+            | FaultKind::ReplicationPartition
+            | FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => true,
         }
     }
 
@@ -358,6 +498,9 @@ impl FaultKind {
                 FaultKind::Memory { .. }
                     | FaultKind::IdleTimeout { .. }
                     | FaultKind::ConsumerStall { resume: false, .. }
+                    | FaultKind::IdleReap { .. }
+                    | FaultKind::Flip { .. }
+                    | FaultKind::MemoryPressure { .. }
             )
     }
 
@@ -383,7 +526,14 @@ impl FaultKind {
             | FaultKind::ReplicationPartition
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ConsumerStall { .. }
-            | FaultKind::Switch { .. } => false,
+            | FaultKind::Switch { .. }
+            | FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => false,
         }
     }
 
@@ -476,6 +626,43 @@ impl FaultKind {
             | FaultKind::Reset
             | FaultKind::Blackhole
             | FaultKind::Partition => vec![],
+            FaultKind::Error { reply, filter } => {
+                let mut v = vec![("reply", Text(reply.name().into()))];
+                v.extend(filter_params(filter));
+                v
+            }
+            FaultKind::DropReply { filter, then } => {
+                let mut v = vec![("then", Text(then.name().into()))];
+                v.extend(filter_params(filter));
+                v
+            }
+            FaultKind::CommandLatency {
+                delay,
+                jitter,
+                filter,
+            } => {
+                let mut v = vec![
+                    ("delay_seconds", Secs(delay.as_secs_f64())),
+                    ("jitter_seconds", Secs(jitter.as_secs_f64())),
+                ];
+                v.extend(filter_params(filter));
+                v
+            }
+            FaultKind::IdleReap { timeout } => {
+                vec![("timeout_seconds", Secs(timeout.as_secs_f64()))]
+            }
+            FaultKind::Flip { to } => vec![("to", Text(to.name().into()))],
+            FaultKind::ProviderFailover { reply, flip } => {
+                let mut v = vec![("reply", Text(reply.name().into()))];
+                if let Some(f) = flip {
+                    v.push(("flip", Text(f.name().into())));
+                }
+                v
+            }
+            FaultKind::MemoryPressure { policy, rate } => vec![
+                ("policy", Text(policy.name().into())),
+                ("rate", Secs(*rate)),
+            ],
         }
     }
 
@@ -500,7 +687,14 @@ impl FaultKind {
             | FaultKind::ReplicationLag { .. }
             | FaultKind::ReplicationPartition
             | FaultKind::ConsumerCrash { .. }
-            | FaultKind::ConsumerStall { .. } => &[],
+            | FaultKind::ConsumerStall { .. }
+            | FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => &[],
         }
     }
 
@@ -513,11 +707,30 @@ impl FaultKind {
     }
 }
 
+/// A command filter's parameters (those not at their default).
+fn filter_params(f: &CommandFilter) -> Vec<(&'static str, ParamValue)> {
+    let mut v = vec![];
+    if !f.commands.is_empty() {
+        v.push(("commands", ParamValue::Text(f.commands.join(","))));
+    }
+    if let Some(c) = f.class {
+        v.push(("class", ParamValue::Text(c.name().into())));
+    }
+    if let Some(k) = &f.keys {
+        v.push(("keys", ParamValue::Text(k.clone())));
+    }
+    if f.rate < 1.0 {
+        v.push(("rate", ParamValue::Secs(f.rate)));
+    }
+    v
+}
+
 /// A fault parameter's value, typed for exporters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
     Bool(bool),
     Int(i64),
+    /// Seconds, or another fractional number (a rate) named by its key.
     Secs(f64),
     Text(String),
 }
@@ -529,6 +742,15 @@ pub fn topology_needs(faults: &[FaultPlan]) -> Topology {
         if f.kind.on_replication_link(f.link) {
             t.replicas = t.replicas.max(1);
             t.replication_proxy = true;
+        }
+        // A flip to a node of the embedded topology needs that node.
+        let flip = match &f.kind {
+            FaultKind::Flip { to } => Some(to),
+            FaultKind::ProviderFailover { flip, .. } => flip.as_ref(),
+            _ => None,
+        };
+        if let Some(FlipTo::Node(_)) = flip {
+            t.replicas = t.replicas.max(1);
         }
         match (&f.kind, &f.node) {
             (FaultKind::Failover { .. }, _)

@@ -7,9 +7,11 @@
 //! own, which those files import and this one re-exports.
 
 pub mod counter;
+pub mod command_table;
 pub mod dur_dist;
 pub mod fault;
 pub mod migration;
+pub mod protocol;
 pub mod provider;
 pub mod schedule;
 pub mod shard;

@@ -223,6 +223,9 @@ pub struct DramatiqPlan {
     /// Ack before the work instead of after it (`ack = "before-work"`): a misconfigured worker,
     /// there to show what the oracle catches when such a worker dies mid-work.
     pub ack_before_work: bool,
+    /// Error replies the client takes for success (`swallow_errors = ["LOADING"]`): a planted
+    /// bug, a wrapper that catches and logs them, there to show what the oracle catches.
+    pub swallow_errors: Vec<super::protocol::ErrorCode>,
 }
 
 // ---------------------------------------------------------------------------------------------

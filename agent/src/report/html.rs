@@ -690,7 +690,10 @@ fn faults(o: &mut String, s: &RunSummary) {
             f.index,
             esc(&f.name),
             esc(&f.kind),
-            esc(&f.target),
+            match &f.imitation {
+                Some(i) => format!("{}<br><small>{}</small>", esc(&f.target), esc(i)),
+                None => esc(&f.target),
+            },
             esc(&window),
             esc(&impact),
             fmt_count(f.errors_during),
@@ -862,6 +865,7 @@ pub(crate) mod tests {
             faults: vec![FaultRecord {
                 inject_error: None,
                 recover_within_secs: None,
+                imitation: None,
                 index: 0,
                 name: "slow \"net\"".into(),
                 kind: "latency".into(),

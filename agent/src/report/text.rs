@@ -200,6 +200,9 @@ fn faults(o: &mut String, faults: &[FaultRecord]) {
             let _ = write!(o, "  HEAL FAILED: {e}");
         }
         let _ = writeln!(o, "  errors {}", f.errors_during);
+        if let Some(i) = &f.imitation {
+            let _ = writeln!(o, "      {i}");
+        }
         fault_effect(o, f);
     }
 }

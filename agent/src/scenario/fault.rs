@@ -2,8 +2,12 @@
 
 use std::time::Duration;
 
+use crate::plan::command_table;
 use crate::plan::fault::{
     Direction, FailoverMode, FaultKind, FaultPlan, Link, MemLimit, NodeSel, SwitchProcedure, TYPES,
+};
+use crate::plan::protocol::{
+    AfterDrop, CommandClass, CommandFilter, ErrorCode, Eviction, FlipTo,
 };
 use crate::scenario::reader::Obj;
 use crate::units::parse_bytes;
@@ -141,6 +145,25 @@ fn read_kind(f: &Obj, ty: &str, restart_after: Option<Duration>) -> Option<Fault
         "consumer-crash" => read_consumer_crash(f, restart_after)?,
         "consumer-stall" => read_consumer_stall(f)?,
         "switch" => with_table(sub("switch"), read_switch),
+        "error" => read_error(f)?,
+        "drop-reply" => with_table(sub("drop-reply"), read_drop_reply),
+        "command-latency" => with_table(sub("command-latency"), |t| {
+            let (delay, jitter) = read_delay(t);
+            FaultKind::CommandLatency {
+                delay,
+                jitter,
+                filter: t.map(read_filter).unwrap_or_default(),
+            }
+        }),
+        "idle-reap" => with_table(sub("idle-reap"), |t| FaultKind::IdleReap {
+            timeout: t
+                .and_then(|t| t.duration("timeout"))
+                .map(|d| d.value.max(std::time::Duration::from_millis(100)))
+                .unwrap_or(Duration::from_secs(1)),
+        }),
+        "flip" => read_flip(f)?,
+        "provider-failover" => with_table(sub("provider-failover"), read_provider_failover),
+        "memory-pressure" => with_table(sub("memory-pressure"), read_memory_pressure),
         _ => return None,
     })
 }
@@ -396,4 +419,124 @@ fn read_consumer_stall(f: &Obj) -> Option<FaultKind> {
         consumer,
         resume,
     })
+}
+
+/// The command filter of a RESP toxic's table: `commands`, `class`, `keys`, `rate`.
+fn read_filter(t: &Obj) -> CommandFilter {
+    let commands = t.str_list("commands").map(|l| {
+        for c in &l.value {
+            if !command_table::known(c) {
+                t.ctx.error(
+                    &l.span,
+                    format!("{c:?} is not a Valkey command"),
+                    Some("a command name as COMMAND lists it (\"SET\", \"EVALSHA\", \"CLIENT|SETINFO\")".into()),
+                );
+            }
+        }
+        l.value.iter().map(|c| c.to_ascii_uppercase()).collect()
+    });
+    let class = t
+        .choice("class", CommandClass::NAMES)
+        .and_then(|c| CommandClass::parse(&c.value));
+    let keys = t.str("keys").map(|k| k.value);
+    let rate = t.fraction("rate").map(|r| r.value).unwrap_or(1.0);
+    CommandFilter {
+        commands: commands.unwrap_or_default(),
+        class,
+        keys,
+        rate,
+    }
+}
+
+/// `[fault.error]`: the error (`reply`, required) and the filter.
+fn read_error(f: &Obj) -> Option<FaultKind> {
+    let names: Vec<&'static str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+    let Some(t) = f.table("error") else {
+        f.missing(
+            "error",
+            Some(format!(
+                "add [fault.error] with reply = one of: {}",
+                names.join(", ")
+            )),
+        );
+        return None;
+    };
+    let reply = t.choice("reply", &names).and_then(|r| ErrorCode::parse(&r.value));
+    if reply.is_none() && !t.has("reply") {
+        t.missing("reply", Some(format!("one of: {}", names.join(", "))));
+    }
+    let filter = read_filter(&t);
+    t.finish();
+    Some(FaultKind::Error {
+        reply: reply?,
+        filter,
+    })
+}
+
+fn read_drop_reply(t: Option<&Obj>) -> FaultKind {
+    let then = match t
+        .and_then(|t| t.choice("then", &["close", "hang"]))
+        .map(|s| s.value)
+        .as_deref()
+    {
+        Some("hang") => AfterDrop::Hang,
+        _ => AfterDrop::Close,
+    };
+    FaultKind::DropReply {
+        filter: t.map(read_filter).unwrap_or_default(),
+        then,
+    }
+}
+
+/// Where a flip leads: a node of the embedded topology, or `host:port`.
+fn flip_to(s: &str) -> FlipTo {
+    if s.contains(':') {
+        FlipTo::Addr(s.to_string())
+    } else {
+        FlipTo::Node(s.to_string())
+    }
+}
+
+/// `[fault.flip]`: `to` is required.
+fn read_flip(f: &Obj) -> Option<FaultKind> {
+    let Some(t) = f.table("flip") else {
+        f.missing(
+            "flip",
+            Some("add [fault.flip] with to = \"replica\" (a node) or to = \"host:port\"".into()),
+        );
+        return None;
+    };
+    let to = t.req_str(
+        "to",
+        "where the endpoint now leads: to = \"replica\" or to = \"10.0.0.7:6379\"",
+    );
+    t.finish();
+    Some(FaultKind::Flip {
+        to: flip_to(&to?.value),
+    })
+}
+
+fn read_provider_failover(t: Option<&Obj>) -> FaultKind {
+    let reply = match t
+        .and_then(|t| t.choice("reply", &["LOADING", "READONLY"]))
+        .map(|s| s.value)
+        .as_deref()
+    {
+        Some("READONLY") => ErrorCode::ReadOnly,
+        _ => ErrorCode::Loading,
+    };
+    let flip = t.and_then(|t| t.str("flip")).map(|s| flip_to(&s.value));
+    FaultKind::ProviderFailover { reply, flip }
+}
+
+fn read_memory_pressure(t: Option<&Obj>) -> FaultKind {
+    let policy = t
+        .and_then(|t| t.choice("policy", Eviction::NAMES))
+        .and_then(|p| Eviction::parse(&p.value))
+        .unwrap_or(Eviction::NoEviction);
+    let rate = t
+        .and_then(|t| t.fraction("rate"))
+        .map(|r| r.value)
+        .unwrap_or(1.0);
+    FaultKind::MemoryPressure { policy, rate }
 }

@@ -578,6 +578,7 @@ mod tests {
         s.faults = vec![crate::summary::FaultRecord {
             inject_error: None,
             recover_within_secs: None,
+            imitation: None,
             index: 0,
             name: "f".into(),
             kind: "failover".into(),

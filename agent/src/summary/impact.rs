@@ -505,6 +505,7 @@ mod tests {
             .map(|(i, (inj, heal))| FaultRecord {
                 inject_error: None,
                 recover_within_secs: None,
+                imitation: None,
                 index: i,
                 name: format!("f{i}"),
                 kind: "latency".into(),

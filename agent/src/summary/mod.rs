@@ -330,6 +330,11 @@ pub struct FaultRecord {
     /// How soon after the heal every workload must be back to normal (`recover_within`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recover_within_secs: Option<f64>,
+    /// A fault that stands in for a server event through the agent's proxy (a provider
+    /// failover, memory pressure, the idle reaper): that it is an imitation, and what it cannot
+    /// show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imitation: Option<String>,
 }
 
 /// A fault's impact window: from its injection until every workload was back to normal (no

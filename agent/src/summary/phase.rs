@@ -147,6 +147,7 @@ mod tests {
         FaultRecord {
             inject_error: None,
             recover_within_secs: None,
+            imitation: None,
             index,
             name: name.into(),
             kind: "latency".into(),

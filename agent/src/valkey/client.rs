@@ -22,21 +22,36 @@ pub enum Endpoint {
     },
 }
 
-/// Address rewriting: real node address → local fault-proxy address.
+/// Address rewriting: real node address → local fault-proxy address (and whether the proxy is
+/// reached in clear text: a RESP proxy speaks TLS to the server itself).
 #[derive(Clone, Default, Debug)]
-pub struct AddrMap(Arc<RwLock<HashMap<SocketAddr, SocketAddr>>>);
+pub struct AddrMap(Arc<RwLock<HashMap<SocketAddr, (SocketAddr, bool)>>>);
 
 impl AddrMap {
     pub fn insert(&self, real: SocketAddr, via: SocketAddr) {
-        self.0.write().expect("addr map poisoned").insert(real, via);
+        self.0
+            .write()
+            .expect("addr map poisoned")
+            .insert(real, (via, false));
+    }
+    /// Map `real` to a proxy reached without TLS whatever the target's scheme.
+    pub fn insert_plain(&self, real: SocketAddr, via: SocketAddr) {
+        self.0
+            .write()
+            .expect("addr map poisoned")
+            .insert(real, (via, true));
     }
     pub fn map(&self, a: SocketAddr) -> SocketAddr {
+        self.route(a).0
+    }
+    /// Where to connect for `a`, and whether in clear text.
+    pub fn route(&self, a: SocketAddr) -> (SocketAddr, bool) {
         self.0
             .read()
             .expect("addr map poisoned")
             .get(&a)
             .copied()
-            .unwrap_or(a)
+            .unwrap_or((a, false))
     }
 }
 
@@ -87,8 +102,9 @@ impl Route {
                         let port = parts.get(1).and_then(|p| p.as_int());
                         match (host, port) {
                             (Some(h), Some(p)) => resolve(&format!("{h}:{p}")).await,
+                            // redis-py's MasterNotFoundError is a ConnectionError.
                             _ => Err(Error::new(
-                                ErrorKind::MasterDown,
+                                ErrorKind::Connection,
                                 format!("sentinel {s} does not know master {master:?}"),
                             )),
                         }
@@ -100,7 +116,7 @@ impl Route {
                     }
                 }
                 Err(last
-                    .unwrap_or_else(|| Error::new(ErrorKind::MasterDown, "no sentinel configured")))
+                    .unwrap_or_else(|| Error::new(ErrorKind::Connection, "no sentinel configured")))
             }
         }
     }
@@ -108,7 +124,16 @@ impl Route {
     /// Open a connection to the current primary (through the proxy when one is mapped).
     pub async fn connect(&self) -> Result<Conn, Error> {
         let real = self.primary_addr().await?;
-        Conn::connect(self.via.map(real), &self.opts).await
+        match self.via.route(real) {
+            (via, true) if self.opts.tls.is_some() => {
+                let opts = ConnectOptions {
+                    tls: None,
+                    ..self.opts.clone()
+                };
+                Conn::connect(via, &opts).await
+            }
+            (via, _) => Conn::connect(via, &self.opts).await,
+        }
     }
 }
 
@@ -203,6 +228,11 @@ impl Client {
         Ok(self.conn.as_mut().expect("connection just set"))
     }
 
+    /// The primary is found through Sentinel (as redis-py's `Sentinel.master_for` does).
+    fn follows_sentinel(&self) -> bool {
+        matches!(self.route.endpoint, Endpoint::Sentinel { .. })
+    }
+
     /// Forget the connection (after READONLY and the like): the next call rediscovers the primary.
     pub fn reset(&mut self) {
         self.conn = None;
@@ -215,8 +245,13 @@ impl Client {
     }
 
     /// An operation on [`Client::conn`]'s connection failed with `kind`: drop the connection
-    /// when that kind calls for it (as `request` does).
+    /// when that kind calls for it (as `request` does). `READONLY` drops it only through
+    /// Sentinel (redis-py's Sentinel connection turns it into "the previous master is now a
+    /// slave" and reconnects); a plain redis-py client keeps its connection and raises.
     fn failed(&mut self, kind: ErrorKind) {
+        if kind == ErrorKind::ReadOnly && !self.follows_sentinel() {
+            return;
+        }
         if kind.drops_connection() {
             self.conn = None;
             if kind != ErrorKind::ReadOnly {
@@ -251,8 +286,9 @@ impl Client {
         };
         match r {
             Ok(v) => {
-                if v.iter()
-                    .any(|x| matches!(x, Err(e) if e.kind == ErrorKind::ReadOnly))
+                if self.follows_sentinel()
+                    && v.iter()
+                        .any(|x| matches!(x, Err(e) if e.kind == ErrorKind::ReadOnly))
                 {
                     self.conn = None;
                 }

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     NoScript,
     Busy,
     Oom,
+    /// `NOAUTH` / `WRONGPASS`: redis-py raises an `AuthenticationError`, a `ConnectionError`.
+    Auth,
     Other,
 }
 
@@ -25,7 +27,7 @@ impl ErrorKind {
     pub fn is_ambiguous(self) -> bool {
         matches!(self, ErrorKind::Timeout | ErrorKind::Connection)
     }
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Timeout,
         ErrorKind::Connection,
         ErrorKind::ReadOnly,
@@ -34,6 +36,7 @@ impl ErrorKind {
         ErrorKind::NoScript,
         ErrorKind::Busy,
         ErrorKind::Oom,
+        ErrorKind::Auth,
         ErrorKind::Other,
     ];
     pub fn index(self) -> usize {
@@ -49,14 +52,32 @@ impl ErrorKind {
             ErrorKind::NoScript => "noscript",
             ErrorKind::Busy => "busy",
             ErrorKind::Oom => "oom",
+            ErrorKind::Auth => "auth",
             ErrorKind::Other => "other",
         }
     }
-    /// Errors after which the connection should be dropped and the primary rediscovered.
+    /// Errors after which the connection should be dropped and the primary rediscovered
+    /// (`READONLY` only through Sentinel: see `valkey::client`).
     pub fn drops_connection(self) -> bool {
         matches!(
             self,
-            ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::ReadOnly | ErrorKind::Loading
+            ErrorKind::Timeout
+                | ErrorKind::Connection
+                | ErrorKind::ReadOnly
+                | ErrorKind::Loading
+                | ErrorKind::Auth
+        )
+    }
+
+    /// What redis-py 5.0.6 raises a `ConnectionError` (or a subclass) for: a broken connection,
+    /// `LOADING` (`BusyLoadingError`), `NOAUTH`/`WRONGPASS` (`AuthenticationError`). Dramatiq
+    /// 2.2.1 retries an ack on these and restarts its consumer as a "connection error"; every
+    /// other error (`TimeoutError`, and the `ResponseError`s: `READONLY`, `OOM`, `BUSY`,
+    /// `MASTERDOWN`, …) is "unexpected" to it.
+    pub fn is_connection_error(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Connection | ErrorKind::Loading | ErrorKind::Auth
         )
     }
 }
@@ -100,6 +121,7 @@ pub fn classify(msg: &[u8]) -> ErrorKind {
         b"NOSCRIPT" => ErrorKind::NoScript,
         b"BUSY" => ErrorKind::Busy,
         b"OOM" => ErrorKind::Oom,
+        b"NOAUTH" | b"WRONGPASS" => ErrorKind::Auth,
         // A script whose inner call failed wraps the inner error.
         _ if contains(b"READONLY") || contains(b"read only replica") => ErrorKind::ReadOnly,
         _ if contains(b"OOM command not allowed") => ErrorKind::Oom,
@@ -134,6 +156,26 @@ mod tests {
         assert_eq!(
             Error::server("LOADING Valkey is loading the dataset in memory".into()).kind,
             ErrorKind::Loading
+        );
+        assert_eq!(
+            Error::server("NOAUTH Authentication required.".into()).kind,
+            ErrorKind::Auth
+        );
+        assert_eq!(
+            Error::server("MASTERDOWN Link with MASTER is down".into()).kind,
+            ErrorKind::MasterDown
+        );
+    }
+
+    #[test]
+    fn connection_errors_are_what_redis_py_raises_a_connection_error_for() {
+        let conn: Vec<ErrorKind> = ErrorKind::ALL
+            .into_iter()
+            .filter(|k| k.is_connection_error())
+            .collect();
+        assert_eq!(
+            conn,
+            [ErrorKind::Connection, ErrorKind::Loading, ErrorKind::Auth]
         );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::plan::protocol::ErrorCode;
 use crate::plan::*;
 use crate::scenario::load::{merge_load, read_load};
 use crate::scenario::reader::Obj;
@@ -70,6 +71,7 @@ fn read_plan(k: &Obj) -> DramatiqPlan {
         .choice("ack", &["after-work", "before-work"])
         .is_some_and(|a| a.value == "before-work");
     let maintenance_chance = fraction(k, "maintenance_chance", 0.001);
+    let swallow_errors = read_swallow(k);
     DramatiqPlan {
         namespace,
         queue,
@@ -94,7 +96,40 @@ fn read_plan(k: &Obj) -> DramatiqPlan {
         heartbeat_timeout,
         maintenance_chance,
         ack_before_work,
+        swallow_errors,
     }
+}
+
+/// `swallow_errors`: the error replies a planted-bug client takes for success (those the
+/// agent's clients tell apart).
+fn read_swallow(k: &Obj) -> Vec<ErrorCode> {
+    const CAN: [ErrorCode; 7] = [
+        ErrorCode::Loading,
+        ErrorCode::ReadOnly,
+        ErrorCode::Busy,
+        ErrorCode::Oom,
+        ErrorCode::NoScript,
+        ErrorCode::MasterDown,
+        ErrorCode::NoAuth,
+    ];
+    let Some(l) = k.str_list("swallow_errors") else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for name in &l.value {
+        match ErrorCode::parse(name).filter(|c| CAN.contains(c)) {
+            Some(c) => out.push(c),
+            None => k.ctx.error(
+                &l.span,
+                format!("{name:?} is not an error the client can swallow"),
+                Some(format!(
+                    "one of: {}",
+                    CAN.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                )),
+            ),
+        }
+    }
+    out
 }
 
 /// Namespace, queue and actors: where messages go and who handles them.

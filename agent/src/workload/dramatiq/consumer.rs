@@ -6,6 +6,12 @@
 //! delay queue (every dispatch call also refreshes this broker's heartbeat), fetch from the queue
 //! when the prefetch has room (or back off when it is empty), hand prefetched messages to free
 //! handlers, then wait for one to finish.
+//!
+//! Errors get Dramatiq 2.2.1's reactions (its `ConsumerThread.run`): a failed fetch restarts that
+//! consumer 3 s later; the delay queue's consumer, on what redis-py raises a `ConnectionError`
+//! for, forgets the delayed messages it held (they stay in its ack set), on any other error
+//! requeues them — and dies for good if that requeue fails too; a failed promotion of a due
+//! message is such an "unexpected" error, the message it popped left in its ack set.
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +24,9 @@ use tokio::task::JoinSet;
 use super::broker::MAX_UNPACK;
 use super::handler::{Handler, Worker};
 use super::message::Message;
-use super::state::{now_ms, timed, State, C_MISSING, C_UNDECODABLE, OP_ACK, OP_ENQ, OP_FETCH};
+use super::state::{
+    now_ms, post_process, timed, State, C_MISSING, C_UNDECODABLE, OP_ACK, OP_ENQ, OP_FETCH,
+};
 use crate::metrics::Recorder;
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Value};
@@ -92,7 +100,17 @@ pub(super) struct Consumer {
     dq_misses: u32,
     next_dq_fetch: Instant,
     dq_prefetch: u64,
+    /// A consumer that failed restarts then (Dramatiq's `dramatiq_restart_delay`).
+    queue_restart: Option<Instant>,
+    dq_restart: Option<Instant>,
+    /// The delay queue's consumer thread died (its requeue failed during an error).
+    dq_dead: bool,
+    /// Consumer restarts after errors, for the run's notes.
+    restarts: u32,
 }
+
+/// Dramatiq's `dramatiq_restart_delay` (3000 ms): a consumer that failed restarts this much later.
+pub(super) const RESTART_DELAY: Duration = Duration::from_secs(3);
 
 impl Consumer {
     fn new(st: Arc<State>, ctx: Ctx, idx: u32) -> Consumer {
@@ -132,6 +150,10 @@ impl Consumer {
             dq_misses: 0,
             next_dq_fetch: Instant::now(),
             dq_prefetch,
+            queue_restart: None,
+            dq_restart: None,
+            dq_dead: false,
+            restarts: 0,
             st,
             ctx,
             idx,
@@ -255,10 +277,62 @@ impl Consumer {
         self.dq_client = Client::new(self.ctx.route.clone());
         self.misses = 0;
         self.dq_misses = 0;
+        self.queue_restart = None;
+        self.dq_restart = None;
+        self.dq_dead = false;
+    }
+
+    /// Whether the delay queue's consumer is running (not dead, not waiting to restart).
+    fn dq_running(&self) -> bool {
+        !self.dq_dead && self.dq_restart.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// The delay queue's consumer failed with `kind` (Dramatiq's `ConsumerThread.run`): a
+    /// connection error drops the delayed messages it held — they stay in its ack set, held by a
+    /// live heartbeat, as dramatiq#527 reports; any other error requeues them first, and if that
+    /// requeue fails the thread dies for good. It restarts after [`RESTART_DELAY`].
+    async fn dq_failed(&mut self, connection: bool) {
+        self.restarts += 1;
+        self.dq_restart = Some(Instant::now() + RESTART_DELAY);
+        if self.held.is_empty() {
+            return;
+        }
+        let n = self.held.len();
+        let requeued = !connection && {
+            let ids: Vec<String> = self.held.iter().map(|h| h.rid.clone()).collect();
+            let refs: Vec<&[u8]> = ids.iter().map(|s| s.as_bytes()).collect();
+            let (st, b) = (&self.st, &self.broker);
+            st.call(&mut self.dq_client, "requeue", &self.dq_name, b, false, &refs)
+                .await
+                .is_ok()
+        };
+        self.st.delayed_held.fetch_sub(n, Ordering::Relaxed);
+        self.held.clear();
+        if requeued {
+            return;
+        }
+        self.dq_dead = !connection;
+        self.ctx.events.push(
+            crate::events::EventKind::Note,
+            format!(
+                "{}: consumer {}'s delay-queue consumer {} {n} delayed messages it held: they \
+                 stay in its ack set until the worker dies (Dramatiq 2.2.1)",
+                self.ctx.metrics.id,
+                self.idx,
+                if connection {
+                    "hit a connection error and forgot"
+                } else {
+                    "died (its requeue failed during an error) holding"
+                }
+            ),
+        );
     }
 
     /// Promote due delayed messages: enqueue a copy on the queue, then ack the .DQ copy.
     async fn promote_due(&mut self) {
+        if !self.dq_running() {
+            return;
+        }
         let now = now_ms();
         while self.held.peek().is_some_and(|h| h.eta <= now) {
             let h = self.held.pop().expect("peeked");
@@ -268,8 +342,10 @@ impl Consumer {
         }
     }
 
-    /// Move one delayed message to the queue; false when its enqueue failed (it is held again
-    /// and retried shortly; the .DQ copy stays unacked).
+    /// Move one delayed message to the queue, then ack its `.DQ` copy as `post_process_message`
+    /// does. False when the enqueue failed: Dramatiq's delay-queue consumer takes it as an
+    /// unexpected error — the message it popped stays in its ack set (no one holds it), the
+    /// rest it held are requeued, and it restarts.
     async fn promote(&mut self, h: Delayed) -> bool {
         let d = &self.st.plan;
         let mut m = h.msg;
@@ -297,36 +373,33 @@ impl Consumer {
             &[new_rid.as_bytes(), body.as_bytes()],
         )
         .await;
+        self.st.delayed_held.fetch_sub(1, Ordering::Relaxed);
         if r.is_err() {
-            m.queue_name = self.dq_name.clone();
-            m.set_option("eta", (now_ms() + 1000).into());
-            self.held.push(Delayed {
-                eta: now_ms() + 1000,
-                rid: h.rid,
-                msg: m,
-            });
+            self.dq_failed(false).await;
             return false;
         }
-        let _ = timed(
+        let (st, rec) = (self.st.clone(), self.rec.clone());
+        let _ = post_process(
             &mut self.dq_client,
-            &self.st,
-            &self.rec,
-            OP_ACK,
+            &st,
+            &self.broker,
             "ack",
             &self.dq_name,
-            &self.broker,
-            false,
-            &[h.rid.as_bytes()],
+            &h.rid,
+            &rec,
+            OP_ACK,
         )
         .await;
-        self.st.delayed_held.fetch_sub(1, Ordering::Relaxed);
         true
     }
 
     /// Fetch from the delay queue when due and below its prefetch (these calls keep this
     /// broker's heartbeat going too, also while the queue's fetches wait for room).
     async fn fetch_delayed(&mut self) {
-        if Instant::now() < self.next_dq_fetch || self.held.len() as u64 >= self.dq_prefetch {
+        if !self.dq_running()
+            || Instant::now() < self.next_dq_fetch
+            || self.held.len() as u64 >= self.dq_prefetch
+        {
             return;
         }
         let d = &self.st.plan;
@@ -343,7 +416,10 @@ impl Consumer {
             &[want.to_string().as_bytes()],
         )
         .await;
-        let got = decode_batch(&self.ctx, r.ok());
+        let got = match r {
+            Ok(v) => decode_batch(&self.ctx, Some(v)),
+            Err(e) => return self.dq_failed(e.kind.is_connection_error()).await,
+        };
         if got.is_empty() {
             self.dq_misses += 1;
             self.next_dq_fetch = Instant::now() + idle_backoff(&mut self.rng, self.dq_misses);
@@ -364,6 +440,9 @@ impl Consumer {
         if !self.cache.is_empty() || out >= d.prefetch as usize {
             return true;
         }
+        if self.queue_restart.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
         let want = (d.prefetch as usize - out) as u64;
         let r = timed(
             &mut self.fetch_client,
@@ -377,7 +456,16 @@ impl Consumer {
             &[want.to_string().as_bytes()],
         )
         .await;
-        let got = decode_batch(&self.ctx, r.ok());
+        // A failed fetch ends this consumer; Dramatiq starts a new one 3 s later (its cache was
+        // empty: a fetch is only sent then).
+        let got = match r {
+            Ok(v) => decode_batch(&self.ctx, Some(v)),
+            Err(_) => {
+                self.restarts += 1;
+                self.queue_restart = Some(Instant::now() + RESTART_DELAY);
+                return false;
+            }
+        };
         if got.is_empty() {
             return false;
         }
@@ -467,6 +555,16 @@ impl Consumer {
 
     /// Graceful stop like Worker.stop(): let handlers finish, requeue what was prefetched or held.
     async fn stop(mut self) {
+        if self.restarts > 0 {
+            self.ctx.events.push(
+                crate::events::EventKind::Note,
+                format!(
+                    "{}: consumer {} restarted a consumer {} times after errors (3 s each, as \
+                     Dramatiq does)",
+                    self.ctx.metrics.id, self.idx, self.restarts
+                ),
+            );
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while self.handlers.join_next().await.is_some() {}
         })

@@ -179,7 +179,8 @@ impl Handler {
         job: &Job,
         op: usize,
     ) -> Result<Value, Error> {
-        post_process(c, &self.st, &self.broker, cmd, &job.rid, &self.rec, op).await
+        let queue = &self.st.plan.queue;
+        post_process(c, &self.st, &self.broker, cmd, queue, &job.rid, &self.rec, op).await
     }
 
     /// Tell the ledger how an ack or nack went: a failure stays in the ack set; a success ends

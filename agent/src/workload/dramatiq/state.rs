@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use super::broker::{dispatch, Broker};
 use super::ledger::Ledger;
 use crate::control::ConsumerSwitch;
+use crate::plan::protocol::ErrorCode;
 use crate::plan::{DramatiqCounter as C, DramatiqPlan};
 use crate::rng::Rng;
-use crate::valkey::{Client, Error, Script, Value};
+use crate::valkey::{Client, Error, ErrorKind, Script, Value};
 
 pub(super) const OP_ENQ: usize = 0;
 pub(super) const OP_FETCH: usize = 1;
@@ -81,7 +82,23 @@ impl State {
         n
     }
 
-    /// One dispatch call of this workload's broker.
+    /// Whether a planted-bug client takes this error reply for success (`swallow_errors`).
+    pub(super) fn swallowed(&self, kind: ErrorKind) -> bool {
+        let code = match kind {
+            ErrorKind::Loading => ErrorCode::Loading,
+            ErrorKind::ReadOnly => ErrorCode::ReadOnly,
+            ErrorKind::Busy => ErrorCode::Busy,
+            ErrorKind::Oom => ErrorCode::Oom,
+            ErrorKind::NoScript => ErrorCode::NoScript,
+            ErrorKind::MasterDown => ErrorCode::MasterDown,
+            ErrorKind::Auth => ErrorCode::NoAuth,
+            ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::Other => return false,
+        };
+        self.plan.swallow_errors.contains(&code)
+    }
+
+    /// One dispatch call of this workload's broker (an error a planted-bug client swallows
+    /// comes back as a nil reply).
     pub(super) async fn call(
         &self,
         c: &mut Client,
@@ -105,6 +122,13 @@ impl State {
             args,
         )
         .await
+        .or_else(|e| {
+            if self.swallowed(e.kind) {
+                Ok(Value::Nil)
+            } else {
+                Err(e)
+            }
+        })
     }
 }
 
@@ -157,43 +181,31 @@ pub(super) async fn timed(
     r
 }
 
-/// Ack or nack as Dramatiq's `post_process_message` does: a connection error is retried every
-/// 5 s (bounded here to 6 tries); any other error drops it (the message stays in the ack set).
+/// Dramatiq's `POST_PROCESS_MESSAGE_RETRY_DELAY_SECS`: how long a failed ack waits to retry.
+pub(super) const ACK_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Ack or nack as Dramatiq 2.2.1's `post_process_message` does: what redis-py raises a
+/// `ConnectionError` for (a broken connection, `LOADING`, `NOAUTH`) is retried every 5 s
+/// (bounded here to 6 tries); any other error (a timeout, `READONLY`, `OOM`, …) is logged as
+/// unhandled and the ack dropped (the message stays in the worker's ack set).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn post_process(
     c: &mut Client,
     st: &State,
     broker: &str,
     cmd: &str,
+    queue: &str,
     rid: &str,
     rec: &crate::metrics::Recorder,
     op: usize,
 ) -> Result<Value, Error> {
-    let d = &st.plan;
     let mut tries = 0;
     loop {
-        let r = timed(
-            c,
-            st,
-            rec,
-            op,
-            cmd,
-            &d.queue,
-            broker,
-            false,
-            &[rid.as_bytes()],
-        )
-        .await;
+        let r = timed(c, st, rec, op, cmd, queue, broker, false, &[rid.as_bytes()]).await;
         match &r {
-            Err(e)
-                if matches!(
-                    e.kind,
-                    crate::valkey::ErrorKind::Connection
-                        | crate::valkey::ErrorKind::Loading
-                        | crate::valkey::ErrorKind::MasterDown
-                ) && tries < 5 =>
-            {
+            Err(e) if e.kind.is_connection_error() && tries < 5 => {
                 tries += 1;
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(ACK_RETRY_DELAY).await;
             }
             _ => return r,
         }
