@@ -663,9 +663,10 @@ value_bytes = 64
 fn compare_embedded_redis_7_against_embedded_valkey() {
     let dir = scratch("compare-embedded");
     // A process fault: both embedded sides are topologies the agent manages, Redis 7.0 included.
+    // The run goes on 1.5 s past the heal: recovery after it is judged.
     let sc = compare_scenario(
         &dir,
-        "1s",
+        "2s",
         r#"
 [[fault]]
 name = "stall"
@@ -681,7 +682,7 @@ duration = "200ms"
             "compare",
             sc.to_str().unwrap(),
             "--duration",
-            "1s",
+            "2s",
             "--quiet",
             "--out",
             out.to_str().unwrap(),
