@@ -105,6 +105,7 @@ pub mod control;
 pub mod events;
 pub mod export;
 pub mod fault;
+pub mod headroom;
 pub mod history;
 #[cfg(test)]
 mod layering;
