@@ -100,7 +100,7 @@ impl Row {
 
 /// The groups of rows `--only` can pick.
 pub const GROUPS: &[&str] = &[
-    "pacing", "commands", "dramatiq", "lock", "plugin", "memory", "proxy",
+    "pacing", "commands", "dramatiq", "lock", "plugin", "memory", "proxy", "headroom",
 ];
 
 fn rusage(who: i32) -> libc::rusage {
@@ -248,7 +248,46 @@ pub async fn run(
         rows.push(proxy(secs, &topo, &url).await?);
     }
     drop(topo);
+    if want("headroom") {
+        rows.push(headroom(secs).await);
+    }
     Ok(rows)
+}
+
+/// The headroom search on ECHO's typical day against the embedded Valkey 9.x (every check and
+/// `p99 < 5ms` on every operation): the sustainable multiple, the ops/s it means, what bounded it.
+async fn headroom(secs: u64) -> Row {
+    let t = Target::AtLeast(1.0);
+    let row = Row::new("headroom", "typical day on embedded Valkey 9.x, p99 < 5ms");
+    let scenario = PathBuf::from("scenarios/cutover/01-typical-day.toml");
+    if !scenario.is_file() {
+        return row.missing(t, "×", "run from the repository root (scenarios/cutover/)");
+    }
+    let o = crate::headroom::Options {
+        scenario,
+        slos: vec!["p99 < 5ms".into()],
+        duration: Some(std::time::Duration::from_secs(secs.max(5))),
+        seed: None,
+        max_multiple: 64.0,
+        precision: 0.05,
+        max_steps: 12,
+        run: crate::run::RunOptions {
+            quiet: true,
+            ..Default::default()
+        },
+    };
+    match crate::headroom::search(&o, tokio_util::sync::CancellationToken::new()).await {
+        Ok(r) => {
+            let steps = r.steps.len();
+            match (r.headroom, r.headroom_per_sec()) {
+                (Some(m), Some(ops)) => row
+                    .own(format!("{m:.2}x ({ops:.0} offered ops/s)"), m, t, "×")
+                    .note(format!("{steps} steps; bounded by the {}", r.limit.name())),
+                _ => row.missing(t, "×", format!("no step passed ({})", r.limit.name())),
+            }
+        }
+        Err(e) => row.missing(t, "×", format!("the search failed: {e}")),
+    }
 }
 
 /// Open model on an idle server: how much the generator adds to the measured latency.

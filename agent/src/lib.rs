@@ -51,7 +51,8 @@
 //!   fails by name and leaves the merged run incomplete.
 //! - [`compat`] probes what the clients rely on, candidate against baseline; [`compare`] runs one
 //!   scenario against both; [`verify`] diffs a source and a destination keyspace read-only after
-//!   a migration (and `lag` times its replication by canary); [`bench`] measures the agent
+//!   a migration (and `lag` times its replication by canary); [`headroom`] searches how much of
+//!   a scenario's load a target takes with every check holding; [`bench`] measures the agent
 //!   against peers in the same run.
 //! - [`plan::provider`] is data about managed services (DigitalOcean, ElastiCache, Aiven):
 //!   hostnames, refused commands and each one's way out.
@@ -105,6 +106,7 @@ pub mod control;
 pub mod events;
 pub mod export;
 pub mod fault;
+pub mod headroom;
 pub mod history;
 #[cfg(test)]
 mod layering;

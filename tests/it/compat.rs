@@ -129,6 +129,17 @@ async fn compat_valkey_candidate_against_redis_7_baseline() {
         assert!(row(&table, same).ends_with("same"), "{same}:\n{table}");
     }
     assert!(row(&table, "auth wrong password").ends_with("skipped"));
+    // READONLY in standalone mode: refused by Redis 7.0, OK on Valkey; informational.
+    let r = row(&table, "readonly readwrite standalone");
+    assert!(
+        r.contains("failed: ERR This instance") && r.contains("OK, OK") && r.ends_with("different"),
+        "{r}"
+    );
+    let r = row(&table, "lolwut banner");
+    assert!(
+        r.contains("Redis ver. 7.0") && r.contains("Valkey ver.") && r.ends_with("different"),
+        "{r}"
+    );
     assert!(!table.contains("<-"), "{table}");
     assert!(took < Duration::from_secs(20), "compat took {took:?}");
     assert_eq!(leftovers(&valkey).await, Vec::<String>::new());
@@ -559,10 +570,16 @@ async fn compat_valkey_8_and_9_candidates_against_redis_7() {
         "noscript error text",
         "lua server.call",
         "lua redis.REDIS_VERSION",
+        "readonly readwrite standalone",
+        "lolwut banner",
         "busy script error",
         "config extended-redis-compatibility",
     ];
-    for (candidate, major) in [(&valkey8, "8.1."), (&valkey9, "9.")] {
+    // LOLWUT: Valkey 9 names itself, Valkey 8.1 still prints "Redis ver." with its own version.
+    for (candidate, major, banner) in [
+        (&valkey8, "8.1.", "Redis ver. 8.1."),
+        (&valkey9, "9.", "Valkey ver. 9."),
+    ] {
         let rep = compat::run(&url(candidate), Some(&url(&redis)), &Default::default())
             .await
             .expect("compat runs");
@@ -612,6 +629,8 @@ async fn compat_valkey_8_and_9_candidates_against_redis_7() {
             "no"
         );
         assert_eq!(rep.candidate.provider, None);
+        let lolwut = rep.row("lolwut banner").unwrap().candidate.cell();
+        assert!(lolwut.starts_with(banner), "{lolwut}\n{text}");
     }
     // Detection labels nothing on loopback; --provider labels the candidate side.
     let opts = compat::Options {
@@ -663,9 +682,10 @@ value_bytes = 64
 fn compare_embedded_redis_7_against_embedded_valkey() {
     let dir = scratch("compare-embedded");
     // A process fault: both embedded sides are topologies the agent manages, Redis 7.0 included.
+    // The run goes on 1.5 s past the heal: recovery after it is judged.
     let sc = compare_scenario(
         &dir,
-        "1s",
+        "2s",
         r#"
 [[fault]]
 name = "stall"
@@ -681,7 +701,7 @@ duration = "200ms"
             "compare",
             sc.to_str().unwrap(),
             "--duration",
-            "1s",
+            "2s",
             "--quiet",
             "--out",
             out.to_str().unwrap(),

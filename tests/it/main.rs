@@ -9,6 +9,7 @@ mod dramatiq;
 mod faults;
 mod foundation;
 mod generator;
+mod headroom;
 mod interop;
 mod judge;
 mod locks;

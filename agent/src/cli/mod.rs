@@ -1,6 +1,6 @@
 //! The command line: parse arguments, dispatch to one handler per command, and turn how the
 //! command ended into the exit code (0 pass, 1 a check failed, 2 usage or scenario error, 3
-//! target or runtime failure) in one place, [`exit`].
+//! target or runtime failure, 4 incomplete) in one place, [`exit`].
 //!
 //! Handlers return `Result<Outcome, CliError>` and never name a number; flags several commands
 //! share are declared once in [`args`]; what a command prints and writes into `--out` goes through
@@ -14,6 +14,7 @@ pub mod signals;
 mod bench;
 mod compare;
 mod compat;
+mod headroom;
 mod lag;
 mod merge;
 mod plugin;
@@ -25,6 +26,7 @@ mod verify;
 pub use bench::BenchArgs;
 pub use compare::CompareArgs;
 pub use compat::CompatArgs;
+pub use headroom::HeadroomArgs;
 pub use lag::LagArgs;
 pub use merge::MergeArgs;
 pub use plugin::PluginCmd;
@@ -84,6 +86,9 @@ pub enum Command {
     Lag(LagArgs),
     /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
     Up(UpArgs),
+    /// How much of a scenario's load the target takes with every check holding (and an SLO):
+    /// scales its open-model rates, doubling then narrowing; exit 1 if not even 1x holds.
+    Headroom(HeadroomArgs),
 }
 
 /// Parse arguments, run, and return the process exit code.
@@ -123,6 +128,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         Command::Merge(a) => merge::merge(&a),
         Command::Compat(a) => compat::compat(&a).await,
         Command::Compare(a) => compare::compare(&a).await,
+        Command::Headroom(a) => headroom::headroom(&a).await,
         Command::Verify(a) => verify::verify(&a).await,
         Command::Lag(a) => lag::lag(&a).await,
         Command::Up(a) => up::up(&a).await,

@@ -94,6 +94,7 @@ impl RunArgs {
             },
             quiet: self.quiet,
             valkey_server,
+            server_args: vec![],
             tls: self.target.tls.choice(),
             allow_destructive: self.allow_destructive,
             skip_destructive: self.skip_destructive,
@@ -133,6 +134,7 @@ pub async fn run(a: RunArgs) -> Result<Outcome, CliError> {
         seed: a.seed,
         thresholds: a.thresholds.clone(),
         shard,
+        rate_multiple: None,
     };
     let mut opts = a.options(a.target.embedded.locate()?);
     // Compile everything first: a scenario error stops the run before any load starts.

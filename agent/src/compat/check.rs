@@ -44,6 +44,8 @@ pub enum Check {
     Mget,
     Scan,
     Pubsub,
+    ReadonlyStandalone,
+    Lolwut,
     BusyScript,
     Loading,
     Misconf,
@@ -54,7 +56,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub const ALL: [Check; 45] = [
+    pub const ALL: [Check; 47] = [
         Check::InfoRedisVersion,
         Check::InfoValkeyVersion,
         Check::InfoServerName,
@@ -93,6 +95,8 @@ impl Check {
         Check::Mget,
         Check::Scan,
         Check::Pubsub,
+        Check::ReadonlyStandalone,
+        Check::Lolwut,
         Check::BusyScript,
         Check::Loading,
         Check::Misconf,
@@ -186,6 +190,10 @@ impl Check {
             Scan => ("scan match count", B, "finalize cleans db 2 with SCAN MATCH COUNT"),
             Pubsub => ("pubsub across dbs", B,
                 "SSE streams subscribe in db 0 to what db 2 publishes"),
+            ReadonlyStandalone => ("readonly readwrite standalone", I,
+                "Valkey answers OK in standalone mode where Redis 7.0 refuses; redis-py sends READONLY only to cluster replicas and ECHO runs standalone"),
+            Lolwut => ("lolwut banner", I,
+                "Valkey 9 prints Valkey ver., Valkey 8.1 still Redis ver. with its own version; only people read it"),
             BusyScript => ("busy script error", T,
                 "redis-py 5.0.6, Dramatiq and ECHO's code get BUSY as a plain ResponseError and match no text; code matching 'Redis is busy' breaks"),
             Loading => ("loading error", T,

@@ -298,6 +298,8 @@ impl Session {
             Mget => self.mget().await,
             Scan => self.scan().await,
             Pubsub => self.pubsub().await,
+            ReadonlyStandalone => self.readonly_readwrite().await,
+            Lolwut => self.lolwut().await,
             ConfigExtendedCompat => self
                 .config_value("extended-redis-compatibility")
                 .await
@@ -461,6 +463,34 @@ impl Session {
             "CLIENT INFO does not show lib-name=redis-py".into()
         })?;
         Ok("OK, shown in CLIENT INFO".into())
+    }
+
+    /// `READONLY` then `READWRITE` on a connection of its own (the second undoes the first
+    /// where the server keeps the flag).
+    async fn readonly_readwrite(&mut self) -> Probed {
+        let mut c = self.open(None).await?;
+        for name in ["READONLY", "READWRITE"] {
+            let v = rq(&mut c, &Cmd::new(name)).await?;
+            expect(v.as_str() == Some("OK"), || {
+                format!("{name} returned {}", text(&v))
+            })?;
+        }
+        Ok("OK, OK".into())
+    }
+
+    /// The last line of `LOLWUT`'s art: the engine's banner and version.
+    async fn lolwut(&mut self) -> Probed {
+        let v = self.q(Cmd::new("LOLWUT")).await?;
+        let art = v.as_str().map(str::to_string).unwrap_or_else(|| text(&v));
+        let Some(line) = art.lines().rev().map(str::trim).find(|l| !l.is_empty()) else {
+            return Err(Fail::Failed("LOLWUT returned nothing".into()));
+        };
+        // "… 1968. Redis ver. 7.0.15" → "Redis ver. 7.0.15": the engine word and its version.
+        let banner = match line.find(" ver. ") {
+            Some(i) => &line[line[..i].rfind(' ').map_or(0, |j| j + 1)..],
+            None => line,
+        };
+        Ok(clip(banner, 38))
     }
 
     async fn select(&mut self, db: u32) -> Probed {

@@ -162,6 +162,14 @@ impl RateSchedule {
     pub fn peak(&self) -> f64 {
         self.stages.iter().map(|s| s.1).fold(self.start, f64::max)
     }
+
+    /// The same schedule at `m` times the rate (stage durations unchanged).
+    pub fn scaled(&self, m: f64) -> RateSchedule {
+        RateSchedule {
+            start: self.start * m,
+            stages: self.stages.iter().map(|(d, r)| (*d, r * m)).collect(),
+        }
+    }
 }
 
 /// Which slice of the run a metric is taken over.

@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub target: TargetChoice,
     pub quiet: bool,
     pub valkey_server: Option<PathBuf>,
+    /// Extra arguments for the embedded servers (primary and replicas), e.g. `--io-threads 2`.
+    pub server_args: Vec<String>,
     pub tls: TlsChoice,
     /// The command line's half of the double opt-in for destructive faults on remote targets.
     pub allow_destructive: bool,

@@ -101,7 +101,8 @@ pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunErro
                 sentinels: plan.topology.sentinels,
                 replication_proxy: plan.topology.replication_proxy,
             };
-            let topo = Topology::start(&bin, spec)
+            let extra: Vec<&str> = opts.server_args.iter().map(String::as_str).collect();
+            let topo = Topology::start_with(&bin, spec, &extra)
                 .await
                 .map_err(|e| RunError::Runtime(format!("embedded valkey: {e}")))?;
             let co = ConnectOptions {

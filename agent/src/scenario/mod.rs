@@ -31,6 +31,8 @@ pub struct Overrides {
     pub thresholds: Vec<String>,
     /// `--shard INDEX/COUNT`: this agent's share of the load.
     pub shard: Option<Shard>,
+    /// `headroom`'s step: every open-model rate times this (closed loops are as they are).
+    pub rate_multiple: Option<f64>,
 }
 
 /// A compiled plan, and what the person running it should know about how it was shaped.
@@ -76,6 +78,13 @@ pub fn compile(file: &Path, text: &str, o: &Overrides) -> Result<Compiled, LoadE
     }
     if let Some(s) = o.seed {
         plan.seed = s;
+    }
+    if let Some(m) = o.rate_multiple {
+        for w in &mut plan.workloads {
+            if let crate::plan::LoadModel::Open(s) = &w.load {
+                w.load = crate::plan::LoadModel::Open(s.scaled(m));
+            }
+        }
     }
     let cat = threshold::Catalog::of_plan(&plan.workloads, &plan.faults);
     for t in &o.thresholds {
