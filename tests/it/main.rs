@@ -19,6 +19,7 @@ mod netns;
 mod oracles;
 mod otlp;
 mod plugins;
+mod proxy;
 mod readme;
 mod recovery;
 mod reports;

@@ -91,15 +91,12 @@ fn toml_blocks(text: &str) -> Vec<String> {
 #[test]
 fn readme_scenarios_compile() {
     let blocks = toml_blocks(&readme());
-    let complete: Vec<&String> = blocks
-        .iter()
-        .filter(|b| b.lines().any(|l| l.starts_with("duration =")))
-        .collect();
+    let complete: Vec<&String> = blocks.iter().filter(|b| complete_scenario(b)).collect();
     assert!(!complete.is_empty(), "the README has a complete scenario");
     for (path, text) in documents() {
         let doc = path.display();
         for b in toml_blocks(&text) {
-            if b.lines().any(|l| l.starts_with("duration =")) {
+            if complete_scenario(&b) {
                 if let Err(d) = valkey_chaos::scenario::compile::compile_str(&path, &b) {
                     panic!("{doc}: scenario does not compile:\n{d}\n---\n{b}");
                 }
@@ -121,6 +118,14 @@ fn readme_scenarios_compile() {
             }
         }
     }
+}
+
+/// A whole scenario: its top level (before the first table) sets `duration`; a `[[fault]]` block
+/// that sets its own `duration` is a fragment.
+fn complete_scenario(b: &str) -> bool {
+    b.lines()
+        .take_while(|l| !l.starts_with('['))
+        .any(|l| l.starts_with("duration ="))
 }
 
 /// A `[workload.<kind>]` fragment inside a minimal scenario with one workload of that kind.

@@ -74,10 +74,7 @@ fn inline(buf: &[u8]) -> Option<Request> {
             args.push(start..i);
         }
     }
-    Some(Request {
-        args,
-        len: end + 1,
-    })
+    Some(Request { args, len: end + 1 })
 }
 
 /// A decimal line at `buf[at..]` ending in CRLF: the number and where the next line starts.

@@ -125,6 +125,49 @@ pub async fn prepare(
                 .is_some_and(|m| m.mode == crate::plan::migration::Mode::ReplicaOf),
         ),
     };
+    check_placement(plan, &label, managed, destructive, &mut skipped)?;
+    // Faults whose commands the target refuses: said before any load, with the way out.
+    if let Target::External(u) = &*t {
+        refused_commands(plan, u, route, &mut skipped, skip_forbidden, provider).await?;
+    }
+    let mut proxies = vec![];
+    if let Target::Migration {
+        source,
+        destination,
+    } = &*t
+    {
+        proxies.extend(migration_proxies(plan, source, destination, route).await?);
+    }
+    proxies.extend(client_proxies(plan, &t, route).await?);
+    if plan.topology.replication_proxy {
+        if let Target::Embedded(topo) = &*t {
+            proxies.extend(replication_proxies(topo, &route.opts).await?);
+        }
+    }
+    let admin = ConnectOptions {
+        lib_info: None,
+        ..route.opts.clone()
+    };
+    drop(t);
+    Ok(Prepared {
+        target,
+        proxies,
+        admin,
+        skipped,
+        controls,
+    })
+}
+
+/// Refuse (or skip, under `--skip-destructive`) the faults this target does not allow: a
+/// destructive fault on a server that is not the agent's, a fault that needs a process the agent
+/// does not manage.
+fn check_placement(
+    plan: &Plan,
+    label: &str,
+    managed: bool,
+    destructive: DestructivePolicy,
+    skipped: &mut Vec<(usize, String)>,
+) -> Result<(), PrepareError> {
     for f in &plan.faults {
         if f.kind.destructive() && destructive != DestructivePolicy::Allowed {
             if destructive == DestructivePolicy::Skip {
@@ -157,84 +200,67 @@ pub async fn prepare(
             )));
         }
     }
-    // Faults whose commands the target refuses: said before any load, with the way out.
-    if let Target::External(u) = &*t {
-        refused_commands(plan, u, route, &mut skipped, skip_forbidden, provider).await?;
+    Ok(())
+}
+
+/// The proxies on the clients' link, one per data node, when a network fault (or a protocol one,
+/// which makes them speak RESP) needs them; the route then leads through them.
+async fn client_proxies(
+    plan: &Plan,
+    t: &Target,
+    route: &mut Route,
+) -> Result<Vec<ProxyEntry>, PrepareError> {
+    let protocol = plan.faults.iter().any(|f| f.kind.protocol());
+    let needs_proxy =
+        plan.faults.iter().any(|f| {
+            (f.kind.network() && !f.kind.on_replication_link(f.link)) || f.kind.protocol()
+        }) && plan.migration.is_none();
+    if !needs_proxy {
+        return Ok(vec![]);
     }
     let mut proxies = vec![];
-    if let Target::Migration {
-        source,
-        destination,
-    } = &*t
-    {
-        proxies.extend(migration_proxies(plan, source, destination, route).await?);
-    }
-    let protocol = plan.faults.iter().any(|f| f.kind.protocol());
-    let needs_proxy = plan
-        .faults
-        .iter()
-        .any(|f| (f.kind.network() && !f.kind.on_replication_link(f.link)) || f.kind.protocol())
-        && plan.migration.is_none();
-    if needs_proxy {
-        let nodes: Vec<(String, SocketAddr)> = match &*t {
-            Target::Embedded(topo) => topo
-                .data_nodes()
-                .map(|n| (n.name.clone(), n.addr()))
-                .collect(),
-            Target::External(_) | Target::Migration { .. } => {
-                let a = route.primary_addr().await.map_err(|e| {
-                    PrepareError::Runtime(format!(
-                        "cannot resolve the target for the fault proxy: {}",
-                        e.msg
-                    ))
-                })?;
-                vec![("target".to_string(), a)]
-            }
-        };
-        // Protocol faults read the agent's commands: the proxy speaks RESP (and TLS to the
-        // server), and the agent reaches it in clear text on loopback.
-        let resp = match (protocol, nodes.first()) {
-            (true, Some((_, first))) => Some(resp_options(plan, route, *first).await),
-            _ => None,
-        };
-        for (name, real) in nodes {
-            let started = match &resp {
-                Some(o) => Proxy::start_resp(real, o.clone()).await,
-                None => Proxy::start(real).await,
-            };
-            let p = started.map_err(|e| {
-                PrepareError::Runtime(format!("cannot start the fault proxy for {name}: {e}"))
+    let nodes: Vec<(String, SocketAddr)> = match t {
+        Target::Embedded(topo) => topo
+            .data_nodes()
+            .map(|n| (n.name.clone(), n.addr()))
+            .collect(),
+        Target::External(_) | Target::Migration { .. } => {
+            let a = route.primary_addr().await.map_err(|e| {
+                PrepareError::Runtime(format!(
+                    "cannot resolve the target for the fault proxy: {}",
+                    e.msg
+                ))
             })?;
-            if resp.is_some() {
-                route.via.insert_plain(real, p.listen);
-            } else {
-                route.via.insert(real, p.listen);
-            }
-            proxies.push(ProxyEntry {
-                node: name,
-                real,
-                proxy: p,
-                link: Link::Clients,
-            });
+            vec![("target".to_string(), a)]
         }
-    }
-    if plan.topology.replication_proxy {
-        if let Target::Embedded(topo) = &*t {
-            proxies.extend(replication_proxies(topo, &route.opts).await?);
-        }
-    }
-    let admin = ConnectOptions {
-        lib_info: None,
-        ..route.opts.clone()
     };
-    drop(t);
-    Ok(Prepared {
-        target,
-        proxies,
-        admin,
-        skipped,
-        controls,
-    })
+    // Protocol faults read the agent's commands: the proxy speaks RESP (and TLS to the
+    // server), and the agent reaches it in clear text on loopback.
+    let resp = match (protocol, nodes.first()) {
+        (true, Some((_, first))) => Some(resp_options(plan, route, *first).await),
+        _ => None,
+    };
+    for (name, real) in nodes {
+        let started = match &resp {
+            Some(o) => Proxy::start_resp(real, o.clone()).await,
+            None => Proxy::start(real).await,
+        };
+        let p = started.map_err(|e| {
+            PrepareError::Runtime(format!("cannot start the fault proxy for {name}: {e}"))
+        })?;
+        if resp.is_some() {
+            route.via.insert_plain(real, p.listen);
+        } else {
+            route.via.insert(real, p.listen);
+        }
+        proxies.push(ProxyEntry {
+            node: name,
+            real,
+            proxy: p,
+            link: Link::Clients,
+        });
+    }
+    Ok(proxies)
 }
 
 /// How the RESP proxies are set up: the target's TLS, whose error texts to speak (asked of the
@@ -245,26 +271,7 @@ async fn resp_options(plan: &Plan, route: &Route, addr: SocketAddr) -> RespOptio
         lib_info: None,
         ..route.opts.clone()
     };
-    let engine = match Conn::connect(addr, &admin).await {
-        Ok(mut c) => {
-            let hello = c.request(&Cmd::new("HELLO")).await.ok();
-            let server = hello
-                .and_then(|v| v.into_array())
-                .and_then(|kv| {
-                    kv.chunks(2)
-                        .find(|p| p[0].as_str() == Some("server"))
-                        .and_then(|p| p.get(1).and_then(|v| v.as_str()).map(str::to_string))
-                })
-                .unwrap_or_default();
-            let info = c.request(&Cmd::new("INFO").arg("server")).await.ok();
-            let valkey = info
-                .as_ref()
-                .and_then(|v| v.as_str())
-                .is_some_and(|t| t.contains("server_name:valkey"));
-            Some(Engine::from_server(&server, valkey))
-        }
-        Err(_) => None,
-    };
+    let engine = Engine::detect(addr, &admin).await;
     RespOptions {
         tls: route.opts.tls.clone(),
         engine,

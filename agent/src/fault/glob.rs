@@ -72,7 +72,10 @@ fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
             hit |= pattern[i + 1] == c;
             i += 2;
         } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
-            let (a, b) = (pattern[i].min(pattern[i + 2]), pattern[i].max(pattern[i + 2]));
+            let (a, b) = (
+                pattern[i].min(pattern[i + 2]),
+                pattern[i].max(pattern[i + 2]),
+            );
             hit |= a <= c && c <= b;
             i += 3;
         } else {

@@ -199,7 +199,8 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             provider_failover(f, env, *reply, flip.as_ref()).await
         }
         FaultKind::MemoryPressure { policy, rate } => {
-            let (i, target, evictor) = super::pressure_fault::inject(f, env, *policy, *rate).await?;
+            let (i, target, evictor) =
+                super::pressure_fault::inject(f, env, *policy, *rate).await?;
             Ok(Guard::new(target, Undo::Pressure(i, f.index, evictor)))
         }
         FaultKind::ReplicationLag { delay, jitter } => {
@@ -497,7 +498,11 @@ async fn provider_failover(
         _ => "then the same endpoint".into(),
     };
     Ok(Guard::new(
-        format!("{}: connections reset, {} {then}", via(env, i), reply.name()),
+        format!(
+            "{}: connections reset, {} {then}",
+            via(env, i),
+            reply.name()
+        ),
         Undo::Resp(i, f.index, to),
     ))
 }

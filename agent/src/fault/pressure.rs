@@ -325,7 +325,12 @@ mod tests {
         assert_eq!(t.victim(ttl, &[], 0.0), Some(key(0, "b")));
         assert_eq!(t.victim(ttl, &[], 0.0), None);
         // A script's keys are never taken for the agent's own writes.
-        run(&mut t, 0, &["EVALSHA", "x", "1", "dramatiq", "enqueue"], 1000);
+        run(
+            &mut t,
+            0,
+            &["EVALSHA", "x", "1", "dramatiq", "enqueue"],
+            1000,
+        );
         assert_eq!(t.len(), 1);
         run(&mut t, 0, &["FLUSHDB"], 1000);
         assert_eq!(t.len(), 0);

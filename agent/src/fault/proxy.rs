@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::pressure::Tracker;
 use super::replies::Engine;
 use super::toxic::Shared;
-pub use super::toxic::{Act, Direction, Pressure, RespToxic, Toxics};
+pub use super::toxic::{error_reply, Act, Direction, Pressure, RespToxic, Toxics};
 use super::wire::{reset_on_close, writer, Chunk};
 use crate::valkey::conn::TlsSettings;
 
@@ -233,7 +233,10 @@ async fn pump(
                     break;
                 }
             }
-            if tx.send((buf[..n].to_vec(), s.byte_delay(upstream))).is_err() {
+            if tx
+                .send((buf[..n].to_vec(), s.byte_delay(upstream)))
+                .is_err()
+            {
                 break;
             }
         }

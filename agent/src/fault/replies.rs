@@ -3,8 +3,11 @@
 //! `tests/it/proxy.rs`), and which commands each error reaches on a real server — `LOADING`
 //! spares the commands served while loading, `READONLY` reaches only writes, and so on.
 
+use std::net::SocketAddr;
+
 use super::command::Command;
 use crate::plan::protocol::ErrorCode;
+use crate::valkey::{Cmd, Conn, ConnectOptions};
 
 /// Which server the proxy speaks for, as its clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,27 @@ impl Engine {
             name: "Redis".into(),
             valkey: false,
         }
+    }
+
+    /// Ask the server at `addr` (`HELLO`'s `server`, `INFO server`'s `server_name`); `None` when
+    /// it cannot be reached.
+    pub async fn detect(addr: SocketAddr, opts: &ConnectOptions) -> Option<Engine> {
+        let mut c = Conn::connect(addr, opts).await.ok()?;
+        let hello = c.request(&Cmd::new("HELLO")).await.ok();
+        let server = hello
+            .and_then(|v| v.into_array())
+            .and_then(|kv| {
+                kv.chunks(2)
+                    .find(|p| p[0].as_str() == Some("server"))
+                    .and_then(|p| p.get(1).and_then(|v| v.as_str()).map(str::to_string))
+            })
+            .unwrap_or_default();
+        let info = c.request(&Cmd::new("INFO").arg("server")).await.ok();
+        let valkey = info
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .is_some_and(|t| t.contains("server_name:valkey"));
+        Some(Engine::from_server(&server, valkey))
     }
 
     /// From `HELLO`'s `server` field and whether `INFO server` has `server_name:valkey`.
@@ -124,8 +148,13 @@ mod tests {
         assert!(r.text(ErrorCode::Misconf).contains("check the Redis logs"));
         // Valkey with extended-redis-compatibility: "redis" in HELLO, Valkey's NOSCRIPT.
         let compat = Engine::from_server("redis", true);
-        assert!(compat.text(ErrorCode::Busy).starts_with("BUSY Redis is busy"));
-        assert_eq!(compat.text(ErrorCode::NoScript), v.text(ErrorCode::NoScript));
+        assert!(compat
+            .text(ErrorCode::Busy)
+            .starts_with("BUSY Redis is busy"));
+        assert_eq!(
+            compat.text(ErrorCode::NoScript),
+            v.text(ErrorCode::NoScript)
+        );
         for c in ErrorCode::ALL {
             assert!(v.text(c).starts_with(c.name()), "{c:?}");
         }

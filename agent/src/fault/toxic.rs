@@ -161,9 +161,7 @@ impl Shared {
                 } else {
                     (self.unit() * 2.0 - 1.0) * j.as_secs_f64()
                 };
-                Some(
-                    Instant::now() + Duration::from_secs_f64((d.as_secs_f64() + jitter).max(0.0)),
-                )
+                Some(Instant::now() + Duration::from_secs_f64((d.as_secs_f64() + jitter).max(0.0)))
             }
             _ => None,
         }
@@ -322,7 +320,11 @@ impl Shared {
             }
             None => {
                 p.refused.fetch_add(1, Ordering::Relaxed);
-                let text = self.engine.read().expect("engine lock").text(ErrorCode::Oom);
+                let text = self
+                    .engine
+                    .read()
+                    .expect("engine lock")
+                    .text(ErrorCode::Oom);
                 Some(error_reply(&text))
             }
         }
@@ -369,7 +371,10 @@ mod tests {
             id: 1,
             act: error(ErrorCode::ReadOnly, CommandFilter::default()),
         });
-        assert!(matches!(decide(&s, &["SET", "k", "v"]), Decision::Answer(_)));
+        assert!(matches!(
+            decide(&s, &["SET", "k", "v"]),
+            Decision::Answer(_)
+        ));
         assert_eq!(decide(&s, &["GET", "k"]), Decision::Forward(Duration::ZERO));
         assert_eq!(
             decide(&s, &["AUTH", "pw"]),

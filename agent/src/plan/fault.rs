@@ -446,7 +446,7 @@ impl FaultKind {
             | FaultKind::SlowClose { .. }
             | FaultKind::LimitData { .. }
             | FaultKind::Partition
-           | FaultKind::Error { .. }
+            | FaultKind::Error { .. }
             | FaultKind::DropReply { .. }
             | FaultKind::CommandLatency { .. }
             | FaultKind::IdleReap { .. }
@@ -626,6 +626,20 @@ impl FaultKind {
             | FaultKind::Reset
             | FaultKind::Blackhole
             | FaultKind::Partition => vec![],
+            FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => self.protocol_params(),
+        }
+    }
+
+    /// The parameters of a fault in the RESP proxy (none for the others).
+    fn protocol_params(&self) -> Vec<(&'static str, ParamValue)> {
+        use ParamValue::{Secs, Text};
+        match self {
             FaultKind::Error { reply, filter } => {
                 let mut v = vec![("reply", Text(reply.name().into()))];
                 v.extend(filter_params(filter));
@@ -663,6 +677,7 @@ impl FaultKind {
                 ("policy", Text(policy.name().into())),
                 ("rate", Secs(*rate)),
             ],
+            _ => vec![],
         }
     }
 

@@ -6,8 +6,8 @@
 //! Small types several kind files share ([`Topology`], [`DurDist`]) live in leaf files of their
 //! own, which those files import and this one re-exports.
 
-pub mod counter;
 pub mod command_table;
+pub mod counter;
 pub mod dur_dist;
 pub mod fault;
 pub mod migration;

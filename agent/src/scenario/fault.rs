@@ -6,9 +6,7 @@ use crate::plan::command_table;
 use crate::plan::fault::{
     Direction, FailoverMode, FaultKind, FaultPlan, Link, MemLimit, NodeSel, SwitchProcedure, TYPES,
 };
-use crate::plan::protocol::{
-    AfterDrop, CommandClass, CommandFilter, ErrorCode, Eviction, FlipTo,
-};
+use crate::plan::protocol::{AfterDrop, CommandClass, CommandFilter, ErrorCode, Eviction, FlipTo};
 use crate::scenario::reader::Obj;
 use crate::units::parse_bytes;
 
@@ -461,7 +459,9 @@ fn read_error(f: &Obj) -> Option<FaultKind> {
         );
         return None;
     };
-    let reply = t.choice("reply", &names).and_then(|r| ErrorCode::parse(&r.value));
+    let reply = t
+        .choice("reply", &names)
+        .and_then(|r| ErrorCode::parse(&r.value));
     if reply.is_none() && !t.has("reply") {
         t.missing("reply", Some(format!("one of: {}", names.join(", "))));
     }

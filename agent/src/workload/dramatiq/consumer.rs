@@ -302,9 +302,16 @@ impl Consumer {
             let ids: Vec<String> = self.held.iter().map(|h| h.rid.clone()).collect();
             let refs: Vec<&[u8]> = ids.iter().map(|s| s.as_bytes()).collect();
             let (st, b) = (&self.st, &self.broker);
-            st.call(&mut self.dq_client, "requeue", &self.dq_name, b, false, &refs)
-                .await
-                .is_ok()
+            st.call(
+                &mut self.dq_client,
+                "requeue",
+                &self.dq_name,
+                b,
+                false,
+                &refs,
+            )
+            .await
+            .is_ok()
         };
         self.st.delayed_held.fetch_sub(n, Ordering::Relaxed);
         self.held.clear();

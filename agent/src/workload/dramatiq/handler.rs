@@ -180,7 +180,17 @@ impl Handler {
         op: usize,
     ) -> Result<Value, Error> {
         let queue = &self.st.plan.queue;
-        post_process(c, &self.st, &self.broker, cmd, queue, &job.rid, &self.rec, op).await
+        post_process(
+            c,
+            &self.st,
+            &self.broker,
+            cmd,
+            queue,
+            &job.rid,
+            &self.rec,
+            op,
+        )
+        .await
     }
 
     /// Tell the ledger how an ack or nack went: a failure stays in the ack set; a success ends

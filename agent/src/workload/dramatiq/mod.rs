@@ -148,7 +148,13 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         let r = c
             .eval_script_encoded(&st.script, &cmd, &mut status)
             .await
-            .or_else(|kind| if st.swallowed(kind) { Ok(()) } else { Err(kind) });
+            .or_else(|kind| {
+                if st.swallowed(kind) {
+                    Ok(())
+                } else {
+                    Err(kind)
+                }
+            });
         let end = Instant::now();
         let start = if pacer.is_open() { intended } else { sent };
         match r {
