@@ -37,7 +37,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost signed by it.
-fn make_certs(dir: &Path) {
+pub fn make_certs(dir: &Path) {
     let p256 = [
         "-newkey",
         "ec",

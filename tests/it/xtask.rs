@@ -70,15 +70,41 @@ fn chaos_quick_runs_setup_plugins_release_build_then_the_gate_subset() {
 fn chaos_runs_every_cutover_scenario_with_a_target_and_extra_arguments() {
     let files = cutover(&[]);
     assert!(files.len() >= 7, "{files:?}");
+    // Against a target, the managed versions replace the scenarios that need the server.
+    let managed: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let m = f.replace("scenarios/cutover/", "scenarios/cutover/managed/");
+            if repo_root().join(&m).is_file() {
+                m
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    let replaced = managed.iter().filter(|m| m.contains("/managed/")).count();
+    assert_eq!(replaced, 3, "{managed:?}");
     let got = steps(&["chaos", "redis://127.0.0.1:1", "--", "--seed", "5"]);
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(
         got[3],
         format!(
             "./target/release/valkey-chaos run {} --out out/chaos --target redis://127.0.0.1:1 --seed 5",
-            files.join(" ")
+            managed.join(" ")
         )
     );
+    let o = xtask(&["--dry-run", "chaos", "redis://127.0.0.1:1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "chaos: scenarios/cutover/managed/03-failover-under-load.toml runs in place of \
+             scenarios/cutover/03-failover-under-load.toml"
+        ),
+        "{err}"
+    );
+    // Without a target the gate is the embedded one, whole.
+    let got = steps(&["chaos"]);
+    assert!(got[3].contains(&files.join(" ")), "{got:?}");
 }
 
 #[test]

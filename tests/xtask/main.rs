@@ -71,6 +71,8 @@ const TASKS: &[(&str, &str, &str)] = &[
 /// The cutover gate's scenarios and arguments (glob patterns expanded here, sorted).
 const CHAOS_GLOB: &str = "scenarios/cutover/*.toml";
 const CHAOS_QUICK_GLOB: &str = "scenarios/cutover/0[1347]-*.toml";
+/// The gate's scenarios for a target that grants no admin command, by the name they replace.
+const MANAGED_DIR: &str = "scenarios/cutover/managed";
 
 /// Why a task stopped: the exit code to give and what to say.
 #[derive(Debug, PartialEq)]
@@ -284,7 +286,10 @@ impl Xtask {
                 ))
             }
         };
-        let files = expand(&self.root, glob)?;
+        let mut files = expand(&self.root, glob)?;
+        if target.as_deref().is_some_and(|t| !t.is_empty()) {
+            files = self.managed_gate(files);
+        }
         self.prepare_agent()?;
         let mut a: Vec<&str> = vec!["run"];
         a.extend(files.iter().map(String::as_str));
@@ -295,6 +300,28 @@ impl Xtask {
         }
         a.extend(extra.iter().map(String::as_str));
         self.run(".", "./target/release/valkey-chaos", &a)
+    }
+
+    /// Against a target URL, each gate scenario that needs the server's cooperation (a failover,
+    /// `CONFIG`) runs as its managed version (`scenarios/cutover/managed/`, same name): the same
+    /// failure class through the agent's proxy. Says which ran in place of which.
+    fn managed_gate(&self, files: Vec<String>) -> Vec<String> {
+        files
+            .into_iter()
+            .map(|f| {
+                let name = f.rsplit('/').next().unwrap_or(&f);
+                let managed = format!("{MANAGED_DIR}/{name}");
+                if self.root.join(&managed).is_file() {
+                    eprintln!(
+                        "chaos: {managed} runs in place of {f}: a target grants no failover or \
+                         CONFIG, so the agent's proxy imitates it"
+                    );
+                    managed
+                } else {
+                    f
+                }
+            })
+            .collect()
     }
 
     fn bench(&mut self, args: &[String]) -> Result {

@@ -193,10 +193,14 @@ fn check_placement(
                 continue;
             }
             return Err(PrepareError::Refused(format!(
-                "fault #{} {:?} (type {}) needs a server process the agent manages, but the target is {label}; run it against the embedded topology (no --target)",
+                "fault #{} {:?} (type {}) needs a server process the agent manages, but the target is {label}; run it against the embedded topology (no --target){}",
                 f.index,
                 f.name,
-                f.kind.type_name()
+                f.kind.type_name(),
+                f.kind
+                    .proxy_stand_in()
+                    .map(|w| format!(", or on this target: {w}"))
+                    .unwrap_or_default()
             )));
         }
     }
@@ -488,10 +492,14 @@ async fn refused_commands(
             let Some(why) = why else {
                 continue;
             };
-            let way_out = provider
-                .and_then(|p| p.way_out(cmd))
-                .map(|w| format!("{w}; "))
-                .unwrap_or_default();
+            let way_out: String = [
+                provider.and_then(|p| p.way_out(cmd)),
+                f.kind.proxy_stand_in(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|w| format!("{w}; "))
+            .collect();
             let msg = format!(
                 "fault #{} {:?} (type {}) needs {cmd}, but {why}: {way_out}remove the fault, or pass \
                  --skip-forbidden to run the rest",

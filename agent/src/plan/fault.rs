@@ -375,6 +375,48 @@ impl FaultKind {
         matches!(self.class(), Class::Topology | Class::Server)
     }
 
+    /// The fault that imitates this one through the agent's proxy, where the target refuses
+    /// what this one needs (a managed service): the way out a refusal offers.
+    pub fn proxy_stand_in(&self) -> Option<&'static str> {
+        match self {
+            FaultKind::Failover { .. } | FaultKind::Kill { .. } | FaultKind::Pause => {
+                Some("type = \"provider-failover\" imitates a failover through the agent's proxy")
+            }
+            FaultKind::Memory { .. } => Some(
+                "type = \"memory-pressure\" imitates it through the agent's proxy (OOM, eviction \
+                 of the agent's own keys)",
+            ),
+            FaultKind::IdleTimeout { .. } => {
+                Some("type = \"idle-reap\" closes idle connections in the agent's proxy instead")
+            }
+            FaultKind::DebugSleep | FaultKind::ClientPause { .. } => {
+                Some("type = \"command-latency\" holds commands in the agent's proxy instead")
+            }
+            FaultKind::ClientKill => {
+                Some("type = \"reset\" resets the agent's connections in its proxy instead")
+            }
+            FaultKind::Latency { .. }
+            | FaultKind::Bandwidth { .. }
+            | FaultKind::Reset
+            | FaultKind::Blackhole
+            | FaultKind::SlowClose { .. }
+            | FaultKind::LimitData { .. }
+            | FaultKind::Partition
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition
+            | FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. }
+            | FaultKind::Switch { .. }
+            | FaultKind::Error { .. }
+            | FaultKind::DropReply { .. }
+            | FaultKind::CommandLatency { .. }
+            | FaultKind::IdleReap { .. }
+            | FaultKind::Flip { .. }
+            | FaultKind::ProviderFailover { .. }
+            | FaultKind::MemoryPressure { .. } => None,
+        }
+    }
+
     /// For a fault that stands in for a server event the agent may not cause on a managed
     /// target: that it is imitated through the proxy, and what the imitation cannot show.
     pub fn imitation(&self) -> Option<&'static str> {
