@@ -332,3 +332,42 @@ async fn an_error_on_the_broker_is_an_error_and_a_client_that_swallows_it_loses_
         }
     }
 }
+
+/// Replies of the broker's scripts dropped (the command ran, the client never heard): an
+/// enqueue that may have landed is counted ambiguous, never lost, and the ledger finds out
+/// whether it landed.
+#[tokio::test]
+async fn a_dropped_enqueue_reply_is_ambiguous_never_lost() {
+    let dir = scratch("proxy-drop-enqueue");
+    let sc = scenario(
+        &dir,
+        "drop",
+        r#"
+duration = "8s"
+recover_within = "5s"
+[[workload]]
+id = "tasks"
+type = "dramatiq"
+[workload.dramatiq]
+queue = "dropped"
+producers = 1
+rate_per_sec = 60
+consumers = 0
+drain_timeout = "5s"
+[[fault]]
+name = "drop"
+type = "drop-reply"
+at = "1s"
+duration = "1s"
+[fault.drop-reply]
+commands = ["EVALSHA"]
+rate = 0.5
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    let c = |n| s.counter("tasks", n).unwrap();
+    assert!(c("ambiguous") > 0.0, "{:#?}", s.counters);
+    // The command ran before its reply was dropped: every ambiguous enqueue landed.
+    assert_eq!(c("ambiguous_landed"), c("ambiguous"), "{:#?}", s.counters);
+    assert_eq!(c("lost"), 0.0, "{:#?}", s.counters);
+}
