@@ -371,3 +371,57 @@ rate = 0.5
     assert_eq!(c("ambiguous_landed"), c("ambiguous"), "{:#?}", s.counters);
     assert_eq!(c("lost"), 0.0, "{:#?}", s.counters);
 }
+
+/// Memory pressure through the proxy on a shared server: the agent's own keys with a TTL are
+/// evicted to make room (`volatile-lru`), keys it did not write — with a TTL too — never are.
+#[tokio::test]
+async fn memory_pressure_evicts_only_the_agents_own_keys() {
+    let t = start_single().await;
+    let mut c = conn(&t).await;
+    for i in 0..200 {
+        cmd(&mut c, &["SET", &format!("theirs:{i}"), "x", "EX", "600"]).await;
+    }
+    let dir = scratch("proxy-pressure");
+    let sc = scenario(
+        &dir,
+        "pressure",
+        r#"
+duration = "6s"
+recover_within = "3s"
+[[workload]]
+id = "cache"
+type = "commands"
+clients = 2
+rate_per_sec = 200
+[workload.commands]
+mix = { setex = 1 }
+keys = 100000
+value_bytes = 100
+[[fault]]
+name = "memory"
+type = "memory-pressure"
+at = "2s"
+duration = "1500ms"
+[fault.memory-pressure]
+policy = "volatile-lru"
+"#,
+    );
+    let s = run_plan(&sc, Some(url(&t))).await;
+    let note = s
+        .events
+        .iter()
+        .find(|e| e.detail.contains("of the agent's keys evicted"))
+        .unwrap_or_else(|| panic!("{:#?}", s.events));
+    let evicted: u64 = note
+        .detail
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(evicted > 0, "{}", note.detail);
+    for i in 0..200 {
+        let v = cmd(&mut c, &["EXISTS", &format!("theirs:{i}")]).await;
+        assert_eq!(v, Value::Int(1), "theirs:{i} was evicted: {}", note.detail);
+    }
+}
