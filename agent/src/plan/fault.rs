@@ -719,7 +719,26 @@ impl FaultKind {
                 ("policy", Text(policy.name().into())),
                 ("rate", Secs(*rate)),
             ],
-            _ => vec![],
+            FaultKind::Failover { .. }
+            | FaultKind::Kill { .. }
+            | FaultKind::Pause
+            | FaultKind::ClientPause { .. }
+            | FaultKind::ClientKill
+            | FaultKind::DebugSleep
+            | FaultKind::Memory { .. }
+            | FaultKind::IdleTimeout { .. }
+            | FaultKind::Latency { .. }
+            | FaultKind::Bandwidth { .. }
+            | FaultKind::Reset
+            | FaultKind::Blackhole
+            | FaultKind::SlowClose { .. }
+            | FaultKind::LimitData { .. }
+            | FaultKind::Partition
+            | FaultKind::ReplicationLag { .. }
+            | FaultKind::ReplicationPartition
+            | FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. }
+            | FaultKind::Switch { .. } => vec![],
         }
     }
 
