@@ -35,7 +35,10 @@
 //!   mapping.
 //! - [`plugin`] hosts WASM scenario plugins (wasmtime components, one store per VU, sandboxed).
 //! - [`fault`] checks faults against the target, schedules them, injects and heals them through
-//!   guards; [`fault::proxy`] is the TCP proxy that carries the network toxics.
+//!   guards; [`fault::proxy`] is the TCP proxy that carries the network toxics, and in RESP mode
+//!   reads the agent's commands for the protocol faults (injected errors in each engine's own
+//!   text from [`fault::replies`], dropped replies, per-command latency, the idle reaper, a flip,
+//!   and the provider-failover and memory-pressure imitations a managed target needs).
 //! - [`metrics`] are HdrHistogram recorders (latency from the intended start and service time),
 //!   the interval collector, the declared counters and the `.hlog` encoder.
 //! - [`summary`] is `summary.json`'s schema and its one judge: `summary::build::judge` turns the

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::command::{parse, Command};
 use super::toxic::{Decision, Shared, EXECABORT};
-use super::upstream::Upstream;
+use super::upstream;
 use super::wire::{reset_on_close, writer, Chunk};
 use crate::plan::protocol::AfterDrop;
 
@@ -76,7 +76,7 @@ impl Link {
 pub async fn handle(client: TcpStream, s: Arc<Shared>) -> io::Result<()> {
     let addr = *s.upstream.read().expect("upstream lock");
     let fd = client.as_raw_fd();
-    let server = match Upstream::connect(addr, s.tls.as_ref()).await {
+    let server = match upstream::connect(addr, s.tls.as_ref()).await {
         Ok(u) => u,
         Err(_) => {
             let _ = reset_on_close(fd);

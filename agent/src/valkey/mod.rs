@@ -5,6 +5,7 @@ pub mod conn;
 pub mod embedded;
 pub mod error;
 pub mod resp;
+pub mod stream;
 pub mod target;
 pub mod url;
 
