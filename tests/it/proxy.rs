@@ -429,3 +429,82 @@ policy = "volatile-lru"
         assert_eq!(v, Value::Int(1), "theirs:{i} was evicted: {}", note.detail);
     }
 }
+
+/// The proxy's command table (`plan::command_table`: what is a read, a write, a script, where
+/// the keys are) is Valkey 8.1's own: every row against what `COMMAND` says, both ways.
+#[tokio::test]
+async fn the_command_table_is_what_valkey_8_1_says() {
+    use valkey_chaos::plan::command_table::{self as table, TABLE};
+    let t = start_bin(&valkey8_bin()).await;
+    let mut c = conn(&t).await;
+    let all = cmd(&mut c, &["COMMAND"])
+        .await
+        .into_array()
+        .expect("COMMAND");
+    fn flags(v: &Value) -> u16 {
+        let names = [
+            ("write", table::WRITE),
+            ("readonly", table::READONLY),
+            ("denyoom", table::DENYOOM),
+            ("loading", table::LOADING),
+            ("stale", table::STALE),
+            ("allow_busy", table::ALLOW_BUSY),
+            ("no_auth", table::NO_AUTH),
+            ("pubsub", table::PUBSUB),
+            ("blocking", table::BLOCKING),
+            ("movablekeys", table::MOVABLE),
+        ];
+        let got: Vec<String> = v
+            .clone()
+            .into_array()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        names
+            .iter()
+            .filter(|(n, _)| got.iter().any(|g| g == n))
+            .map(|(_, b)| *b)
+            .fold(0, |a, b| a | b)
+    }
+    fn int(v: &Value) -> i32 {
+        match v {
+            Value::Int(i) => *i as i32,
+            other => panic!("not an integer: {other:?}"),
+        }
+    }
+    let mut seen = 0;
+    let mut check = |e: &[Value]| {
+        let name = e[0].as_str().expect("name").to_ascii_lowercase();
+        let row = table::lookup(&name).unwrap_or_else(|| panic!("{name} is not in the table"));
+        assert_eq!(
+            (row.1 & !table::SCRIPT, row.2, row.3, row.4),
+            (flags(&e[2]), int(&e[3]), int(&e[4]), int(&e[5])),
+            "{name}"
+        );
+        seen += 1;
+    };
+    for entry in &all {
+        let e = entry.clone().into_array().expect("an entry");
+        check(&e);
+        for sub in e
+            .get(9)
+            .cloned()
+            .and_then(Value::into_array)
+            .unwrap_or_default()
+        {
+            check(&sub.into_array().expect("a subcommand"));
+        }
+    }
+    assert_eq!(seen, TABLE.len(), "rows the server does not have");
+    for s in [
+        "eval",
+        "evalsha",
+        "eval_ro",
+        "evalsha_ro",
+        "fcall",
+        "fcall_ro",
+    ] {
+        assert!(table::lookup(s).unwrap().1 & table::SCRIPT != 0, "{s}");
+    }
+}
