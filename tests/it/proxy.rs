@@ -114,6 +114,37 @@ async fn same_texts_as(bin: &Path) {
         real
     );
 
+    // BUSY: a script spinning past busy-reply-threshold, seen from a second connection.
+    cmd(
+        &mut direct,
+        &["CONFIG", "SET", "busy-reply-threshold", "100"],
+    )
+    .await;
+    let addr = a.primary().addr();
+    let spin = tokio::spawn(async move {
+        let mut c = connect(addr).await;
+        let body = "local t = redis.call('TIME') \
+            local stop = tonumber(t[1]) * 1000000 + tonumber(t[2]) + 3000000 \
+            repeat t = redis.call('TIME') until tonumber(t[1]) * 1000000 + tonumber(t[2]) >= stop \
+            return 1";
+        let _ = send(&mut c, &["EVAL", body, "0"]).await;
+    });
+    let mut real = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Err(e) = send(&mut direct, &["GET", "vc:proxy:k"]).await {
+            real = e.msg;
+            break;
+        }
+    }
+    let _ = send(&mut direct, &["SCRIPT", "KILL"]).await;
+    spin.await.unwrap();
+    assert!(real.starts_with("BUSY"), "{real:?}");
+    assert_eq!(
+        injected(&p, ErrorCode::Busy, &["SET", "vc:proxy:k", "v"]).await,
+        real
+    );
+
     cmd(
         &mut direct,
         &["CONFIG", "SET", "maxmemory-policy", "noeviction"],

@@ -1,7 +1,7 @@
 //! What a server answers when it refuses a command, engine by engine: the exact error texts of
 //! Redis 7.0 and Valkey 8/9 (read from their binaries; those a test can provoke — `NOSCRIPT`,
-//! `READONLY`, `OOM` — checked against running servers by `tests/it/proxy.rs`; `BUSY`'s by
-//! `compat`), and which commands each error reaches on a real server — `LOADING`
+//! `READONLY`, `BUSY`, `OOM` — checked against running servers by `tests/it/proxy.rs`), and
+//! which commands each error reaches on a real server — `LOADING`
 //! spares the commands served while loading, `READONLY` reaches only writes, and so on.
 
 use std::net::SocketAddr;
