@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use valkey_chaos::fault::proxy::{error_reply, Act, Proxy, RespOptions, RespToxic};
+use valkey_chaos::fault::proxy::{Act, Proxy, RespOptions, RespToxic};
 use valkey_chaos::fault::replies::Engine;
 use valkey_chaos::plan::protocol::{AfterDrop, CommandClass, CommandFilter, ErrorCode};
 use valkey_chaos::valkey::{Cmd, Conn, ConnectOptions, Error, ErrorKind, Value};
@@ -75,7 +75,7 @@ async fn injected(p: &Proxy, code: ErrorCode, args: &[&str]) -> String {
         act: Act::Error {
             code,
             filter: only(&["SET", "EVALSHA"]),
-            reply: error_reply(&p.engine().text(code)),
+            reply: p.error_reply(code),
         },
     });
     let mut c = connect(p.listen).await;

@@ -417,8 +417,7 @@ async fn engine_reply(
     code: ErrorCode,
 ) -> Result<std::sync::Arc<[u8]>, String> {
     let i = resp_proxy_for(f, env).await?;
-    let text = env.proxies[i].proxy.engine().text(code);
-    Ok(super::toxic::error_reply(&text))
+    Ok(env.proxies[i].proxy.error_reply(code))
 }
 
 /// Put a RESP toxic on the proxy `f` acts on; the guard takes it off.

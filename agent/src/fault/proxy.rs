@@ -18,8 +18,9 @@ use tokio::sync::mpsc;
 use super::pressure::Tracker;
 use super::replies::Engine;
 use super::toxic::Shared;
-pub use super::toxic::{error_reply, Act, Direction, Pressure, RespToxic, Toxics};
+pub use super::toxic::{Act, Direction, Pressure, RespToxic, Toxics};
 use super::wire::{reset_on_close, writer, Chunk};
+use crate::plan::protocol::ErrorCode;
 use crate::valkey::conn::TlsSettings;
 
 /// How many of the agent's keys a proxy remembers for memory pressure.
@@ -140,6 +141,11 @@ impl Proxy {
     /// Whose error texts injected errors carry.
     pub fn engine(&self) -> Engine {
         self.shared.engine.read().expect("engine lock").clone()
+    }
+
+    /// The server error `code` as the engine behind this proxy words it, ready for the wire.
+    pub fn error_reply(&self, code: ErrorCode) -> Arc<[u8]> {
+        super::toxic::error_reply(&self.engine().text(code))
     }
 
     /// Close every live connection (clients reconnect, through the proxy).
