@@ -407,6 +407,60 @@ rate = 0.5
     assert_eq!(c("lost"), 0.0, "{:#?}", s.counters);
 }
 
+/// A fetch whose reply is lost moved messages into its worker's ack set that the worker never
+/// saw; Dramatiq restarts the consumer with the same broker id, whose heartbeat keeps them there.
+/// The consumers start on a backlog while every broker reply is dropped, so the first fetch
+/// takes a full prefetch: those messages are **stranded** (still in Valkey, never delivered) —
+/// not stuck, not lost.
+#[tokio::test]
+async fn a_fetch_that_loses_its_reply_strands_what_it_took_in_its_live_worker() {
+    let dir = scratch("proxy-strand");
+    let sc = scenario(
+        &dir,
+        "strand",
+        r#"
+duration = "8s"
+recover_within = "5s"
+[[workload]]
+id = "tasks"
+type = "dramatiq"
+[workload.dramatiq]
+queue = "stranded"
+producers = 1
+rate_per_sec = 60
+consumers = 1
+threads = 4
+prefetch = 8
+work = "1ms"
+consume_after = "2s"
+drain_timeout = "30s"
+[[fault]]
+name = "drop"
+type = "drop-reply"
+at = "1500ms"
+duration = "1500ms"
+[fault.drop-reply]
+commands = ["EVALSHA"]
+[thresholds]
+"tasks.stranded" = "<= 8"
+"#,
+    );
+    let s = run_plan(&sc, None).await;
+    let c = |n| s.counter("tasks", n).unwrap();
+    assert!(c("stranded") > 0.0, "{:#?}", s.counters);
+    for n in ["stuck", "lost", "unfinished", "duplicated"] {
+        assert_eq!(c(n), 0.0, "{n}: {:#?}", s.counters);
+    }
+    assert!(s.checks.iter().all(|k| k.passed), "{:#?}", s.checks);
+    assert!(
+        s.events
+            .iter()
+            .any(|e| e.detail.contains("never delivered") && e.detail.contains("heartbeat")),
+        "{:#?}",
+        s.events
+    );
+}
+
 /// Memory pressure through the proxy on a shared server: the agent's own keys with a TTL are
 /// evicted to make room (`volatile-lru`), keys it did not write — with a TTL too — never are.
 #[tokio::test]

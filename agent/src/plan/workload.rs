@@ -183,6 +183,7 @@ counters! {
         Ambiguous = ("ambiguous", Total, "enqueues that failed in a way that may have landed them"),
         AmbiguousLanded = ("ambiguous_landed", Total, "of those, how many landed (delivered or still present)"),
         AckFailed = ("ack_failed", Safety, "processed, but the ack failed and the message is still held in its worker's ack set: Dramatiq redelivers it when that worker's heartbeat expires (at-least-once)"),
+        Stranded = ("stranded", Safety, "never delivered: a fetch that lost its reply left it in a live worker's ack set, where Dramatiq leaves it until that worker stops and its heartbeat expires (at-least-once: still in Valkey, delivered late)"),
         AckUnconfirmed = ("ack_unconfirmed", Total, "processed, the ack's reply lost (timeout, broken connection) and the message gone: the ack landed"),
         Checked = ("checked", Checked, "acknowledged enqueues the accounting covered", covers = "enqueued"),
     }

@@ -318,6 +318,7 @@ impl Consumer {
         if requeued {
             return;
         }
+        self.st.stranding(&self.dq_name, &self.broker, n as u64);
         self.dq_dead = !connection;
         self.ctx.events.push(
             crate::events::EventKind::Note,
@@ -425,7 +426,12 @@ impl Consumer {
         .await;
         let got = match r {
             Ok(v) => decode_batch(&self.ctx, Some(v)),
-            Err(e) => return self.dq_failed(e.kind.is_connection_error()).await,
+            Err(e) => {
+                if e.is_ambiguous() {
+                    self.st.stranding(&self.dq_name, &self.broker, want);
+                }
+                return self.dq_failed(e.kind.is_connection_error()).await;
+            }
         };
         if got.is_empty() {
             self.dq_misses += 1;
@@ -464,10 +470,14 @@ impl Consumer {
         )
         .await;
         // A failed fetch ends this consumer; Dramatiq starts a new one 3 s later (its cache was
-        // empty: a fetch is only sent then).
+        // empty: a fetch is only sent then) with the same broker id: what a fetch that lost its
+        // reply took stays in that broker's ack set.
         let got = match r {
             Ok(v) => decode_batch(&self.ctx, Some(v)),
-            Err(_) => {
+            Err(e) => {
+                if e.is_ambiguous() {
+                    self.st.stranding(&d.queue, &self.broker, want);
+                }
                 self.restarts += 1;
                 self.queue_restart = Some(Instant::now() + RESTART_DELAY);
                 return false;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::ledger::Reconciled;
+use super::ledger::{HeldSet, Reconciled};
 use super::message::Message;
 use super::state::{State, C_DEPTH, C_DUPLICATED, C_LEFT, C_LOST, C_STUCK, C_TAKEN, C_UNFINISHED};
 use crate::events::{EventKind, FaultSpan};
@@ -27,11 +27,12 @@ impl State {
         ctx.metrics
             .counters
             .set(C_DEPTH, self.depth_max.load(Ordering::Relaxed));
-        // What is still in Valkey decides lost (gone) vs stuck (still there).
+        // What is still in Valkey decides lost (gone) vs stuck (still there) vs stranded.
         let present = present_message_ids(&mut c, &d.namespace, &d.queue).await;
-        let r = self.ledger.reconcile(present.as_ref(), faults);
+        let stranded = self.ledger.strand(&self.held_sets(&mut c).await);
+        let r = self.ledger.reconcile(present.as_ref(), &stranded, faults);
         self.count(ctx, &r);
-        self.explain(ctx, &r);
+        self.explain(ctx, &r, faults);
         if present.is_none() {
             ctx.events.push(
                 EventKind::Note,
@@ -43,14 +44,70 @@ impl State {
         }
     }
 
-    /// Wait until the consumers are done with the workload's messages, or `deadline`.
+    /// Wait until the consumers are done with the workload's messages, or `deadline`. With
+    /// our own producers, messages stranded in a live worker's ack set (read back once a second)
+    /// do not hold it up: no handler of this run will see them.
     async fn drain(&self, c: &mut Client, deadline: Instant) {
+        let own = d_own_queue(&self.plan);
+        let mut next_look = Instant::now();
         loop {
             if self.drained(c).await || Instant::now() >= deadline {
                 break;
             }
+            let stranding = !self.strandings.lock().expect("strandings lock").is_empty();
+            if own && stranding && Instant::now() >= next_look {
+                next_look = Instant::now() + Duration::from_secs(1);
+                let held = self.ledger.strand(&self.held_sets(c).await);
+                if self.ledger.pending_except(&held) == 0 {
+                    break;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// What the ack sets that fetches lost their replies into hold now, as message ids (the
+    /// payloads say which), one set per (broker, queue); a set that cannot be read is left out,
+    /// so its messages stay stuck.
+    async fn held_sets(&self, c: &mut Client) -> Vec<HeldSet> {
+        let ns = &self.plan.namespace;
+        let mut by_set: BTreeMap<(String, String), (u64, Instant)> = BTreeMap::new();
+        for s in self.strandings.lock().expect("strandings lock").iter() {
+            let e = by_set
+                .entry((s.broker.clone(), s.queue.clone()))
+                .or_insert((0, s.at));
+            e.0 += s.up_to;
+            e.1 = e.1.min(s.at);
+        }
+        let mut out = vec![];
+        for ((broker, queue), (up_to, at)) in by_set {
+            let acks = format!("{ns}:__acks__.{broker}.{queue}");
+            let Some(rids) = c
+                .request(&Cmd::new("SMEMBERS").arg(acks.as_str()))
+                .await
+                .ok()
+                .and_then(|v| v.into_array())
+            else {
+                continue;
+            };
+            if rids.is_empty() {
+                continue;
+            }
+            let mut get = Cmd::new("HMGET").arg(format!("{ns}:{queue}.msgs"));
+            for r in &rids {
+                get = get.arg(r.as_bytes().unwrap_or_default());
+            }
+            let Some(payloads) = c.request(&get).await.ok().and_then(|v| v.into_array()) else {
+                continue;
+            };
+            let mids = payloads
+                .iter()
+                .filter_map(|p| Message::decode(p.as_bytes()?).ok())
+                .map(|m| m.message_id)
+                .collect();
+            out.push(HeldSet { mids, up_to, at });
+        }
+        out
     }
 
     /// With our own producers on our own queue: every produced message is accounted for.
@@ -58,7 +115,7 @@ impl State {
     /// is in flight here.
     async fn drained(&self, c: &mut Client) -> bool {
         let d = &self.plan;
-        if d.producers > 0 && !d.shared_queue {
+        if d_own_queue(d) {
             return self.ledger.pending() == 0;
         }
         let q = format!("{}:{}", d.namespace, d.queue);
@@ -107,6 +164,7 @@ impl State {
                 put(C_LOST, &r.lost);
             }
             put(C_STUCK, &r.stuck);
+            put(C::Stranded.i(), &r.stranded);
             put(C_UNFINISHED, &r.unfinished);
         }
         let rep = &r.repeats;
@@ -126,8 +184,8 @@ impl State {
     }
 
     /// The reconciliation's findings, as notes: failed acks, the fault each repeated delivery is
-    /// put down to, and an example of each kind of loss.
-    fn explain(&self, ctx: &Ctx, r: &Reconciled) {
+    /// put down to, the stranded messages, and an example of each kind of loss.
+    fn explain(&self, ctx: &Ctx, r: &Reconciled, faults: &[FaultSpan]) {
         let d = &self.plan;
         let id = &ctx.metrics.id;
         if !r.ack_failed.is_empty() {
@@ -138,6 +196,22 @@ impl State {
                      set: Dramatiq redelivers them when that worker's heartbeat expires (checked: \
                      still present; not observed: the redelivery)",
                     r.ack_failed.len()
+                ),
+            );
+        }
+        if !r.stranded.is_empty() {
+            let first = r.stranded.iter().min().copied().unwrap_or(ctx.start);
+            let fault = super::ledger::explain(first, first, faults)
+                .flatten()
+                .map(|f| format!(" (fault #{f})"))
+                .unwrap_or_default();
+            ctx.events.push(
+                EventKind::Note,
+                format!(
+                    "{id}: {} messages were never delivered: fetches that lost their replies from                      {:.1}s{fault} left them in their live worker's ack set, where Dramatiq leaves                      them until that worker stops and its heartbeat ({:?}) expires (checked: still                      in Valkey; not observed: the late delivery)",
+                    r.stranded.len(),
+                    first.saturating_duration_since(ctx.start).as_secs_f64(),
+                    d.heartbeat_timeout,
                 ),
             );
         }
@@ -170,6 +244,11 @@ impl State {
             );
         }
     }
+}
+
+/// Our own producers on our own queue: the ledger knows every message.
+fn d_own_queue(d: &crate::plan::DramatiqPlan) -> bool {
+    d.producers > 0 && !d.shared_queue
 }
 
 /// An integer reply, or 1 (not drained) when the request failed.

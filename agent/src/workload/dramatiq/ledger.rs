@@ -5,6 +5,9 @@
 //! - it ended: **acked** or **dead-lettered**;
 //! - or it is a named failure: **lost** (never delivered, gone from Valkey), **unfinished**
 //!   (delivered, never finished, gone), **stuck** (still in a queue, payload hash or ack set);
+//! - or **stranded**: never delivered, held in the ack set of a live worker whose fetch lost its
+//!   reply ([`Ledger::strand`] decides from what Valkey holds): Dramatiq requeues a worker's ack
+//!   set only once its heartbeat expires, so the message waits for that worker to stop;
 //! - a second delivery of one attempt `(message id, retries)` is **redelivered** when a fault
 //!   was in progress between the two deliveries and the first never finished (a failover lost the
 //!   fetch, a consumer crashed): Dramatiq's at-least-once contract; **resurrected** when the first
@@ -57,6 +60,19 @@ struct Entry {
 }
 
 impl Entry {
+    /// Enqueued, not ended, and its current attempt not delivered (never delivered, or the last
+    /// delivery ended by re-enqueueing the next attempt).
+    fn waiting(&self) -> bool {
+        self.enqueued.is_some()
+            && self.done.is_none()
+            && self
+                .attempts
+                .iter()
+                .flatten()
+                .max_by_key(|d| d.at)
+                .is_none_or(|d| matches!(d.ended, Some((End::Retried, _))))
+    }
+
     /// The latest delivery's failed ack, if it failed: whether it may have landed.
     fn ack_failed(&self) -> Option<bool> {
         self.attempts
@@ -94,8 +110,20 @@ pub struct Reconciled {
     pub ack_failed: Vec<Instant>,
     /// Processed, the ack failed ambiguously, and the message is gone: the ack landed.
     pub ack_unconfirmed: u64,
+    /// Never delivered, held in a live worker's ack set by a fetch that lost its reply, with when
+    /// that fetch failed.
+    pub stranded: Vec<Instant>,
     /// A few message ids per failure kind ("lost", "stuck", …), for the report to name.
     pub examples: Vec<(&'static str, String)>,
+}
+
+/// The members of one ack set that fetches lost their replies into (read back from Valkey, as
+/// message ids), how many messages those fetches asked for, and when the first failed.
+#[derive(Debug, Clone)]
+pub struct HeldSet {
+    pub mids: Vec<String>,
+    pub up_to: u64,
+    pub at: Instant,
 }
 
 /// How many messages of each failure kind the report names.
@@ -229,18 +257,53 @@ impl Ledger {
 
     /// Acknowledged enqueues that have not ended yet.
     pub fn pending(&self) -> usize {
+        self.pending_except(&HashMap::new())
+    }
+
+    /// Acknowledged enqueues that have not ended yet and are not in `stranded`.
+    pub fn pending_except(&self, stranded: &HashMap<String, Instant>) -> usize {
         self.m
             .lock()
             .expect("ledger lock")
-            .values()
-            .filter(|e| e.enqueued.is_some() && e.done.is_none() && e.ack_failed().is_none())
+            .iter()
+            .filter(|(mid, e)| {
+                e.enqueued.is_some()
+                    && e.done.is_none()
+                    && e.ack_failed().is_none()
+                    && !stranded.contains_key(*mid)
+            })
             .count()
+    }
+
+    /// Which messages of the ack sets that fetches lost their replies into are stranded: those
+    /// still waiting for a delivery. A set counts only when its waiting members are no more than
+    /// its lost fetches could have taken; more is not a lost reply's doing (they stay stuck).
+    pub fn strand(&self, sets: &[HeldSet]) -> HashMap<String, Instant> {
+        let m = self.m.lock().expect("ledger lock");
+        let mut out = HashMap::new();
+        for s in sets {
+            let waiting: Vec<&String> = s
+                .mids
+                .iter()
+                .filter(|mid| m.get(*mid).is_some_and(Entry::waiting))
+                .collect();
+            if waiting.len() as u64 <= s.up_to {
+                out.extend(waiting.into_iter().map(|mid| (mid.clone(), s.at)));
+            }
+        }
+        out
     }
 
     /// Account for every message, with what Valkey still holds (`present`: message ids in any
     /// queue, payload hash or ack set; `None`: could not be read, so unknown counts as stuck) and
-    /// the faults of the run (which explain repeated deliveries).
-    pub fn reconcile(&self, present: Option<&HashSet<String>>, faults: &[FaultSpan]) -> Reconciled {
+    /// the messages [`Ledger::strand`] found stranded, and the faults of the run (which explain
+    /// repeated deliveries).
+    pub fn reconcile(
+        &self,
+        present: Option<&HashSet<String>>,
+        stranded: &HashMap<String, Instant>,
+        faults: &[FaultSpan],
+    ) -> Reconciled {
         let m = self.m.lock().expect("ledger lock");
         let mut r = Reconciled::default();
         let mut ids: Vec<&String> = m.keys().collect();
@@ -298,6 +361,11 @@ impl Ledger {
                     r.stuck.push(last);
                     r.example("stuck", mid);
                 }
+                continue;
+            }
+            if let (true, Some(at)) = (is_present, stranded.get(mid.as_str())) {
+                r.stranded.push(*at);
+                r.example("stranded", mid);
                 continue;
             }
             let kind = match (present, is_present, delivered, e.ack_failed()) {
@@ -392,7 +460,11 @@ impl Ledger {
 
 /// The fault (index, if any) in progress between a delivery at `first` and a repeat at `again`:
 /// injected before the repeat, and not over (plus [`REPEAT_HORIZON`]) before the first.
-fn explain(first: Instant, again: Instant, faults: &[FaultSpan]) -> Option<Option<usize>> {
+pub(super) fn explain(
+    first: Instant,
+    again: Instant,
+    faults: &[FaultSpan],
+) -> Option<Option<usize>> {
     faults
         .iter()
         .find(|f| f.from <= again && first <= f.to + REPEAT_HORIZON)
@@ -427,7 +499,7 @@ mod tests {
         l.ambiguous("g", ms(t, 31));
         l.delivered("g", 0, 2, ms(t, 40));
         let present: HashSet<String> = ["d".to_string()].into();
-        let r = l.reconcile(Some(&present), &[]);
+        let r = l.reconcile(Some(&present), &HashMap::new(), &[]);
         assert_eq!(r.lost.len(), 1);
         assert_eq!(r.unfinished.len(), 1);
         assert_eq!(r.stuck.len(), 1);
@@ -471,12 +543,12 @@ mod tests {
             from: ms(t, 20),
             to: ms(t, 40),
         }];
-        let r = l.reconcile(Some(&HashSet::new()), &faults);
+        let r = l.reconcile(Some(&HashSet::new()), &HashMap::new(), &faults);
         assert_eq!(r.repeats.redelivered, vec![(ms(t, 3000), Some(0))]);
         assert_eq!(r.repeats.resurrected, vec![(ms(t, 1000), Some(0))]);
         assert_eq!(r.repeats.duplicated, vec![ms(t, 60_001)]);
         // Without the fault, all three are duplicates.
-        let r = l.reconcile(Some(&HashSet::new()), &[]);
+        let r = l.reconcile(Some(&HashSet::new()), &HashMap::new(), &[]);
         assert_eq!(r.repeats.duplicated.len(), 3);
     }
 
@@ -497,7 +569,7 @@ mod tests {
         // "hung" never finished and is still there: stuck.
         assert_eq!(l.pending(), 1, "failed acks do not hold up the drain");
         let present: HashSet<String> = ["held".to_string(), "hung".to_string()].into();
-        let r = l.reconcile(Some(&present), &[]);
+        let r = l.reconcile(Some(&present), &HashMap::new(), &[]);
         assert_eq!(r.ack_failed, vec![ms(t, 10)]);
         assert_eq!(r.ack_unconfirmed, 1);
         assert_eq!(r.unfinished.len(), 1);
@@ -511,7 +583,58 @@ mod tests {
         // A later delivery that is acked supersedes the failed ack.
         l.delivered("held", 0, 2, ms(t, 5000));
         l.finished("held", 0, 2, Some(Final::Acked), ms(t, 5001));
-        let r = l.reconcile(Some(&HashSet::new()), &[]);
+        let r = l.reconcile(Some(&HashSet::new()), &HashMap::new(), &[]);
         assert!(r.ack_failed.is_empty());
+    }
+
+    #[test]
+    fn only_waiting_messages_a_lost_fetch_could_have_taken_are_stranded() {
+        let l = Ledger::default();
+        let t = Instant::now();
+        for mid in [
+            "w1",
+            "w2",
+            "acked",
+            "failed-ack",
+            "retried",
+            "x1",
+            "x2",
+            "x3",
+        ] {
+            l.enqueued(mid, t);
+        }
+        l.delivered("acked", 0, 1, ms(t, 5));
+        l.finished("acked", 0, 1, Some(Final::Acked), ms(t, 6));
+        l.delivered("failed-ack", 0, 1, ms(t, 5));
+        l.ack_failed("failed-ack", 0, 1, false, ms(t, 6));
+        // Failed once, re-enqueued as attempt 1: that attempt waits for a delivery.
+        l.delivered("retried", 0, 1, ms(t, 5));
+        l.finished("retried", 0, 1, None, ms(t, 6));
+        let at = ms(t, 100);
+        let set = |mids: &[&str], up_to| HeldSet {
+            mids: mids.iter().map(|m| m.to_string()).collect(),
+            up_to,
+            at,
+        };
+        // A fetch for 3 lost its reply; its broker's ack set also holds a processed message
+        // whose ack failed (not waiting) and one that was acked (not waiting).
+        let s = l.strand(&[set(&["w1", "w2", "retried", "failed-ack", "acked"], 3)]);
+        let mut got: Vec<&String> = s.keys().collect();
+        got.sort();
+        assert_eq!(got, ["retried", "w1", "w2"]);
+        // More waiting members than the lost fetches asked for: not their doing.
+        assert!(l.strand(&[set(&["x1", "x2", "x3"], 2)]).is_empty());
+        assert_eq!(l.pending_except(&s), 3, "x1, x2, x3 are still pending");
+        let present: HashSet<String> = ["w1", "w2", "retried", "failed-ack", "x1", "x2", "x3"]
+            .map(String::from)
+            .into();
+        let r = l.reconcile(Some(&present), &s, &[]);
+        assert_eq!(r.stranded, vec![at; 3]);
+        assert_eq!(r.stuck.len(), 3);
+        assert_eq!(r.ack_failed.len(), 1);
+        // Stranded only while still in Valkey: gone is lost.
+        let r = l.reconcile(Some(&HashSet::new()), &s, &[]);
+        assert!(r.stranded.is_empty());
+        assert_eq!(r.lost.len(), 5);
     }
 }

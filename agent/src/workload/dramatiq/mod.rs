@@ -67,6 +67,7 @@ pub async fn spawn(
         crash: ConsumerSwitch::new(d.consumers),
         crashed_holding: (0..d.consumers).map(|_| AtomicUsize::new(0)).collect(),
         depth_max: AtomicU64::new(0),
+        strandings: Default::default(),
         etas: Mutex::new(Default::default()),
         trace,
     });

@@ -58,6 +58,20 @@ pub struct State {
     /// Eta of messages we promoted from the delay queue: their e2e counts from the eta.
     pub(super) etas: Mutex<std::collections::HashMap<String, u64>>,
     pub(super) trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    /// Fetches whose outcome is unknown (the reply lost with the connection; a delay-queue
+    /// consumer that forgot what it held): what they took waits in a live broker's ack set.
+    pub(super) strandings: Mutex<Vec<Stranding>>,
+}
+
+/// Messages one broker may hold in its ack set of `queue` without any of its handlers having
+/// them: up to `up_to`, since `at`. Dramatiq requeues a broker's ack set only once its heartbeat
+/// expires, so they wait for that worker to stop.
+#[derive(Debug, Clone)]
+pub(super) struct Stranding {
+    pub queue: String,
+    pub broker: String,
+    pub up_to: u64,
+    pub at: Instant,
 }
 
 impl State {
@@ -80,6 +94,20 @@ impl State {
         let n = self.crashed_holding[i as usize].swap(0, Ordering::Relaxed);
         self.inflight.fetch_sub(n, Ordering::Relaxed);
         n
+    }
+
+    /// A fetch of `queue` by `broker` for `up_to` messages may have moved them into its ack set
+    /// without their reaching this worker.
+    pub(super) fn stranding(&self, queue: &str, broker: &str, up_to: u64) {
+        self.strandings
+            .lock()
+            .expect("strandings lock")
+            .push(Stranding {
+                queue: queue.to_string(),
+                broker: broker.to_string(),
+                up_to,
+                at: Instant::now(),
+            });
     }
 
     /// Whether a planted-bug client takes this error reply for success (`swallow_errors`).
