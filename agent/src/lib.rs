@@ -106,6 +106,7 @@ pub mod clock;
 pub mod compare;
 pub mod compat;
 pub mod control;
+pub mod drain;
 pub mod events;
 pub mod export;
 pub mod fault;

@@ -1152,3 +1152,140 @@ trace = "{}"
     let left = cmd(&mut conn(&t).await, &["GET", "interop-conc"]).await;
     assert_eq!(left.as_str(), Some("0"), "every slot given back");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. After the cutover: `drain` moves what Dramatiq left on the old side
+
+/// What `drain.json` says a queue moved.
+fn drained(report: &serde_json::Value, queue: &str, field: &str) -> u64 {
+    report["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["queue"] == queue)
+        .map(|q| q[field].as_u64().unwrap())
+        .sum()
+}
+
+/// 100 messages real Dramatiq 2.2.1 enqueued on a Redis 7.0 source's database 1 after the copy
+/// stopped: 80 ready, 10 delayed, 10 fetched by a worker that is gone from the source (its
+/// heartbeat 2 minutes old), one of the ready ones already on the destination (the copy carried
+/// it). `drain --dry-run` counts and writes nothing; `drain` moves the 99 others into Valkey's
+/// database 1 and leaves the source's namespace empty; a second `drain` moves nothing; then a
+/// real worker on the destination runs each of the 100 exactly once.
+#[tokio::test]
+async fn drain_moves_stranded_messages_and_a_real_worker_runs_each_once() {
+    let src = start_bin(&crate::tls::redis_bin()).await;
+    let dst = start_single().await;
+    let (su, du) = (format!("{}/1", url(&src)), format!("{}/1", url(&dst)));
+    let dir = scratch("interop-drain");
+    let sent = python_send(&dir, &su, "interop", 90, 10, 500);
+    let mut s = conn(&src).await;
+    cmd(&mut s, &["SELECT", "1"]).await;
+    let mut d = conn(&dst).await;
+    cmd(&mut d, &["SELECT", "1"]).await;
+    // A worker that fetched 10 and died: its ack set, its stale heartbeat.
+    let gone = format!("{NS}:__acks__.gone-worker.interop");
+    for _ in 0..10 {
+        let rid = cmd(&mut s, &["RPOP", &format!("{NS}:interop")]).await;
+        cmd(&mut s, &["SADD", &gone, rid.as_str().unwrap()]).await;
+    }
+    let stale = (now_ms() - 120_000).to_string();
+    cmd(
+        &mut s,
+        &[
+            "ZADD",
+            &format!("{NS}:__heartbeats__"),
+            &stale,
+            "gone-worker",
+        ],
+    )
+    .await;
+    // The copy carried the first ready message.
+    let first = strs(cmd(&mut s, &["LRANGE", &format!("{NS}:interop"), "0", "0"]).await);
+    let payload = cmd(&mut s, &["HGET", &format!("{NS}:interop.msgs"), &first[0]]).await;
+    cmd(
+        &mut d,
+        &[
+            "HSET",
+            &format!("{NS}:interop.msgs"),
+            &first[0],
+            payload.as_str().unwrap(),
+        ],
+    )
+    .await;
+    cmd(&mut d, &["RPUSH", &format!("{NS}:interop"), &first[0]]).await;
+    let before = broker(&mut s, "interop").await;
+    assert_eq!((before.ready, before.delayed), (80, 10), "{before:?}");
+
+    let drain = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec!["drain", "--source", &su, "--destination", &du, "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = agent(&args, Duration::from_secs(60));
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("drain.json")).unwrap()).unwrap();
+        (o, r)
+    };
+    // Dry: what would move, exit 1, nothing written.
+    let (o, r) = drain("dry", &["--dry-run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(
+        (
+            drained(&r, "interop", "ready"),
+            drained(&r, "interop", "requeued"),
+            drained(&r, "interop.DQ", "ready"),
+            drained(&r, "interop", "already_there")
+        ),
+        (79, 10, 10, 1),
+        "{r:#}"
+    );
+    assert_eq!(
+        format!("{:?}", broker(&mut s, "interop").await),
+        format!("{before:?}")
+    );
+    assert_eq!(int(&mut d, &["LLEN", &format!("{NS}:interop")]).await, 1);
+
+    let (o, r) = drain("moved", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        drained(&r, "interop", "ready") + drained(&r, "interop.DQ", "ready"),
+        89
+    );
+    assert_eq!(drained(&r, "interop", "requeued"), 10, "{r:#}");
+    let left = broker(&mut s, "interop").await;
+    assert!(left.empty(), "the source keeps {left:?}");
+    let (o, r) = drain("again", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(r["queues"].as_array().unwrap().is_empty(), "{r:#}");
+
+    let mut w = python_worker(&dir, &mut d, &du, "interop", "record", 0, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = int(&mut d, &["LLEN", SEEN]).await as usize;
+        let b = broker(&mut d, "interop").await;
+        if n >= sent.len() && b.empty() {
+            break;
+        }
+        w.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "not drained in 30s: ran {n}/{}, {b:?}\n{}",
+            sent.len(),
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = stop_worker(&mut d, w).await;
+    assert!(out.starts_with("dramatiq 2.2.1 redis 5.0.6"), "{out}");
+    let ids: Vec<String> = deliveries(&list(&mut d, SEEN).await)
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(dups(&ids), Vec::<String>::new(), "ran twice");
+    assert_eq!(
+        ids.into_iter().collect::<HashSet<_>>(),
+        sent.into_iter().collect::<HashSet<_>>()
+    );
+}

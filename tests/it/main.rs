@@ -5,6 +5,7 @@ mod support;
 mod barrier;
 mod chart;
 mod compat;
+mod drain;
 mod dramatiq;
 mod faults;
 mod foundation;

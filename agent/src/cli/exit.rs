@@ -230,6 +230,16 @@ impl From<crate::verify::VerifyError> for CliError {
     }
 }
 
+impl From<crate::drain::DrainError> for CliError {
+    fn from(e: crate::drain::DrainError) -> CliError {
+        use crate::drain::DrainError;
+        match e {
+            DrainError::Usage(_) => CliError::Usage(e.into()),
+            DrainError::Target(_) | DrainError::Runtime(_) => CliError::Runtime(e.into()),
+        }
+    }
+}
+
 impl From<crate::merge::MergeError> for CliError {
     /// Inputs `merge` cannot use are the command line's fault (a shard that never wrote its
     /// output is judged as missing instead, exit 1).

@@ -14,6 +14,7 @@ pub mod signals;
 mod bench;
 mod compare;
 mod compat;
+mod drain;
 mod headroom;
 mod lag;
 mod merge;
@@ -26,6 +27,7 @@ mod verify;
 pub use bench::BenchArgs;
 pub use compare::CompareArgs;
 pub use compat::CompatArgs;
+pub use drain::DrainArgs;
 pub use headroom::HeadroomArgs;
 pub use lag::LagArgs;
 pub use merge::MergeArgs;
@@ -84,6 +86,10 @@ pub enum Command {
     /// Watch replication lag source → destination with a canary. WRITES one key on the source
     /// (vc:lag:<nonce>, with a TTL, deleted at the end); exit 1 if a canary never arrives.
     Lag(LagArgs),
+    /// After a cutover: move what Dramatiq left on the old side (ready and delay queues, dead
+    /// letters, the ack sets of workers that are gone) to the new side, skipping what is already
+    /// there; exit 1 if something is left behind (with --dry-run: if anything would move).
+    Drain(DrainArgs),
     /// Start the embedded topology in the foreground and print its URLs (Ctrl-C stops it).
     Up(UpArgs),
     /// How much of a scenario's load the target takes with every check holding (and an SLO):
@@ -131,6 +137,7 @@ async fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         Command::Headroom(a) => headroom::headroom(&a).await,
         Command::Verify(a) => verify::verify(&a).await,
         Command::Lag(a) => lag::lag(&a).await,
+        Command::Drain(a) => drain::drain(&a).await,
         Command::Up(a) => up::up(&a).await,
     }
 }
