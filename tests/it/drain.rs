@@ -84,11 +84,13 @@ async fn a_live_workers_ack_set_is_left_and_dead_letters_move() {
         &["ZRANGE", "dramatiq:jobs.XQ", "0", "-1", "WITHSCORES"],
     )
     .await;
-    let dead = format!("{dead:?}");
-    assert!(
-        dead.find("x1") < dead.find("1000") && dead.find("x2") < dead.find("2000"),
-        "{dead}"
-    );
+    let dead: Vec<String> = dead
+        .into_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(dead, ["x1", "1000", "x2", "2000"]);
     assert_eq!(int(&mut d, &["HLEN", "dramatiq:jobs.XQ.msgs"]).await, 2);
     assert_eq!(
         int(
