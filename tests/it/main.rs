@@ -24,6 +24,7 @@ mod proxy;
 mod readme;
 mod recovery;
 mod reports;
+mod rollback;
 mod scenarios;
 mod shard;
 mod tls;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::outcome::Outcome;
 use super::report::{Report, Side};
 use super::row::{Row, Status};
+use crate::plan::rollback;
 
 impl Report {
     /// The terminal table and the lines under it.
@@ -76,6 +77,9 @@ pub(super) fn text(r: &Report) -> String {
         let _ = writeln!(o, "{}", side_line("baseline", b));
     }
     let _ = writeln!(o, "{}", side_line("candidate", &r.candidate));
+    if let Some(v) = r.way_back() {
+        let _ = writeln!(o, "{}", way_back_line(&v));
+    }
     let _ = writeln!(o);
     let w = r
         .rows
@@ -137,6 +141,32 @@ pub(super) fn text(r: &Report) -> String {
     o
 }
 
+/// Whether the cutover can be undone by replicating the candidate back into the baseline.
+fn way_back_line(v: &rollback::Verdict) -> String {
+    let source = if v.tested_here {
+        "tried with these versions"
+    } else {
+        "from the published RDB formats"
+    };
+    if v.possible {
+        let unless = v
+            .unless
+            .as_ref()
+            .map(|u| format!("; closes if {u}"))
+            .unwrap_or_default();
+        format!(
+            "way back   open by replication: {}{unless} ({source})",
+            v.reason
+        )
+    } else {
+        format!(
+            "way back   closed by replication: {}; once writes reach the candidate a rollback is a \
+             dump and restore key by key ({source})",
+            v.reason
+        )
+    }
+}
+
 fn side_json(s: &Side) -> Value {
     json!({
         "url": s.label,
@@ -168,6 +198,12 @@ pub(super) fn json(r: &Report) -> String {
         "error_text_matters": r.policy.error_text_matters,
         "baseline": r.baseline.as_ref().map(side_json),
         "candidate": side_json(&r.candidate),
+        "way_back": r.way_back().map(|v| json!({
+            "possible": v.possible,
+            "reason": v.reason,
+            "unless": v.unless,
+            "tested_here": v.tested_here,
+        })),
         "matters": r.rows.iter().filter(|x| x.matters).map(|x| x.name).collect::<Vec<_>>(),
         "rows": rows,
     });
@@ -241,6 +277,12 @@ mod tests {
             lines[1],
             "candidate  rediss://db.example:6379 (valkey 8.1.8, ElastiCache)"
         );
+        // Valkey 8.1 sends RDB 11, Redis 7.0 loads up to 10.
+        assert!(
+            lines[2].starts_with("way back   closed by replication: valkey 8.1.8 sends RDB 11")
+                && lines[2].contains("tried with these versions"),
+            "{t}"
+        );
         let row = |name: &str| {
             *lines
                 .iter()
@@ -280,6 +322,7 @@ mod tests {
         assert_eq!(v["candidate"]["version"], "8.1.8");
         assert_eq!(v["candidate"]["provider"], "elasticache");
         assert_eq!(v["candidate"]["url"], "rediss://db.example:6379");
+        assert_eq!(v["way_back"]["possible"], false);
         let rows = v["rows"].as_array().unwrap();
         assert_eq!(rows.len(), 3);
         let k = &rows[2];

@@ -5,6 +5,7 @@ use super::outcome::Probe;
 use super::policy::Policy;
 use super::row::Row;
 use crate::plan::provider::Provider;
+use crate::plan::rollback;
 
 /// One probed server.
 #[derive(Debug, Clone)]
@@ -21,6 +22,16 @@ pub struct Side {
 }
 
 impl Side {
+    /// The server as the rollback rules know it (engine and version).
+    pub fn rollback_server(&self) -> Option<rollback::Server> {
+        let engine = match self.server_name.as_deref()? {
+            "valkey" => rollback::Engine::Valkey,
+            "redis" => rollback::Engine::Redis,
+            _ => return None,
+        };
+        rollback::Server::parse(engine, self.version.as_deref()?)
+    }
+
     /// `valkey 9.1.2`, `redis 7.0.15` or `INFO unavailable`.
     pub fn server(&self) -> String {
         match (&self.server_name, &self.version) {
@@ -47,5 +58,18 @@ impl Report {
     }
     pub fn row(&self, name: &str) -> Option<&Row> {
         self.rows.iter().find(|r| r.name == name)
+    }
+
+    /// Whether the candidate, once it is the primary, could replicate back into the baseline's
+    /// engine: the way back of a cutover by replication. `None` without a baseline or where a
+    /// side's engine or version is unknown.
+    pub fn way_back(&self) -> Option<rollback::Verdict> {
+        let from = self.candidate.rollback_server()?;
+        let to = self.baseline.as_ref()?.rollback_server()?;
+        Some(rollback::by_replication(
+            &from,
+            &to,
+            &rollback::InUse::default(),
+        ))
     }
 }

@@ -13,6 +13,7 @@ pub mod fault;
 pub mod migration;
 pub mod protocol;
 pub mod provider;
+pub mod rollback;
 pub mod schedule;
 pub mod shard;
 pub mod topology;
