@@ -81,6 +81,16 @@ async fn compat_valkey_candidate_against_redis_7_baseline() {
     assert!(table.contains("(redis 7.0"), "{table}");
     assert!(table.contains("(valkey "), "{table}");
     assert!(table.contains("compat: pass"), "{table}");
+    // The way back: Valkey 9 sends Redis 7.0 an RDB it cannot load (tried in rollback.rs).
+    let way_back = table
+        .lines()
+        .find(|l| l.starts_with("way back"))
+        .unwrap_or("");
+    assert!(
+        way_back.starts_with("way back   closed by replication: valkey 9")
+            && way_back.contains("up to 10"),
+        "{table}"
+    );
 
     // Server identity: redis on one side, valkey on the other.
     let r = row(&table, "info server_name");

@@ -13,7 +13,11 @@ use valkey_chaos::valkey::Conn;
 use crate::support::*;
 
 async fn info(c: &mut Conn, section: &str) -> String {
-    cmd(c, &["INFO", section]).await.as_str().unwrap().to_string()
+    cmd(c, &["INFO", section])
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// The server as the rollback rules know it, from its own `INFO server`.
@@ -26,14 +30,21 @@ async fn server(c: &mut Conn) -> Server {
 }
 
 /// Make `to` a replica of `from` (which holds `keys` keys) and wait, bounded, for the link to
-/// come up with every key there. Returns whether it did, and the replica's log.
+/// come up with every key there (or for the replica to refuse the primary's RDB). Returns whether
+/// it did, and the replica's log.
 async fn replicates(from: &Topology, to: &Topology, keys: i64) -> (bool, String) {
     let mut c = conn(to).await;
     let port = from.primary().port.to_string();
     cmd(&mut c, &["REPLICAOF", "127.0.0.1", &port]).await;
+    let log = to.dir.join(&to.primary().name).join("server.log");
+    let refused = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Can't handle RDB format version")
+    };
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut up = false;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !refused() {
         let r = info(&mut c, "replication").await;
         let size = cmd(&mut c, &["DBSIZE"]).await.as_int().unwrap_or(0);
         if parse_info(&r, "master_link_status").as_deref() == Some("up") && size == keys {
@@ -43,7 +54,6 @@ async fn replicates(from: &Topology, to: &Topology, keys: i64) -> (bool, String)
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cmd(&mut c, &["REPLICAOF", "NO", "ONE"]).await;
-    let log = to.dir.join(&to.primary().name).join("server.log");
     (up, std::fs::read_to_string(log).unwrap_or_default())
 }
 
