@@ -20,6 +20,12 @@ fn payload(id: &str) -> String {
     )
 }
 
+/// A ready message as Dramatiq enqueues it: payload, then id.
+async fn enqueue(c: &mut Conn, id: &str) {
+    cmd(c, &["HSET", "dramatiq:jobs.msgs", id, &payload(id)]).await;
+    cmd(c, &["RPUSH", "dramatiq:jobs", id]).await;
+}
+
 async fn int(c: &mut Conn, args: &[&str]) -> i64 {
     cmd(c, args).await.as_int().unwrap()
 }
@@ -121,4 +127,69 @@ async fn a_live_workers_ack_set_is_left_and_dead_letters_move() {
         .await,
         0
     );
+}
+
+/// What the copy carried is not moved again, even where the destination already ran it:
+/// `--save-copied` when the copy stops lists m1; m2 is enqueued on the old side afterwards; the
+/// destination has run m1 (its payload is gone there). `drain --copied` moves only m2.
+#[tokio::test]
+async fn what_the_copy_carried_is_skipped_even_once_run() {
+    let src = start_bin(&crate::tls::redis_bin()).await;
+    let dst = start_single().await;
+    let (su, du) = (format!("{}/1", url(&src)), format!("{}/1", url(&dst)));
+    let dir = scratch("drain-copied");
+    let mut s = conn(&src).await;
+    cmd(&mut s, &["SELECT", "1"]).await;
+    enqueue(&mut s, "m1").await;
+    let saved = dir.join("copied.json");
+    let o = agent(
+        &[
+            "drain",
+            "--source",
+            &su,
+            "--destination",
+            &du,
+            "--save-copied",
+            saved.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    enqueue(&mut s, "m2").await;
+    let out = dir.join("out");
+    let o = agent(
+        &[
+            "drain",
+            "--source",
+            &su,
+            "--destination",
+            &du,
+            "--copied",
+            saved.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("drain.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            r["queues"][0]["ready"].as_u64(),
+            r["queues"][0]["copied"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{r:#}"
+    );
+    let mut d = conn(&dst).await;
+    cmd(&mut d, &["SELECT", "1"]).await;
+    let moved = cmd(&mut d, &["LRANGE", "dramatiq:jobs", "0", "-1"]).await;
+    let moved: Vec<String> = moved
+        .into_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(moved, ["m2"]);
 }

@@ -83,38 +83,7 @@ pub async fn copied(opts: &Options) -> Result<Copied, DrainError> {
 /// members.
 async fn ids_in(c: &mut Conn, ns: &str) -> Result<BTreeSet<String>, DrainError> {
     let err = |e: crate::valkey::Error| DrainError::Target(format!("source: {}", e.msg));
-    let mut keys = vec![];
-    let mut cursor = "0".to_string();
-    for _ in 0..100_000 {
-        let v = c
-            .request(
-                &Cmd::new("SCAN")
-                    .arg(cursor.as_str())
-                    .arg("MATCH")
-                    .arg(format!("{ns}:*"))
-                    .arg("COUNT")
-                    .arg(1000u64),
-            )
-            .await
-            .map_err(err)?;
-        let mut parts = v.into_array().unwrap_or_default().into_iter();
-        cursor = parts
-            .next()
-            .and_then(|x| x.as_str().map(str::to_string))
-            .unwrap_or_else(|| "0".into());
-        for k in parts
-            .next()
-            .and_then(|x| x.into_array())
-            .unwrap_or_default()
-        {
-            if let Some(k) = k.as_str() {
-                keys.push(k.to_string());
-            }
-        }
-        if cursor == "0" {
-            break;
-        }
-    }
+    let keys = mover::namespace_keys(c, ns).await.map_err(err)?;
     let mut ids = BTreeSet::new();
     for k in keys {
         let cmd = match layout::classify(ns, &k) {

@@ -13,7 +13,7 @@ use super::error::DrainError;
 use super::layout::{self, Names, Namespace};
 use super::options::Options;
 use super::report::{LiveAcks, Moved, Report};
-use crate::valkey::{Cmd, Conn, Value};
+use crate::valkey::{cursor, Cmd, Conn, Value};
 
 /// Which count a batch of messages adds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,37 @@ fn src_err(e: crate::valkey::Error, what: &str) -> DrainError {
 
 fn dst_err(e: crate::valkey::Error, what: &str) -> DrainError {
     DrainError::Target(format!("destination: {what}: {}", e.msg))
+}
+
+/// Every key of namespace `ns` in the connection's database (`SCAN MATCH ns:*`), the walk bounded
+/// by the database's size; one it could not finish is an error, not a short list.
+pub(super) async fn namespace_keys(
+    c: &mut Conn,
+    ns: &str,
+) -> Result<Vec<String>, crate::valkey::Error> {
+    let size = c
+        .request(&Cmd::new("DBSIZE"))
+        .await?
+        .as_int()
+        .unwrap_or(0)
+        .max(0) as u64;
+    let pattern = format!("{ns}:*");
+    let raw = cursor::walk(c, size / 100 + 1000, |cur| {
+        Cmd::new("SCAN")
+            .arg(cur)
+            .arg("MATCH")
+            .arg(pattern.as_str())
+            .arg("COUNT")
+            .arg(1000u64)
+    })
+    .await?;
+    let mut keys: Vec<String> = raw
+        .into_iter()
+        .filter_map(|k| String::from_utf8(k).ok())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 fn strings(v: Value) -> Vec<String> {
@@ -119,45 +150,10 @@ impl Mover<'_> {
 
     /// Every key of the namespace (`SCAN MATCH ns:*`), bounded by the database's size.
     async fn scan(&mut self) -> Result<Vec<String>, DrainError> {
-        let size = self
-            .src
-            .request(&Cmd::new("DBSIZE"))
+        let ns = self.opts.namespace.clone();
+        namespace_keys(&mut self.src, &ns)
             .await
-            .map_err(|e| src_err(e, "DBSIZE"))?
-            .as_int()
-            .unwrap_or(0)
-            .max(0) as u64;
-        let pattern = format!("{}:*", self.ns());
-        let mut keys = vec![];
-        let mut cursor = "0".to_string();
-        // Each call returns at least one key or moves the cursor on: the database's size (plus a
-        // margin for keys added meanwhile) bounds the calls.
-        for _ in 0..(size / 100 + 1000) {
-            let v = self
-                .src
-                .request(
-                    &Cmd::new("SCAN")
-                        .arg(cursor.as_str())
-                        .arg("MATCH")
-                        .arg(pattern.as_str())
-                        .arg("COUNT")
-                        .arg(1000u64),
-                )
-                .await
-                .map_err(|e| src_err(e, "SCAN"))?;
-            let mut parts = v.into_array().unwrap_or_default().into_iter();
-            cursor = parts
-                .next()
-                .and_then(|c| c.as_str().map(str::to_string))
-                .unwrap_or_else(|| "0".into());
-            keys.extend(parts.next().map(strings).unwrap_or_default());
-            if cursor == "0" {
-                break;
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+            .map_err(|e| src_err(e, "SCAN"))
     }
 
     /// The source's clock (heartbeats are judged by it), in ms.
@@ -285,35 +281,21 @@ impl Mover<'_> {
     ) -> Result<(), DrainError> {
         let names = Names::of(self.ns(), q);
         let len = self.len("HLEN", &names.payloads).await?;
-        let mut cursor = "0".to_string();
-        let mut found = vec![];
-        for _ in 0..(len / 100 + 1000) {
-            let v = self
-                .src
-                .request(
-                    &Cmd::new("HSCAN")
-                        .arg(names.payloads.as_str())
-                        .arg(cursor.as_str())
-                        .arg("COUNT")
-                        .arg(1000u64),
-                )
-                .await
-                .map_err(|e| src_err(e, "HSCAN"))?;
-            let mut parts = v.into_array().unwrap_or_default().into_iter();
-            cursor = parts
-                .next()
-                .and_then(|c| c.as_str().map(str::to_string))
-                .unwrap_or_else(|| "0".into());
-            let flat = strings(parts.next().unwrap_or(Value::Nil));
-            found.extend(
-                flat.chunks(2)
-                    .map(|p| p[0].clone())
-                    .filter(|rid| !referenced.contains(rid)),
-            );
-            if cursor == "0" {
-                break;
-            }
-        }
+        let flat = cursor::walk(&mut self.src, len / 100 + 1000, |cur| {
+            Cmd::new("HSCAN")
+                .arg(names.payloads.as_str())
+                .arg(cur)
+                .arg("COUNT")
+                .arg(1000u64)
+        })
+        .await
+        .map_err(|e| src_err(e, "HSCAN"))?;
+        // Field, value, field, value…: the fields are the ids.
+        let mut found: Vec<String> = flat
+            .chunks(2)
+            .filter_map(|p| String::from_utf8(p[0].clone()).ok())
+            .filter(|rid| !referenced.contains(rid))
+            .collect();
         found.sort();
         found.dedup();
         for chunk in found.chunks(self.opts.batch.max(1)) {

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod cursor;
 pub mod embedded;
 pub mod error;
 pub mod resp;

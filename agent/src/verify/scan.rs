@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use crate::valkey::cursor::parse_scan_reply;
 use crate::valkey::{Cmd, Conn, Error, ErrorKind, Value};
 
 /// Keys of `lag`'s canary (`vc:lag:<nonce>`) are never compared: they are written while a
@@ -26,22 +27,6 @@ pub async fn scan_step(
     c.push("COUNT").push(count);
     let v = conn.request(&c).await?;
     parse_scan_reply(v).ok_or_else(|| Error::new(ErrorKind::Other, "unexpected SCAN reply"))
-}
-
-/// Parse `[cursor, [item, …]]` (also what `HSCAN`/`SSCAN`/`ZSCAN` return).
-pub fn parse_scan_reply(v: Value) -> Option<(String, Vec<Vec<u8>>)> {
-    let mut parts = v.into_array()?.into_iter();
-    let cursor = parts.next()?.as_str()?.to_string();
-    let items = parts
-        .next()?
-        .into_array()?
-        .into_iter()
-        .map(|x| match x {
-            Value::Bulk(b) => Some(b),
-            other => other.as_bytes().map(<[u8]>::to_vec),
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some((cursor, items))
 }
 
 /// An upper bound on `SCAN` calls for a keyspace of `dbsize` keys at the start: far above what a

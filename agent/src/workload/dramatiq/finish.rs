@@ -48,7 +48,7 @@ impl State {
     /// our own producers, messages stranded in a live worker's ack set (read back once a second)
     /// do not hold it up: no handler of this run will see them.
     async fn drain(&self, c: &mut Client, deadline: Instant) {
-        let own = d_own_queue(&self.plan);
+        let own = own_queue(&self.plan);
         let mut next_look = Instant::now();
         loop {
             if self.drained(c).await || Instant::now() >= deadline {
@@ -115,7 +115,7 @@ impl State {
     /// is in flight here.
     async fn drained(&self, c: &mut Client) -> bool {
         let d = &self.plan;
-        if d_own_queue(d) {
+        if own_queue(d) {
             return self.ledger.pending() == 0;
         }
         let q = format!("{}:{}", d.namespace, d.queue);
@@ -247,7 +247,7 @@ impl State {
 }
 
 /// Our own producers on our own queue: the ledger knows every message.
-fn d_own_queue(d: &crate::plan::DramatiqPlan) -> bool {
+fn own_queue(d: &crate::plan::DramatiqPlan) -> bool {
     d.producers > 0 && !d.shared_queue
 }
 
