@@ -1,6 +1,8 @@
 //! `valkey-chaos drain` without Python: what it must leave and what it moves besides the queues
 //! (the real-worker round trip is in `interop.rs`).
 
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use valkey_chaos::valkey::Conn;
@@ -18,6 +20,27 @@ fn payload(id: &str) -> String {
     format!(
         r#"{{"queue_name":"jobs","actor_name":"a","args":[],"kwargs":{{}},"options":{{"redis_message_id":"{id}"}},"message_id":"{id}","message_timestamp":1}}"#
     )
+}
+
+/// Run `valkey-chaos drain` from `src` to `dst` with its output in `dir/name` and `extra` flags:
+/// its exit and `drain.json`.
+pub(crate) fn run_drain(
+    dir: &Path,
+    name: &str,
+    src: &str,
+    dst: &str,
+    extra: &[&str],
+) -> (Output, serde_json::Value) {
+    let out = dir.join(name);
+    let mut args = vec!["drain", "--source", src, "--destination", dst, "--out"];
+    args.push(out.to_str().unwrap());
+    args.extend_from_slice(extra);
+    let o = agent(&args, Duration::from_secs(60));
+    let r = std::fs::read(out.join("drain.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| panic!("no drain.json in {}\n{}", out.display(), show(&o)));
+    (o, r)
 }
 
 /// A ready message as Dramatiq enqueues it: payload, then id.
@@ -55,25 +78,7 @@ async fn a_live_workers_ack_set_is_left_and_dead_letters_move() {
     let beat = now_ms().to_string();
     cmd(&mut s, &["ZADD", "dramatiq:__heartbeats__", &beat, "alive"]).await;
 
-    let drain = |name: &str| {
-        let out = dir.join(name);
-        let o = agent(
-            &[
-                "drain",
-                "--source",
-                &su,
-                "--destination",
-                &du,
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            Duration::from_secs(60),
-        );
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("drain.json")).unwrap()).unwrap();
-        (o, r)
-    };
-    let (o, r) = drain("live");
+    let (o, r) = run_drain(&dir, "live", &su, &du, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("worker alive's ack set"), "{text}");
@@ -110,7 +115,7 @@ async fn a_live_workers_ack_set_is_left_and_dead_letters_move() {
     // That worker stopped two minutes ago.
     let old = (now_ms() - 120_000).to_string();
     cmd(&mut s, &["ZADD", "dramatiq:__heartbeats__", &old, "alive"]).await;
-    let (o, r) = drain("gone");
+    let (o, r) = run_drain(&dir, "gone", &su, &du, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(r["queues"][0]["requeued"], 3, "{r:#}");
     assert_eq!(int(&mut d, &["LLEN", "dramatiq:jobs"]).await, 3);
@@ -156,24 +161,14 @@ async fn what_the_copy_carried_is_skipped_even_once_run() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     enqueue(&mut s, "m2").await;
-    let out = dir.join("out");
-    let o = agent(
-        &[
-            "drain",
-            "--source",
-            &su,
-            "--destination",
-            &du,
-            "--copied",
-            saved.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
+    let (o, r) = run_drain(
+        &dir,
+        "out",
+        &su,
+        &du,
+        &["--copied", saved.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("drain.json")).unwrap()).unwrap();
     assert_eq!(
         (
             r["queues"][0]["ready"].as_u64(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use valkey_chaos::valkey::{Conn, Value};
 
+use crate::drain::run_drain;
 use crate::support::*;
 
 const NS: &str = "dramatiq";
@@ -1218,18 +1219,8 @@ async fn drain_moves_stranded_messages_and_a_real_worker_runs_each_once() {
     let before = broker(&mut s, "interop").await;
     assert_eq!((before.ready, before.delayed), (80, 10), "{before:?}");
 
-    let drain = |name: &str, extra: &[&str]| {
-        let out = dir.join(name);
-        let mut args = vec!["drain", "--source", &su, "--destination", &du, "--out"];
-        args.push(out.to_str().unwrap());
-        args.extend_from_slice(extra);
-        let o = agent(&args, Duration::from_secs(60));
-        let r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("drain.json")).unwrap()).unwrap();
-        (o, r)
-    };
     // Dry: what would move, exit 1, nothing written.
-    let (o, r) = drain("dry", &["--dry-run"]);
+    let (o, r) = run_drain(&dir, "dry", &su, &du, &["--dry-run"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert_eq!(
         (
@@ -1247,7 +1238,7 @@ async fn drain_moves_stranded_messages_and_a_real_worker_runs_each_once() {
     );
     assert_eq!(int(&mut d, &["LLEN", &format!("{NS}:interop")]).await, 1);
 
-    let (o, r) = drain("moved", &[]);
+    let (o, r) = run_drain(&dir, "moved", &su, &du, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(
         drained(&r, "interop", "ready") + drained(&r, "interop.DQ", "ready"),
@@ -1256,7 +1247,7 @@ async fn drain_moves_stranded_messages_and_a_real_worker_runs_each_once() {
     assert_eq!(drained(&r, "interop", "requeued"), 10, "{r:#}");
     let left = broker(&mut s, "interop").await;
     assert!(left.empty(), "the source keeps {left:?}");
-    let (o, r) = drain("again", &[]);
+    let (o, r) = run_drain(&dir, "again", &su, &du, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(r["queues"].as_array().unwrap().is_empty(), "{r:#}");
 
