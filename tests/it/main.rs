@@ -25,6 +25,7 @@ mod readme;
 mod recovery;
 mod reports;
 mod rollback;
+mod rolling;
 mod scenarios;
 mod shard;
 mod tls;

@@ -57,6 +57,22 @@ pub struct SwitchOutcome {
     pub behind_bytes: Option<i64>,
     /// `NOSCRIPT` replies seen before the switch.
     pub noscript_before: u64,
+    /// What a rolling switch did, batch by batch.
+    pub rolling: Option<super::rolled::RollingOutcome>,
+}
+
+/// A future a [`Handover`] returns.
+pub type HandoverFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// The drain step of a rolling switch, handed in by the run (it is the `drain` command's mover):
+/// remember what the old side holds when the copy stops, and after the roll move what Dramatiq
+/// left there to the new side, skipping what the copy carried.
+pub trait Handover: Send + Sync {
+    /// Called at the stop, writes stopped: how many message ids the old side holds.
+    fn remember(&self) -> HandoverFuture<'_, u64>;
+    /// How many messages moved, and what the drain said.
+    fn drain(&self) -> HandoverFuture<'_, (u64, String)>;
 }
 
 /// What [`prepare`] set up before any load: the target, the proxies (running from now on), the
@@ -64,6 +80,7 @@ pub struct SwitchOutcome {
 pub struct Prepared {
     target: Arc<Mutex<Target>>,
     proxies: Vec<ProxyEntry>,
+    pods: super::pods::Pods,
     controls: Controls,
     admin: ConnectOptions,
     skipped: Vec<(usize, String)>,
@@ -74,6 +91,10 @@ pub struct Prepared {
 pub struct FaultEnv {
     pub(super) target: Arc<Mutex<Target>>,
     pub(super) proxies: Vec<ProxyEntry>,
+    /// A rolling switch's pod proxies.
+    pub(super) pods: super::pods::Pods,
+    /// A rolling switch's drain step.
+    pub(super) handover: Option<Arc<dyn Handover>>,
     /// The workloads' switches (consumer crashes).
     pub(super) controls: Controls,
     pub(super) admin: ConnectOptions,
@@ -91,6 +112,8 @@ impl FaultEnv {
         FaultEnv {
             target: p.target,
             proxies: p.proxies,
+            pods: p.pods,
+            handover: None,
             controls: p.controls,
             admin: p.admin,
             skipped: p.skipped,
@@ -98,6 +121,19 @@ impl FaultEnv {
             timebase,
             switch: Default::default(),
         }
+    }
+
+    /// Give a rolling switch its drain step.
+    pub fn with_handover(mut self, h: Arc<dyn Handover>) -> FaultEnv {
+        self.handover = Some(h);
+        self
+    }
+}
+
+impl Prepared {
+    /// Each pod's address map, when a rolling switch moves the clients pod by pod.
+    pub fn pod_routes(&self) -> Option<Arc<crate::valkey::pod::PodRoutes>> {
+        self.pods.routes.clone()
     }
 }
 
@@ -131,12 +167,18 @@ pub async fn prepare(
         refused_commands(plan, u, route, &mut skipped, skip_forbidden, provider).await?;
     }
     let mut proxies = vec![];
+    let mut pods = super::pods::Pods::default();
     if let Target::Migration {
         source,
         destination,
     } = &*t
     {
         proxies.extend(migration_proxies(plan, source, destination, route).await?);
+        if let Some(src) = source.addr() {
+            pods = super::pods::start(plan, src)
+                .await
+                .map_err(PrepareError::Runtime)?;
+        }
     }
     proxies.extend(client_proxies(plan, &t, route).await?);
     if plan.topology.replication_proxy {
@@ -152,6 +194,7 @@ pub async fn prepare(
     Ok(Prepared {
         target,
         proxies,
+        pods,
         admin,
         skipped,
         controls,

@@ -135,7 +135,7 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
         FaultKind::Memory { maxmemory, policy } => memory(f, env, maxmemory, policy).await,
         FaultKind::IdleTimeout { seconds } => idle_timeout(f, env, *seconds).await,
         FaultKind::Switch { procedure } => {
-            let done = super::switch::run(env, *procedure).await?;
+            let done = super::switch::run(env, procedure).await?;
             let undo = done.paused.map_or(Undo::Nothing, Undo::Unpause);
             Ok(Guard::new(done.target, undo))
         }

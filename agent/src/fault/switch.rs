@@ -1,16 +1,18 @@
 //! The cutover of a migration rehearsal: the stable endpoint the workloads use is repointed from
 //! the source to the destination. *pause-and-drain* is the documented procedure — stop writes,
 //! let the destination receive everything, promote it, repoint, resume; *repoint-only* is the
-//! hurried one — repoint while replication still runs, then stop it.
+//! hurried one — repoint while replication still runs, then stop it; *rolling* moves the clients
+//! pod by pod (`fault::rolling`).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::admin::admin_conn;
+use super::admin::{catch_up, pause_writes, promote, repl_offset};
 use super::env::FaultEnv;
 use crate::plan::fault::SwitchProcedure;
-use crate::valkey::embedded::parse_info;
-use crate::valkey::{Cmd, Target};
+use crate::valkey::client::{NOSCRIPT_REPLIES, READONLY_REPLIES};
+use crate::valkey::Target;
 
 pub use super::env::SwitchOutcome;
 
@@ -20,13 +22,7 @@ pub(super) struct Done {
     pub paused: Option<SocketAddr>,
 }
 
-async fn offset(env: &FaultEnv, addr: SocketAddr) -> Option<i64> {
-    let mut c = admin_conn(env, addr).await.ok()?;
-    let v = c.request(&Cmd::new("INFO").arg("replication")).await.ok()?;
-    parse_info(v.as_str()?, "master_repl_offset")?.parse().ok()
-}
-
-pub(super) async fn run(env: &FaultEnv, procedure: SwitchProcedure) -> Result<Done, String> {
+pub(super) async fn run(env: &FaultEnv, procedure: &SwitchProcedure) -> Result<Done, String> {
     let (src, dst) = match &*env.target.lock().await {
         Target::Migration {
             source,
@@ -42,46 +38,30 @@ pub(super) async fn run(env: &FaultEnv, procedure: SwitchProcedure) -> Result<Do
         .iter()
         .find(|p| p.node == "endpoint")
         .ok_or("the migration has no endpoint proxy")?;
-    let promote = || async {
-        let mut c = admin_conn(env, dst).await?;
-        c.request(&Cmd::new("REPLICAOF").arg("NO").arg("ONE"))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("REPLICAOF NO ONE at the destination {dst}: {}", e.msg))
-    };
     let mut out = SwitchOutcome {
-        procedure,
+        procedure: procedure.clone(),
         at: Instant::now(),
         paused: None,
         behind_bytes: None,
-        noscript_before: crate::valkey::client::NOSCRIPT_REPLIES
-            .load(std::sync::atomic::Ordering::Relaxed),
+        noscript_before: NOSCRIPT_REPLIES.load(Ordering::Relaxed),
+        rolling: None,
     };
     let mut paused = None;
     let detail = match procedure {
         SwitchProcedure::PauseAndDrain { max_pause } => {
             let t0 = Instant::now();
-            let ms = (max_pause + Duration::from_secs(30)).as_millis() as u64;
-            let mut c = admin_conn(env, src).await?;
-            c.request(&Cmd::new("CLIENT").arg("PAUSE").arg(ms).arg("WRITE"))
+            let ms = (*max_pause + Duration::from_secs(30)).as_millis() as u64;
+            pause_writes(env, src, ms)
                 .await
-                .map_err(|e| format!("CLIENT PAUSE at the source {src}: {}", e.msg))?;
+                .map_err(|e| format!("the source: {e}"))?;
             paused = Some(src);
-            let own = offset(env, src).await.unwrap_or(0);
-            let mut behind = i64::MAX;
-            while t0.elapsed() < max_pause {
-                behind = own - offset(env, dst).await.unwrap_or(0);
-                if behind <= 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            promote().await?;
+            let behind = catch_up(env, src, dst, *max_pause).await;
+            promote(env, dst).await?;
             endpoint.proxy.repoint(dst);
             out.at = Instant::now();
             out.paused = Some(t0.elapsed());
-            out.behind_bytes = Some(behind.max(0));
-            if behind <= 0 {
+            out.behind_bytes = Some(behind);
+            if behind == 0 {
                 format!(
                     "pause-and-drain: the destination had everything; writes paused {} ms",
                     t0.elapsed().as_millis()
@@ -95,19 +75,32 @@ pub(super) async fn run(env: &FaultEnv, procedure: SwitchProcedure) -> Result<Do
             }
         }
         SwitchProcedure::RepointOnly => {
-            let behind = match (offset(env, src).await, offset(env, dst).await) {
+            let behind = match (repl_offset(env, src).await, repl_offset(env, dst).await) {
                 (Some(a), Some(b)) => Some((a - b).max(0)),
                 _ => None,
             };
             endpoint.proxy.repoint(dst);
             out.at = Instant::now();
-            promote().await?;
+            promote(env, dst).await?;
             out.behind_bytes = behind;
             format!(
                 "repoint-only: repointed while the destination was {} bytes behind; replication \
                  stopped after",
                 behind.map(|b| b.to_string()).unwrap_or_else(|| "?".into())
             )
+        }
+        SwitchProcedure::Rolling(r) => {
+            let mut rolled = super::rolled::RollingOutcome {
+                readonly_before: READONLY_REPLIES.load(Ordering::Relaxed),
+                ..Default::default()
+            };
+            let said =
+                super::rolling::run(env, r, (src, dst), &endpoint.proxy, &mut out, &mut rolled)
+                    .await;
+            out.rolling = Some(rolled);
+            // What it did so far is the report's, also when it stopped half-way.
+            *env.switch.lock().expect("switch lock") = Some(out.clone());
+            said?
         }
     };
     *env.switch.lock().expect("switch lock") = Some(out);

@@ -223,7 +223,7 @@ pub enum FaultKind {
 }
 
 /// How the cutover is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchProcedure {
     /// `CLIENT PAUSE WRITE` on the source, wait (up to `max_pause`) until the destination has
     /// everything, promote it (`REPLICAOF NO ONE`), repoint, resume: the documented "stop writes,
@@ -232,6 +232,9 @@ pub enum SwitchProcedure {
     /// Repoint while replication still runs, then stop it: what a hurried operator does. What
     /// the destination had not received is lost.
     RepointOnly,
+    /// The clients move pod by pod, as a Helm upgrade with the new `REDIS_URL` restarts them
+    /// (`plan::rollout`).
+    Rolling(Box<super::rollout::Rolling>),
 }
 
 impl SwitchProcedure {
@@ -240,6 +243,7 @@ impl SwitchProcedure {
         match self {
             SwitchProcedure::PauseAndDrain { .. } => "pause-and-drain",
             SwitchProcedure::RepointOnly => "repoint-only",
+            SwitchProcedure::Rolling(_) => "rolling",
         }
     }
 }
@@ -657,6 +661,14 @@ impl FaultKind {
                     ("max_pause_seconds", Secs(max_pause.as_secs_f64())),
                 ],
                 SwitchProcedure::RepointOnly => vec![("procedure", Text("repoint-only".into()))],
+                SwitchProcedure::Rolling(r) => vec![
+                    ("procedure", Text("rolling".into())),
+                    ("order", Text(r.order.name().into())),
+                    ("stop_writes", Text(r.stop_writes.to_string())),
+                    ("drain", Text(r.drain.to_string())),
+                    ("groups", Int(r.groups.len() as i64)),
+                    ("roll_seconds", Secs(r.length().as_secs_f64())),
+                ],
             },
             FaultKind::Kill {
                 restart_after: None,

@@ -14,6 +14,7 @@ pub mod migration;
 pub mod protocol;
 pub mod provider;
 pub mod rollback;
+pub mod rollout;
 pub mod schedule;
 pub mod shard;
 pub mod topology;

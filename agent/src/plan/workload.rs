@@ -184,6 +184,7 @@ counters! {
         AmbiguousLanded = ("ambiguous_landed", Total, "of those, how many landed (delivered or still present)"),
         AckFailed = ("ack_failed", Safety, "processed, but the ack failed and the message is still held in its worker's ack set: Dramatiq redelivers it when that worker's heartbeat expires (at-least-once)"),
         Stranded = ("stranded", Safety, "never delivered: a fetch that lost its reply left it in a live worker's ack set, where Dramatiq leaves it until that worker stops and its heartbeat expires (at-least-once: still in Valkey, delivered late)"),
+        LeftBehind = ("left_behind", Safety, "never delivered and still on the old side of a migration at the end: enqueued there after the copy stopped, where no worker consumes any more (stranded by the switch; `valkey-chaos drain` moves them)"),
         AckUnconfirmed = ("ack_unconfirmed", Total, "processed, the ack's reply lost (timeout, broken connection) and the message gone: the ack landed"),
         Checked = ("checked", Checked, "acknowledged enqueues the accounting covered", covers = "enqueued"),
     }

@@ -4,9 +4,10 @@
 
 use std::fmt::Write;
 
+use crate::events::{Event, EventKind};
 use crate::summary::{
-    CheckResult, FaultRecord, MigrationReport, MigrationVerify, OpSummary, RunSummary,
-    WorkloadSummary,
+    CheckResult, FaultRecord, MigrationReport, MigrationVerify, OpSummary, RollingReport,
+    RunSummary, WorkloadSummary,
 };
 use crate::units::{fmt_count, fmt_us};
 
@@ -27,7 +28,7 @@ pub fn render(s: &RunSummary) -> String {
         heal_failures(&mut o, &s.heal_failures);
     }
     if !s.checks.is_empty() {
-        checks(&mut o, &s.checks);
+        checks(&mut o, &s.checks, &s.events);
     }
     verdict(&mut o, s);
     o
@@ -275,6 +276,9 @@ fn migration(o: &mut String, m: &MigrationReport) {
                 .map(|b| format!(", destination {b} bytes behind"))
                 .unwrap_or_default()
         );
+        if let Some(r) = &sw.rolling {
+            rolling(o, r);
+        }
     }
     let _ = writeln!(
         o,
@@ -283,6 +287,54 @@ fn migration(o: &mut String, m: &MigrationReport) {
     );
     if let Some(v) = &m.verify {
         migration_verify(o, v);
+    }
+}
+
+/// A rolling switch: the order, the batches, how long two sides took writes, the drain step.
+fn rolling(o: &mut String, r: &RollingReport) {
+    let _ = writeln!(
+        o,
+        "  roll          {}, writes {}: {} pods in {} batches over {:.1}s (copy stopped at {})",
+        r.order,
+        if r.stop_writes {
+            "stopped until the last pod moved"
+        } else {
+            "never stopped"
+        },
+        r.pods,
+        r.batches.len(),
+        r.roll_secs,
+        r.promoted_at_secs
+            .map(|t| format!("{t:.1}s"))
+            .unwrap_or_else(|| "-".into())
+    );
+    for b in &r.batches {
+        let _ = writeln!(
+            o,
+            "    {:>6.1}s  {}/{} +{}",
+            b.at_secs, b.workload, b.clients, b.pods
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  two sides     took writes for {:.0}ms after the copy stopped; READONLY replies: {}",
+        r.two_sides_ms, r.readonly_replies
+    );
+    match (&r.drained, &r.drain_said) {
+        (Some(n), said) => {
+            let _ = writeln!(
+                o,
+                "  drain step    moved {n} messages left on the old side (the copy carried {} ids){}",
+                r.copied_ids.unwrap_or(0),
+                said.as_deref().map(|s| format!(": {s}")).unwrap_or_default()
+            );
+        }
+        (None, _) => {
+            let _ = writeln!(
+                o,
+                "  drain step    none: what the old side still holds stays there (a Dramatiq workload counts it as `left_behind`)"
+            );
+        }
     }
 }
 
@@ -321,7 +373,7 @@ fn heal_failures(o: &mut String, failures: &[String]) {
 }
 
 /// One line per check, PASS or FAIL.
-fn checks(o: &mut String, checks: &[CheckResult]) {
+fn checks(o: &mut String, checks: &[CheckResult], events: &[Event]) {
     let _ = writeln!(o);
     let _ = writeln!(o, "checks");
     for c in checks {
@@ -333,6 +385,29 @@ fn checks(o: &mut String, checks: &[CheckResult]) {
             c.condition,
             c.shown
         );
+        if !c.passed {
+            examples(o, &c.metric, events);
+        }
+    }
+}
+
+/// Under a failed counter check (`tasks.lost`), the first examples the oracle named
+/// (`tasks: lost: message …`); the rest are in summary.json's events.
+fn examples(o: &mut String, metric: &str, events: &[Event]) {
+    let Some((w, counter)) = metric.split_once('.') else {
+        return;
+    };
+    let prefix = format!("{w}: {counter}: ");
+    let named: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .filter_map(|e| e.detail.strip_prefix(prefix.as_str()))
+        .collect();
+    for d in named.iter().take(3) {
+        let _ = writeln!(o, "       e.g. {d}");
+    }
+    if named.len() > 3 {
+        let _ = writeln!(o, "       … {} more named in summary.json", named.len() - 3);
     }
 }
 

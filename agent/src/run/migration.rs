@@ -10,9 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::options::{RunError, RunOptions};
 use crate::fault::switch::SwitchOutcome;
+use crate::plan::fault::SwitchProcedure;
 use crate::plan::migration::{Migration, Side, SEED_PREFIX};
 use crate::rng::Rng;
-use crate::summary::{LagStats, MigrationReport, MigrationVerify, SwitchReport};
+use crate::summary::{
+    LagStats, MigrationReport, MigrationVerify, RolledBatchReport, RollingReport, SwitchReport,
+};
 use crate::valkey::embedded::{self, Topology, TopologySpec};
 use crate::valkey::target::TargetUrl;
 use crate::valkey::{Cmd, Conn, ConnectOptions, Target};
@@ -92,6 +95,7 @@ pub async fn report(
             at_secs: s.at.saturating_duration_since(start).as_secs_f64(),
             paused_ms: s.paused.map(|p| p.as_secs_f64() * 1000.0),
             behind_bytes: s.behind_bytes,
+            rolling: rolling_report(s, start),
         }),
         lag: lag_stats(&lag_series),
         lag_series,
@@ -104,6 +108,39 @@ pub async fn report(
             .unwrap_or(0),
         verify,
     }
+}
+
+/// A rolling switch's batches and findings, on the run's clock.
+fn rolling_report(s: &SwitchOutcome, start: Instant) -> Option<RollingReport> {
+    let (SwitchProcedure::Rolling(r), Some(d)) = (&s.procedure, &s.rolling) else {
+        return None;
+    };
+    let secs = |t: Instant| t.saturating_duration_since(start).as_secs_f64();
+    Some(RollingReport {
+        order: r.order.name().into(),
+        stop_writes: r.stop_writes,
+        pods: d.batches.iter().map(|b| b.pods).sum(),
+        batches: d
+            .batches
+            .iter()
+            .map(|b| RolledBatchReport {
+                at_secs: secs(b.at),
+                workload: b.workload.clone(),
+                clients: b.clients.into(),
+                pods: b.pods,
+            })
+            .collect(),
+        roll_secs: match (d.roll_started, d.roll_ended) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        },
+        promoted_at_secs: d.promoted.map(secs),
+        two_sides_ms: d.two_sides().as_secs_f64() * 1000.0,
+        readonly_replies: d.readonly(),
+        copied_ids: d.copied,
+        drained: d.drained.as_ref().map(|x| x.0),
+        drain_said: d.drained.as_ref().map(|x| x.1.clone()),
+    })
 }
 
 /// A rehearsal's two sides, as the run needs them.

@@ -15,6 +15,7 @@
 //! Everything that was started is stopped on every exit path.
 
 pub mod barrier;
+mod handover;
 pub mod load;
 pub mod migration;
 mod options;
@@ -109,7 +110,11 @@ impl<'a> Ready<'a> {
         let resolved = target::resolve(plan, opts).await?;
         let target = Arc::new(tokio::sync::Mutex::new(resolved.target));
         let mut route = resolved.route;
-        let direct = route.clone();
+        // Its own address map: the proxies fault set-up maps into `route` are not the direct way.
+        let direct = Route {
+            via: Default::default(),
+            ..route.clone()
+        };
         let controls = Controls::default();
         let faults = fault::prepare(
             plan,
@@ -222,7 +227,11 @@ impl<'a> Ready<'a> {
             ))
         });
         // The fault timeline, which cuts phase boundaries at every injection and heal.
-        let faults = fault::FaultEnv::new(self.faults, events.clone(), collector.timebase.clone());
+        let mut faults =
+            fault::FaultEnv::new(self.faults, events.clone(), collector.timebase.clone());
+        if let Some(r) = &self.rehearsal {
+            faults = faults.with_handover(Arc::new(handover::DrainStep::new(plan, r)));
+        }
         let fault_cancel = CancellationToken::new();
         let timeline = fault::spawn_timeline(plan, faults, start, fault_cancel.clone());
         Ok(Running {
@@ -280,6 +289,12 @@ impl<'a> Ready<'a> {
                 events: events.clone(),
                 controls: self.controls.clone(),
                 agent: run_id.to_string(),
+                pods: self.faults.pod_routes(),
+                old_side: self.plan.migration.as_ref().map(|_| {
+                    let mut r = self.direct.clone();
+                    r.opts.db = w.db.unwrap_or(self.route.opts.db);
+                    Arc::new(r)
+                }),
             };
             let active = workload::spawn(w, prep.as_deref(), ctx.clone(), tasks)
                 .await

@@ -15,7 +15,7 @@ use super::load::read_load;
 use super::reader::{At, Ctx, Obj};
 use super::threshold::{self, Catalog, Part};
 use super::workload;
-use crate::plan::fault::{topology_needs, FaultPlan};
+use crate::plan::fault::{topology_needs, FaultPlan, SwitchProcedure};
 use crate::plan::migration::{Migration, Mode};
 use crate::plan::*;
 
@@ -76,7 +76,8 @@ fn compile_root(root: &Obj, file: &Path) -> Option<Plan> {
         t.finish();
         m
     });
-    let faults = read_faults(root);
+    let mut faults = read_faults(root);
+    expand_rollouts(root, &workloads, &mut faults);
     if let Some(d) = &duration {
         check_fault_times(root, &faults, d.value);
     }
@@ -232,6 +233,39 @@ fn check_fault_times(root: &Obj, faults: &[FaultPlan], duration: Duration) {
                 ),
                 Some("lower `at` or raise `duration`".into()),
             );
+        }
+    }
+}
+
+/// A rolling switch gets one group per workload and kind of client, now that the workloads are
+/// known; a group named for no workload is an error at the fault.
+fn expand_rollouts(root: &Obj, workloads: &[WorkloadPlan], faults: &mut [FaultPlan]) {
+    use crate::plan::rollout::Clients;
+    let kinds: Vec<(String, Vec<(Clients, u32)>)> = workloads
+        .iter()
+        .map(|w| {
+            let k = match &w.kind {
+                WorkloadKind::Dramatiq(d) => vec![
+                    (Clients::Producers, d.producers),
+                    (Clients::Consumers, d.consumers),
+                ],
+                _ => vec![(Clients::All, w.clients)],
+            };
+            (w.id.clone(), k)
+        })
+        .collect();
+    for f in faults.iter_mut() {
+        if let FaultKind::Switch {
+            procedure: SwitchProcedure::Rolling(r),
+        } = &mut f.kind
+        {
+            if let Err(e) = r.expand(&kinds) {
+                root.ctx.error(
+                    &f.span,
+                    format!("fault {:?}: {e}", f.name),
+                    Some("name a workload of this scenario in [[fault.switch.rollout]]".into()),
+                );
+            }
         }
     }
 }

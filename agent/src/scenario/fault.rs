@@ -7,6 +7,7 @@ use crate::plan::fault::{
     Direction, FailoverMode, FaultKind, FaultPlan, Link, MemLimit, NodeSel, SwitchProcedure, TYPES,
 };
 use crate::plan::protocol::{AfterDrop, CommandClass, CommandFilter, ErrorCode, Eviction, FlipTo};
+use crate::plan::rollout::{Batch, Clients, Pace, RollOrder, Rolling};
 use crate::scenario::reader::Obj;
 use crate::units::parse_bytes;
 
@@ -222,24 +223,88 @@ fn read_limit_data(t: Option<&Obj>) -> FaultKind {
 }
 
 fn read_switch(t: Option<&Obj>) -> FaultKind {
-    let procedure = match t {
-        Some(t)
-            if t.choice("procedure", &["pause-and-drain", "repoint-only"])
-                .is_some_and(|p| p.value == "repoint-only") =>
-        {
-            SwitchProcedure::RepointOnly
-        }
-        Some(t) => SwitchProcedure::PauseAndDrain {
-            max_pause: t
-                .duration("max_pause")
-                .map(|d| d.value)
-                .unwrap_or(Duration::from_secs(5)),
-        },
-        None => SwitchProcedure::PauseAndDrain {
-            max_pause: Duration::from_secs(5),
-        },
+    let Some(t) = t else {
+        return FaultKind::Switch {
+            procedure: SwitchProcedure::PauseAndDrain {
+                max_pause: Duration::from_secs(5),
+            },
+        };
+    };
+    let max_pause = t
+        .duration("max_pause")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(5));
+    let procedure = match t
+        .choice("procedure", &["pause-and-drain", "repoint-only", "rolling"])
+        .map(|p| p.value)
+        .as_deref()
+    {
+        Some("repoint-only") => SwitchProcedure::RepointOnly,
+        Some("rolling") => SwitchProcedure::Rolling(Box::new(read_rolling(t, max_pause))),
+        _ => SwitchProcedure::PauseAndDrain { max_pause },
     };
     FaultKind::Switch { procedure }
+}
+
+/// `procedure = "rolling"`: the order, the stop of writes, the drain step, the default pace and
+/// `[[fault.switch.rollout]]` groups (expanded over the workloads by the compiler).
+fn read_rolling(t: &Obj, max_pause: Duration) -> Rolling {
+    let order = match t
+        .choice("order", RollOrder::NAMES)
+        .map(|o| o.value)
+        .as_deref()
+    {
+        Some("roll-first") => RollOrder::RollFirst,
+        _ => RollOrder::StopFirst,
+    };
+    let pace = read_pace(t, Pace::DEFAULT);
+    let mut overrides = vec![];
+    for g in t.tables("rollout") {
+        let workload = g.req_str("workload", "the workload whose clients this group moves");
+        let clients = g
+            .choice("clients", Clients::NAMES)
+            .and_then(|c| Clients::parse(&c.value));
+        let pods = g.uint("pods", 10_000).map(|p| p.value.max(1) as u32);
+        let p = read_pace(&g, pace);
+        if let (Some(w), Some(c)) = (workload, clients) {
+            overrides.push((w.value, c, pods, p));
+        } else if !g.has("clients") {
+            g.missing(
+                "clients",
+                Some("\"producers\", \"consumers\" or \"all\"".into()),
+            );
+        }
+        g.finish();
+    }
+    Rolling {
+        order,
+        stop_writes: t.bool("stop_writes").map(|b| b.value).unwrap_or(true),
+        max_pause,
+        drain: t.bool("drain").map(|b| b.value).unwrap_or(true),
+        pace,
+        overrides,
+        groups: vec![],
+    }
+}
+
+/// `batch`, `every` and `start` of a rollout group, each defaulting to `d`'s.
+fn read_pace(t: &Obj, d: Pace) -> Pace {
+    let batch = t.str("batch").and_then(|b| match Batch::parse(&b.value) {
+        Some(x) => Some(x),
+        None => {
+            t.ctx.error(
+                &b.span,
+                format!("batch = {:?} is not a pod count or a percentage", b.value),
+                Some("write batch = \"25%\" (maxUnavailable) or batch = \"1\"".into()),
+            );
+            None
+        }
+    });
+    Pace {
+        batch: batch.unwrap_or(d.batch),
+        every: t.duration("every").map(|e| e.value).unwrap_or(d.every),
+        start: t.duration("start").map(|e| e.value).unwrap_or(d.start),
+    }
 }
 
 fn read_dir(o: &Obj) -> Direction {

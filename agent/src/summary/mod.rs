@@ -137,6 +137,43 @@ pub struct SwitchReport {
     pub paused_ms: Option<f64>,
     /// Replication bytes the destination had not received when it was promoted.
     pub behind_bytes: Option<i64>,
+    /// A rolling switch, batch by batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<RollingReport>,
+}
+
+/// What a rolling switch did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RollingReport {
+    /// `stop-first` or `roll-first`.
+    pub order: String,
+    pub stop_writes: bool,
+    pub pods: u32,
+    /// Every batch: when it rolled (seconds from the start), whose pods, how many.
+    pub batches: Vec<RolledBatchReport>,
+    /// From the first batch to the last.
+    pub roll_secs: f64,
+    /// When the copy stopped (seconds from the start).
+    pub promoted_at_secs: Option<f64>,
+    /// How long two sides took writes: from the copy's stop to the old side's last write while
+    /// pods still pointed at it.
+    pub two_sides_ms: f64,
+    /// `READONLY` replies the agent's clients got from the switch on.
+    pub readonly_replies: u64,
+    /// Message ids the old side held when the copy stopped (the drain skips them).
+    pub copied_ids: Option<u64>,
+    /// Messages the drain step moved from the old side (none: no drain step).
+    pub drained: Option<u64>,
+    pub drain_said: Option<String>,
+}
+
+/// One batch of a rolling switch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolledBatchReport {
+    pub at_secs: f64,
+    pub workload: String,
+    pub clients: String,
+    pub pods: u32,
 }
 
 /// Canary lag statistics.

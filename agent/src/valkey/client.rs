@@ -249,8 +249,11 @@ impl Client {
     /// Sentinel (redis-py's Sentinel connection turns it into "the previous master is now a
     /// slave" and reconnects); a plain redis-py client keeps its connection and raises.
     fn failed(&mut self, kind: ErrorKind) {
-        if kind == ErrorKind::ReadOnly && !self.follows_sentinel() {
-            return;
+        if kind == ErrorKind::ReadOnly {
+            READONLY_REPLIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !self.follows_sentinel() {
+                return;
+            }
         }
         if kind.drops_connection() {
             self.conn = None;
@@ -368,6 +371,10 @@ impl Client {
 /// that came up without the scripts — a failover, a cutover: the script cache is not
 /// replicated — answers the first `EVALSHA` of each script this way.
 pub static NOSCRIPT_REPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `READONLY` replies this process's clients got: a write that reached a replica (a client
+/// moved to a destination that still replicates, a stale endpoint after a failover).
+pub static READONLY_REPLIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A Lua script and its SHA1 (what EVALSHA sends).
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod cursor;
 pub mod embedded;
 pub mod error;
+pub mod pod;
 pub mod resp;
 pub mod stream;
 pub mod target;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use super::ctx::Ctx;
+use crate::plan::rollout::Clients;
 use crate::plan::{CommandKind, CommandsPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::resp::{encode_args, push_uint, uint_digits};
@@ -38,7 +39,7 @@ async fn client(c: Arc<CommandsPlan>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
         .collect();
     let total: u64 = c.mix.iter().map(|(_, w)| *w as u64).sum();
     let value = rng.alnum(c.value_bytes);
-    let mut client = Client::new(ctx.route.clone());
+    let mut client = Client::new(ctx.client_route(Clients::All, idx));
     let mut buf = Vec::with_capacity(256 * c.pipeline);
     let mut picked: Vec<usize> = Vec::with_capacity(c.pipeline);
     let mut key = Vec::with_capacity(ctx.key_prefix.len() + 24);

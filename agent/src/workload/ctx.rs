@@ -13,7 +13,9 @@ use crate::control::Controls;
 use crate::events::{EventKind, Events};
 use crate::history::History;
 use crate::metrics::WorkloadMetrics;
+use crate::plan::rollout::Clients;
 use crate::plan::WorkloadType;
+use crate::valkey::pod::PodRoutes;
 use crate::valkey::Route;
 
 /// What every worker of a workload gets.
@@ -32,9 +34,31 @@ pub struct Ctx {
     pub controls: Controls,
     /// This agent's id in histories (the run id).
     pub agent: String,
+    /// A rolling switch's pods: each client's own address map (none without one).
+    pub pods: Option<Arc<PodRoutes>>,
+    /// A migration's source, read directly (never through a proxy): where the final accounting
+    /// looks for what was left on the old side.
+    pub old_side: Option<Arc<Route>>,
 }
 
 impl Ctx {
+    /// The route of this workload's client `index` of kind `clients`: in a rolling switch its
+    /// pod's, which moves to the destination when its batch rolls; otherwise the workload's.
+    /// Observers (a drain, a final read) keep [`Ctx::route`].
+    pub fn client_route(&self, clients: Clients, index: u32) -> Arc<Route> {
+        let via = self
+            .pods
+            .as_ref()
+            .and_then(|p| p.via(&self.metrics.id, clients.name(), index));
+        match via {
+            Some(via) => Arc::new(Route {
+                via,
+                ..(*self.route).clone()
+            }),
+            None => self.route.clone(),
+        }
+    }
+
     /// Judge this agent's history with its kind's oracle (`check::judge`, on this host's
     /// monotonic clock) and count what it found: each event at its time, so a fault's impact
     /// window can say what it counted, the levels as they are, the oracle's note as an event.

@@ -16,6 +16,7 @@ use super::ctx::Ctx;
 use crate::clock::monotonic_ns;
 use crate::history::{History, Type};
 use crate::metrics::Recorder;
+use crate::plan::rollout::Clients;
 use crate::plan::{LockCounter as C, LockPlan, LockStyle as Style, WorkloadPlan, WorkloadType};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Error, Script, Value};
@@ -111,7 +112,7 @@ impl Holder {
     fn new(st: Arc<State>, ctx: Ctx, idx: u32) -> Holder {
         let rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
         let rec = ctx.metrics.recorder(idx as usize);
-        let c = Client::new(ctx.route.clone());
+        let c = Client::new(ctx.client_route(Clients::All, idx));
         let ttl_ms = st.plan.ttl.as_millis().max(1) as u64;
         Holder {
             st,

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::ctx::Ctx;
 use crate::events::EventKind;
 use crate::metrics::Recorder;
+use crate::plan::rollout::Clients;
 use crate::plan::{PluginCounter as C, PluginPlan, WorkloadPlan};
 use crate::plugin::bindings::exports::valkey_chaos::plugin::vu::{Guest, VuConfig};
 use crate::plugin::{self, bindings, Plugin, VuState};
@@ -223,7 +224,7 @@ impl Vu {
             &p.name,
             idx,
             ctx.seed,
-            Client::new(ctx.route.clone()).connect_on_task(),
+            Client::new(ctx.client_route(Clients::All, idx)).connect_on_task(),
             self.rec.clone(),
             self.plan.memory,
             &ctx.key_prefix,

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use super::ctx::Ctx;
 use crate::clock::monotonic_ns;
 use crate::history::{History, Type};
+use crate::plan::rollout::Clients;
 use crate::plan::{Limiter, RateLimitCounter as C, RateLimitPlan, WorkloadPlan, WorkloadType};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Error, Script, Value};
@@ -96,7 +97,7 @@ async fn client(st: Arc<State>, ctx: Ctx, idx: u32, clients: u32, mut pacer: Pac
     let p = &st.plan;
     let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
     let rec = ctx.metrics.recorder(idx as usize);
-    let mut c = Client::new(ctx.route.clone());
+    let mut c = Client::new(ctx.client_route(Clients::All, idx));
     let sliding = Script::new(SLIDING);
     // Bursts: this client's share of each burst, fired back to back at the burst time.
     let share = |size: u64| size / clients as u64 + u64::from((idx as u64) < size % clients as u64);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::ctx::Ctx;
+use crate::plan::rollout::Clients;
 use crate::plan::{SetCounter as C, SetPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Value};
@@ -76,7 +77,7 @@ pub fn spawn(plan: &WorkloadPlan, p: &SetPlan, ctx: Ctx, tasks: &mut JoinSet<()>
 async fn client(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
     let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
     let rec = ctx.metrics.recorder(idx as usize);
-    let mut c = Client::new(ctx.route.clone());
+    let mut c = Client::new(ctx.client_route(Clients::All, idx));
     let mut seq: u64 = 0;
     while let Some(intended) = pacer.next(&ctx.cancel).await {
         seq += 1;

@@ -28,6 +28,7 @@ use super::state::{
     now_ms, post_process, timed, State, C_MISSING, C_UNDECODABLE, OP_ACK, OP_ENQ, OP_FETCH,
 };
 use crate::metrics::Recorder;
+use crate::plan::rollout::Clients;
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Value};
 use crate::workload::Ctx;
@@ -117,15 +118,15 @@ impl Consumer {
         let d = &st.plan;
         let broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
         let threads = Arc::new(Semaphore::new(d.threads as usize));
-        let pool = new_pool(&st, &ctx);
+        let pool = new_pool(&st, &ctx, idx);
         let rec = ctx.metrics.recorder(1000 + idx as usize);
         let rng = Rng::derive(
             ctx.seed,
             &format!("{}-consumer", ctx.metrics.id),
             idx as u64,
         );
-        let fetch_client = Client::new(ctx.route.clone());
-        let dq_client = Client::new(ctx.route.clone());
+        let fetch_client = Client::new(ctx.client_route(Clients::Consumers, idx));
+        let dq_client = Client::new(ctx.client_route(Clients::Consumers, idx));
         let dq_name = format!("{}.DQ", d.queue);
         let dq_prefetch = (d.threads as u64 * 1000).min(MAX_UNPACK);
         Consumer {
@@ -272,9 +273,9 @@ impl Consumer {
     fn revive(&mut self) {
         self.broker = self.rng.uuid4();
         self.worker.id += 1;
-        self.pool = new_pool(&self.st, &self.ctx);
-        self.fetch_client = Client::new(self.ctx.route.clone());
-        self.dq_client = Client::new(self.ctx.route.clone());
+        self.pool = new_pool(&self.st, &self.ctx, self.idx);
+        self.fetch_client = Client::new(self.ctx.client_route(Clients::Consumers, self.idx));
+        self.dq_client = Client::new(self.ctx.client_route(Clients::Consumers, self.idx));
         self.misses = 0;
         self.dq_misses = 0;
         self.queue_restart = None;
@@ -622,10 +623,10 @@ impl Consumer {
 }
 
 /// The handlers' connections of one worker process, one per thread.
-fn new_pool(st: &State, ctx: &Ctx) -> Arc<Mutex<Vec<Client>>> {
+fn new_pool(st: &State, ctx: &Ctx, idx: u32) -> Arc<Mutex<Vec<Client>>> {
     Arc::new(Mutex::new(
         (0..st.plan.threads)
-            .map(|_| Client::new(ctx.route.clone()))
+            .map(|_| Client::new(ctx.client_route(Clients::Consumers, idx)))
             .collect::<Vec<_>>(),
     ))
 }

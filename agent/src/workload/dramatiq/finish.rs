@@ -20,8 +20,9 @@ impl State {
         let d = &self.plan;
         let deadline = Instant::now() + d.drain_timeout;
         let mut c = Client::new(ctx.route.clone());
+        let mut old = ctx.old_side.as_ref().map(|r| Client::new(r.clone()));
         if d.consumers > 0 {
-            self.drain(&mut c, deadline).await;
+            self.drain(&mut c, old.as_mut(), deadline).await;
         }
         self.stop_consumers().await;
         ctx.metrics
@@ -30,7 +31,14 @@ impl State {
         // What is still in Valkey decides lost (gone) vs stuck (still there) vs stranded.
         let present = present_message_ids(&mut c, &d.namespace, &d.queue).await;
         let stranded = self.ledger.strand(&self.held_sets(&mut c).await);
-        let r = self.ledger.reconcile(present.as_ref(), &stranded, faults);
+        // A migration's old side: what is only there was left behind by the switch.
+        let old_side = match old.as_mut() {
+            Some(o) => present_message_ids(o, &d.namespace, &d.queue).await,
+            None => None,
+        };
+        let r = self
+            .ledger
+            .reconcile_sides(present.as_ref(), &stranded, old_side.as_ref(), faults);
         self.count(ctx, &r);
         self.explain(ctx, &r, faults);
         if present.is_none() {
@@ -47,7 +55,7 @@ impl State {
     /// Wait until the consumers are done with the workload's messages, or `deadline`. With
     /// our own producers, messages stranded in a live worker's ack set (read back once a second)
     /// do not hold it up: no handler of this run will see them.
-    async fn drain(&self, c: &mut Client, deadline: Instant) {
+    async fn drain(&self, c: &mut Client, mut old: Option<&mut Client>, deadline: Instant) {
         let own = own_queue(&self.plan);
         let mut next_look = Instant::now();
         loop {
@@ -55,9 +63,20 @@ impl State {
                 break;
             }
             let stranding = !self.strandings.lock().expect("strandings lock").is_empty();
-            if own && stranding && Instant::now() >= next_look {
+            if own && (stranding || old.is_some()) && Instant::now() >= next_look {
                 next_look = Instant::now() + Duration::from_secs(1);
-                let held = self.ledger.strand(&self.held_sets(c).await);
+                let mut held = self.ledger.strand(&self.held_sets(c).await);
+                // What only the old side of a migration holds, no worker of this run will see.
+                if let Some(o) = old.as_deref_mut() {
+                    let d = &self.plan;
+                    let here = present_message_ids(c, &d.namespace, &d.queue).await;
+                    let there = present_message_ids(o, &d.namespace, &d.queue).await;
+                    if let (Some(here), Some(there)) = (here, there) {
+                        for mid in there.difference(&here) {
+                            held.entry(mid.clone()).or_insert_with(Instant::now);
+                        }
+                    }
+                }
                 if self.ledger.pending_except(&held) == 0 {
                     break;
                 }
@@ -165,6 +184,7 @@ impl State {
             }
             put(C_STUCK, &r.stuck);
             put(C::Stranded.i(), &r.stranded);
+            put(C::LeftBehind.i(), &r.left_behind);
             put(C_UNFINISHED, &r.unfinished);
         }
         let rep = &r.repeats;
@@ -199,6 +219,18 @@ impl State {
                 ),
             );
         }
+        if !r.left_behind.is_empty() {
+            ctx.events.push(
+                EventKind::Note,
+                format!(
+                    "{id}: {} acknowledged messages were never delivered and are still on the \
+                     migration's old side: enqueued there after the copy stopped, by producers \
+                     that had not moved yet, when no worker consumed there any more (stranded; \
+                     `valkey-chaos drain` moves them, or a drain step in the switch)",
+                    r.left_behind.len()
+                ),
+            );
+        }
         if !r.stranded.is_empty() {
             let first = r.stranded.iter().min().copied().unwrap_or(ctx.start);
             let fault = super::ledger::explain(first, first, faults)
@@ -208,7 +240,10 @@ impl State {
             ctx.events.push(
                 EventKind::Note,
                 format!(
-                    "{id}: {} messages were never delivered: fetches that lost their replies from                      {:.1}s{fault} left them in their live worker's ack set, where Dramatiq leaves                      them until that worker stops and its heartbeat ({:?}) expires (checked: still                      in Valkey; not observed: the late delivery)",
+                    "{id}: {} messages were never delivered: fetches that lost their replies from \
+                     {:.1}s{fault} left them in their live worker's ack set, where Dramatiq leaves \
+                     them until that worker stops and its heartbeat ({:?}) expires (checked: still \
+                     in Valkey; not observed: the late delivery)",
                     r.stranded.len(),
                     first.saturating_duration_since(ctx.start).as_secs_f64(),
                     d.heartbeat_timeout,

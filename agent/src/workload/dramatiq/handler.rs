@@ -12,6 +12,7 @@ use super::state::{
     OP_E2E, OP_ENQ, OP_NACK,
 };
 use crate::metrics::Recorder;
+use crate::plan::rollout::Clients;
 use crate::rng::Rng;
 use crate::valkey::{Client, Error, Value};
 use crate::workload::Ctx;
@@ -168,7 +169,12 @@ impl Handler {
             .lock()
             .expect("pool lock")
             .pop()
-            .unwrap_or_else(|| Client::new(self.ctx.route.clone()))
+            .unwrap_or_else(|| {
+                Client::new(
+                    self.ctx
+                        .client_route(Clients::Consumers, self.worker.consumer),
+                )
+            })
     }
 
     /// Ack or nack `job` on this worker's broker id.

@@ -113,6 +113,9 @@ pub struct Reconciled {
     /// Never delivered, held in a live worker's ack set by a fetch that lost its reply, with when
     /// that fetch failed.
     pub stranded: Vec<Instant>,
+    /// Never delivered, gone from the side the clients use now and still on a migration's old
+    /// side: enqueued there after the copy stopped, where no worker consumes any more.
+    pub left_behind: Vec<Instant>,
     /// A few message ids per failure kind ("lost", "stuck", …), for the report to name.
     pub examples: Vec<(&'static str, String)>,
 }
@@ -304,6 +307,19 @@ impl Ledger {
         stranded: &HashMap<String, Instant>,
         faults: &[FaultSpan],
     ) -> Reconciled {
+        self.reconcile_sides(present, stranded, None, faults)
+    }
+
+    /// [`Ledger::reconcile`] for a migration: a message that is gone from the side the clients
+    /// use now, never delivered, and still on the old side (`old_side`: the ids it holds) is
+    /// left behind there, not lost.
+    pub fn reconcile_sides(
+        &self,
+        present: Option<&HashSet<String>>,
+        stranded: &HashMap<String, Instant>,
+        old_side: Option<&HashSet<String>>,
+        faults: &[FaultSpan],
+    ) -> Reconciled {
         let m = self.m.lock().expect("ledger lock");
         let mut r = Reconciled::default();
         let mut ids: Vec<&String> = m.keys().collect();
@@ -369,6 +385,10 @@ impl Ledger {
                 continue;
             }
             let kind = match (present, is_present, delivered, e.ack_failed()) {
+                (Some(_), false, false, _) if old_side.is_some_and(|o| o.contains(mid)) => {
+                    r.left_behind.push(enq);
+                    "left_behind"
+                }
                 (Some(_), false, false, _) => {
                     r.lost.push(enq);
                     "lost"

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ctx::Ctx;
 use crate::control::ConsumerSwitch;
+use crate::plan::rollout::Clients;
 use crate::plan::{DramatiqCounter as C, DramatiqPlan, WorkloadPlan};
 use crate::rng::Rng;
 use crate::valkey::{Client, Cmd, Value};
@@ -100,7 +101,7 @@ async fn producer(st: Arc<State>, ctx: Ctx, idx: u32, mut pacer: Pacer) {
     let mut rng = Rng::derive(ctx.seed, &ctx.metrics.id, idx as u64);
     let rec = ctx.metrics.recorder(idx as usize);
     let broker = st.broker_ids[idx as usize % st.broker_ids.len()].clone();
-    let mut c = Client::new(ctx.route.clone());
+    let mut c = Client::new(ctx.client_route(Clients::Producers, idx));
     // One payload per producer: its content does not matter, its size does.
     let payload = String::from_utf8(rng.alnum(d.payload_bytes)).unwrap_or_default();
     // Everything constant is encoded once; per message only the ids and times are written.
