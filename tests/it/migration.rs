@@ -196,3 +196,102 @@ at = "1s"
         "{e}"
     );
 }
+
+/// A Redis 7.0 source of the test's own, holding 20,000 keys, with `maxmemory` set to `limit`
+/// of what it uses (`None`: unlimited); the rehearsal copies it into Valkey under a read-only
+/// load. What the report says the copy cost.
+async fn copy_cost(name: &str, limit: Option<f64>) -> (serde_json::Value, String) {
+    let src = start_bin(&crate::tls::redis_bin()).await;
+    let mut c = conn(&src).await;
+    cmd(
+        &mut c,
+        &[
+            "EVAL",
+            "for i = 1, 20000 do redis.call('SET', 'k' .. i, string.rep('x', 100)) end",
+            "0",
+        ],
+    )
+    .await;
+    let info = cmd(&mut c, &["INFO", "memory"]).await;
+    let used: f64 =
+        valkey_chaos::valkey::embedded::parse_info(info.as_str().unwrap(), "used_memory")
+            .unwrap()
+            .parse()
+            .unwrap();
+    if let Some(f) = limit {
+        let max = ((used * f) as u64).to_string();
+        cmd(&mut c, &["CONFIG", "SET", "maxmemory", &max]).await;
+    }
+    let dir = scratch(name);
+    let text = format!(
+        r#"
+name = "copy-cost"
+duration = "3s"
+[migration]
+source = "{}"
+destination = "embedded"
+verify = false
+[[workload]]
+id = "reads"
+type = "commands"
+clients = 2
+rate_per_sec = 50
+[workload.commands]
+mix = {{ get = 1 }}
+"#,
+        url(&src)
+    );
+    let sc = scenario(&dir, "copy-cost", &text);
+    let out = dir.join("out");
+    let o = agent(
+        &[
+            "run",
+            sc.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--valkey-server",
+            valkey_bin().to_str().unwrap(),
+        ],
+        T,
+    );
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", show(&o));
+    let s = summary(&out);
+    (
+        s["migration"]["copy_cost"].clone(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_initial_copy_reports_its_fork_and_a_peak_that_fits() {
+    let (c, text) = copy_cost("copy-cost-fits", Some(4.0)).await;
+    assert_eq!(c["forked"], true, "{c:#}");
+    assert!(c["fork_ms"].as_f64().is_some_and(|f| f > 0.0), "{c:#}");
+    let used = c["used_memory"].as_u64().unwrap();
+    assert!(used > 2_000_000, "20,000 keys of 100 bytes: {c:#}");
+    assert_eq!(
+        c["peak_bytes"].as_u64(),
+        Some(used + c["cow_bytes"].as_u64().unwrap())
+    );
+    assert_eq!(c["fits"], true, "{c:#}");
+    assert!(c["probe_samples"].as_u64().unwrap() > 0, "{c:#}");
+    assert!(
+        text.contains("copy-on-write") && !text.contains("does not fit"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_initial_copy_whose_peak_exceeds_maxmemory_is_warned_about() {
+    // maxmemory below what the source holds: the peak (held + copied) cannot fit.
+    let (c, text) = copy_cost("copy-cost-tight", Some(0.9)).await;
+    assert_eq!(c["fits"], false, "{c:#}");
+    assert!(
+        c["peak_bytes"].as_u64().unwrap() > c["maxmemory"].as_u64().unwrap(),
+        "{c:#}"
+    );
+    assert!(
+        text.contains("does not fit under the source's maxmemory"),
+        "{text}"
+    );
+}

@@ -81,6 +81,7 @@ pub struct Prepared {
     target: Arc<Mutex<Target>>,
     proxies: Vec<ProxyEntry>,
     pods: super::pods::Pods,
+    copy_cost: Option<crate::summary::CopyCost>,
     controls: Controls,
     admin: ConnectOptions,
     skipped: Vec<(usize, String)>,
@@ -131,6 +132,11 @@ impl FaultEnv {
 }
 
 impl Prepared {
+    /// What the initial copy cost the source, when the agent started it.
+    pub fn copy_cost(&self) -> Option<crate::summary::CopyCost> {
+        self.copy_cost.clone()
+    }
+
     /// Each pod's address map, when a rolling switch moves the clients pod by pod.
     pub fn pod_routes(&self) -> Option<Arc<crate::valkey::pod::PodRoutes>> {
         self.pods.routes.clone()
@@ -168,12 +174,13 @@ pub async fn prepare(
     }
     let mut proxies = vec![];
     let mut pods = super::pods::Pods::default();
+    let mut copy_cost = None;
     if let Target::Migration {
         source,
         destination,
     } = &*t
     {
-        proxies.extend(migration_proxies(plan, source, destination, route).await?);
+        proxies.extend(migration_proxies(plan, source, destination, route, &mut copy_cost).await?);
         if let Some(src) = source.addr() {
             pods = super::pods::start(plan, src)
                 .await
@@ -195,6 +202,7 @@ pub async fn prepare(
         target,
         proxies,
         pods,
+        copy_cost,
         admin,
         skipped,
         controls,
@@ -398,6 +406,7 @@ async fn migration_proxies(
     source: &Target,
     destination: &Target,
     route: &mut Route,
+    copy_cost: &mut Option<crate::summary::CopyCost>,
 ) -> Result<Vec<ProxyEntry>, PrepareError> {
     let rt = |m: String| PrepareError::Runtime(m);
     let src = source
@@ -433,6 +442,7 @@ async fn migration_proxies(
     let mut c = Conn::connect(dst, &admin)
         .await
         .map_err(|e| rt(format!("destination {dst} unreachable: {}", e.msg)))?;
+    let cost = super::copy_cost::start(src, &admin).await;
     c.request(
         &Cmd::new("REPLICAOF")
             .arg(link.listen.ip().to_string())
@@ -465,6 +475,7 @@ async fn migration_proxies(
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    *copy_cost = Some(cost.finish().await);
     out.push(ProxyEntry {
         node: "destination".into(),
         real: src,

@@ -12,6 +12,7 @@
 
 mod admin;
 pub mod command;
+mod copy_cost;
 pub mod env;
 mod failover;
 mod glob;

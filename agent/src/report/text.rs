@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::events::{Event, EventKind};
 use crate::summary::{
-    CheckResult, FaultRecord, MigrationReport, MigrationVerify, OpSummary, RollingReport,
+    CheckResult, CopyCost, FaultRecord, MigrationReport, MigrationVerify, OpSummary, RollingReport,
     RunSummary, WorkloadSummary,
 };
 use crate::units::{fmt_count, fmt_us};
@@ -254,6 +254,9 @@ fn migration(o: &mut String, m: &MigrationReport) {
     if m.seed_keys > 0 {
         let _ = writeln!(o, "  seed          {} keys", fmt_count(m.seed_keys));
     }
+    if let Some(c) = &m.copy_cost {
+        copy_cost(o, c);
+    }
     let lag = |v: Option<f64>| v.map(|x| format!("{x:.1}ms")).unwrap_or_else(|| "-".into());
     let _ = writeln!(
         o,
@@ -287,6 +290,47 @@ fn migration(o: &mut String, m: &MigrationReport) {
     );
     if let Some(v) = &m.verify {
         migration_verify(o, v);
+    }
+}
+
+/// What the initial copy cost the source.
+fn copy_cost(o: &mut String, c: &CopyCost) {
+    let mib = |b: Option<u64>| {
+        b.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "?".into())
+    };
+    let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}ms")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        o,
+        "  copy          {:.1}s, fork {}{}; memory {} + copy-on-write {} = peak {} of maxmemory {}",
+        c.sync_secs,
+        ms(c.fork_ms),
+        if c.forked == Some(false) {
+            " (no fork: a partial sync)"
+        } else {
+            ""
+        },
+        mib(c.used_memory),
+        mib(c.cow_bytes),
+        mib(c.peak_bytes),
+        c.maxmemory
+            .map(|m| mib(Some(m)))
+            .unwrap_or_else(|| "unlimited".into())
+    );
+    let _ = writeln!(
+        o,
+        "                a read on the source meanwhile: p50 {}  p99 {}  max {}  ({} probes)",
+        ms(c.probe_p50_ms),
+        ms(c.probe_p99_ms),
+        ms(c.probe_max_ms),
+        c.probe_samples
+    );
+    if c.fits == Some(false) {
+        let _ = writeln!(
+            o,
+            "  WARNING       the copy's peak does not fit under the source's maxmemory: on the real \
+             source the copy evicts, refuses writes (OOM) or is killed; make room or size up first"
+        );
     }
 }
 

@@ -14,7 +14,8 @@ use crate::plan::fault::SwitchProcedure;
 use crate::plan::migration::{Migration, Side, SEED_PREFIX};
 use crate::rng::Rng;
 use crate::summary::{
-    LagStats, MigrationReport, MigrationVerify, RolledBatchReport, RollingReport, SwitchReport,
+    CopyCost, LagStats, MigrationReport, MigrationVerify, RolledBatchReport, RollingReport,
+    SwitchReport,
 };
 use crate::valkey::embedded::{self, Topology, TopologySpec};
 use crate::valkey::target::TargetUrl;
@@ -68,6 +69,8 @@ pub struct Rehearsal {
     pub destination_url: String,
     /// How workloads (and the canary) connect to the source.
     pub source_opts: ConnectOptions,
+    /// What the initial copy cost the source (fault set-up started it).
+    pub copy_cost: Option<CopyCost>,
 }
 
 /// What the rehearsal did, for the summary: the switch, the replication lag before it, the
@@ -107,6 +110,7 @@ pub async fn report(
             })
             .unwrap_or(0),
         verify,
+        copy_cost: r.copy_cost.clone(),
     }
 }
 

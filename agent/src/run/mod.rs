@@ -146,7 +146,16 @@ impl<'a> Ready<'a> {
             target,
             label: resolved.label,
             server_addr: resolved.server_addr,
-            rehearsal: resolved.migration,
+            rehearsal: resolved.migration.map(|mut r| {
+                r.copy_cost = faults.copy_cost();
+                if r.copy_cost.as_ref().and_then(|c| c.fits) == Some(false) {
+                    eprintln!(
+                        "warning: the initial copy's peak memory (used + copy-on-write) does not \
+                         fit under the source's maxmemory: see `copy` in the report"
+                    );
+                }
+                r
+            }),
             route,
             direct,
             faults,

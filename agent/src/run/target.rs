@@ -64,6 +64,7 @@ pub async fn resolve(plan: &Plan, opts: &RunOptions) -> Result<Resolved, RunErro
                 source_url: s.source_url,
                 destination_url: s.destination_url,
                 source_opts: s.source_opts,
+                copy_cost: None,
             }),
             target: s.target,
         });

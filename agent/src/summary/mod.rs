@@ -124,6 +124,34 @@ pub struct MigrationReport {
     pub noscript_after_switch: u64,
     /// The copy verified key by key at the end.
     pub verify: Option<MigrationVerify>,
+    /// What the initial copy cost the source (`replicaof`: the agent started it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_cost: Option<CopyCost>,
+}
+
+/// What the initial copy (a full sync) cost the source: the fork, the copy-on-write memory on
+/// top of what it holds against `maxmemory`, and a probe's read latency while it ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CopyCost {
+    pub sync_secs: f64,
+    /// Whether the source forked for it (`total_forks` moved).
+    pub forked: Option<bool>,
+    /// `latest_fork_usec`, in ms: how long the source stood still to fork.
+    pub fork_ms: Option<f64>,
+    /// `used_memory` before the copy.
+    pub used_memory: Option<u64>,
+    /// `rdb_last_cow_size`: pages the source copied while the child lived.
+    pub cow_bytes: Option<u64>,
+    /// `used_memory` + `cow_bytes`: the source's peak during the copy.
+    pub peak_bytes: Option<u64>,
+    /// The source's `maxmemory` (none: unlimited).
+    pub maxmemory: Option<u64>,
+    /// Whether the peak fits under `maxmemory` (none: no limit, or unknown).
+    pub fits: Option<bool>,
+    pub probe_samples: u64,
+    pub probe_p50_ms: Option<f64>,
+    pub probe_p99_ms: Option<f64>,
+    pub probe_max_ms: Option<f64>,
 }
 
 /// What the switch did.
