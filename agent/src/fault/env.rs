@@ -73,6 +73,8 @@ pub trait Handover: Send + Sync {
     fn remember(&self) -> HandoverFuture<'_, u64>;
     /// How many messages moved, and what the drain said.
     fn drain(&self) -> HandoverFuture<'_, (u64, String)>;
+    /// Compare the source and the destination key by key (the way back's check).
+    fn verify(&self) -> HandoverFuture<'_, crate::summary::MigrationVerify>;
 }
 
 /// What [`prepare`] set up before any load: the target, the proxies (running from now on), the
@@ -106,6 +108,8 @@ pub struct FaultEnv {
     pub(super) timebase: Arc<Timebase>,
     /// What a migration's switch did (read by the run for its migration report).
     pub switch: std::sync::Mutex<Option<SwitchOutcome>>,
+    /// What the way back did.
+    pub switch_back: std::sync::Mutex<Option<super::rolled::SwitchBackOutcome>>,
 }
 
 impl FaultEnv {
@@ -121,6 +125,7 @@ impl FaultEnv {
             events,
             timebase,
             switch: Default::default(),
+            switch_back: Default::default(),
         }
     }
 
@@ -186,6 +191,7 @@ pub async fn prepare(
                 .await
                 .map_err(PrepareError::Runtime)?;
         }
+        way_back(plan, source, destination, route).await?;
     }
     proxies.extend(client_proxies(plan, &t, route).await?);
     if plan.topology.replication_proxy {
@@ -207,6 +213,42 @@ pub async fn prepare(
         skipped,
         controls,
     })
+}
+
+/// A `switch-back` whose old engine cannot load what the new one sends is refused before the
+/// load, with the reason and the way out.
+async fn way_back(
+    plan: &Plan,
+    source: &Target,
+    destination: &Target,
+    route: &Route,
+) -> Result<(), PrepareError> {
+    let Some(f) = plan
+        .faults
+        .iter()
+        .find(|f| matches!(f.kind, FaultKind::SwitchBack { .. }))
+    else {
+        return Ok(());
+    };
+    let (Some(src), Some(dst)) = (source.addr(), destination.addr()) else {
+        return Err(PrepareError::Runtime(
+            "cannot resolve the migration's sides".into(),
+        ));
+    };
+    let admin = ConnectOptions {
+        lib_info: None,
+        ..route.opts.clone()
+    };
+    match super::way_back::check(src, dst, &admin).await {
+        Ok(_) => Ok(()),
+        Err(why) => Err(PrepareError::Refused(format!(
+            "refusing fault #{} {:?} (switch-back): the way back by replication is closed: {why}. \
+             Rehearse it between engines that allow it (a Valkey source: `source = \"redis://…\"`), \
+             or plan the rollback as a dump and restore and remove the switch-back \
+             (docs/migration.md: The way back)",
+            f.index, f.name
+        ))),
+    }
 }
 
 /// Refuse (or skip, under `--skip-destructive`) the faults this target does not allow: a

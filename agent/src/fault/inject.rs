@@ -139,6 +139,10 @@ pub(super) async fn inject(f: &FaultPlan, env: &FaultEnv) -> Result<Guard, Strin
             let undo = done.paused.map_or(Undo::Nothing, Undo::Unpause);
             Ok(Guard::new(done.target, undo))
         }
+        FaultKind::SwitchBack { max_pause } => {
+            let said = super::switch_back::run(env, *max_pause).await?;
+            Ok(Guard::new(said, Undo::Nothing))
+        }
         FaultKind::ConsumerCrash {
             workload,
             consumer,

@@ -27,9 +27,11 @@ mod resp_proxy;
 pub mod rolled;
 mod rolling;
 pub mod switch;
+mod switch_back;
 pub mod timeline;
 mod toxic;
 mod upstream;
+mod way_back;
 mod wire;
 
 pub use env::{prepare, DestructivePolicy, FaultEnv, PrepareError, Prepared};

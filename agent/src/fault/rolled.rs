@@ -1,10 +1,12 @@
-//! What a rolling switch did, batch by batch: plain data the switch fills in, the run reports.
+//! What the switches did — a rolling switch batch by batch, and the way back: plain data the
+//! switches fill in, the run reports.
 //! A leaf of `fault/`, so the environment, the switch and the procedure import it without
 //! importing each other.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::summary::MigrationVerify;
 use crate::valkey::client::READONLY_REPLIES;
 
 /// One batch as it rolled.
@@ -53,4 +55,17 @@ impl RollingOutcome {
             .load(Ordering::Relaxed)
             .saturating_sub(self.readonly_before)
     }
+}
+
+/// What the way back did.
+#[derive(Debug, Clone)]
+pub struct SwitchBackOutcome {
+    /// When the clients went back to the source.
+    pub at: Instant,
+    /// How long the destination's writes stayed stopped.
+    pub paused: Duration,
+    /// How long the source took to receive everything (a full sync).
+    pub sync: Duration,
+    /// The two sides compared while nothing wrote (none: no step to ask).
+    pub verify: Option<MigrationVerify>,
 }

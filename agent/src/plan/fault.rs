@@ -177,6 +177,11 @@ pub enum FaultKind {
     Switch {
         procedure: SwitchProcedure,
     },
+    /// The way back (after a `switch`): the destination's writes stop, the source replicates it,
+    /// is promoted and takes the clients back, and the two are compared key by key.
+    SwitchBack {
+        max_pause: Duration,
+    },
     /// The agent's commands matching `filter` are answered with a server error (the target
     /// engine's own text) instead of being forwarded.
     Error {
@@ -270,6 +275,7 @@ pub const TYPES: &[&str] = &[
     "consumer-crash",
     "consumer-stall",
     "switch",
+    "switch-back",
     "error",
     "drop-reply",
     "command-latency",
@@ -318,6 +324,7 @@ impl FaultKind {
             FaultKind::ConsumerCrash { .. } => "consumer-crash",
             FaultKind::ConsumerStall { .. } => "consumer-stall",
             FaultKind::Switch { .. } => "switch",
+            FaultKind::SwitchBack { .. } => "switch-back",
             FaultKind::Error { .. } => "error",
             FaultKind::DropReply { .. } => "drop-reply",
             FaultKind::CommandLatency { .. } => "command-latency",
@@ -333,7 +340,8 @@ impl FaultKind {
             FaultKind::Failover { .. }
             | FaultKind::Kill { .. }
             | FaultKind::Pause
-            | FaultKind::Switch { .. } => Class::Topology,
+            | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. } => Class::Topology,
             FaultKind::ClientPause { .. }
             | FaultKind::ClientKill
             | FaultKind::DebugSleep
@@ -411,6 +419,7 @@ impl FaultKind {
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ConsumerStall { .. }
             | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. }
             | FaultKind::Error { .. }
             | FaultKind::DropReply { .. }
             | FaultKind::CommandLatency { .. }
@@ -462,6 +471,7 @@ impl FaultKind {
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ConsumerStall { .. }
             | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. }
             | FaultKind::Error { .. }
             | FaultKind::DropReply { .. }
             | FaultKind::CommandLatency { .. }
@@ -478,6 +488,7 @@ impl FaultKind {
             | FaultKind::ReplicationPartition => true,
             FaultKind::Failover { .. }
             | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. }
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ConsumerStall { .. }
             | FaultKind::ClientPause { .. }
@@ -509,7 +520,8 @@ impl FaultKind {
             | FaultKind::ClientKill
             | FaultKind::Kill { .. }
             | FaultKind::ConsumerCrash { .. }
-            | FaultKind::Switch { .. } => false,
+            | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. } => false,
             FaultKind::Pause
             | FaultKind::ClientPause { .. }
             | FaultKind::DebugSleep
@@ -573,6 +585,7 @@ impl FaultKind {
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ConsumerStall { .. }
             | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. }
             | FaultKind::Error { .. }
             | FaultKind::DropReply { .. }
             | FaultKind::CommandLatency { .. }
@@ -654,6 +667,9 @@ impl FaultKind {
                 }
                 v.push(("resume", Text(resume.to_string())));
                 v
+            }
+            FaultKind::SwitchBack { max_pause } => {
+                vec![("max_pause_seconds", Secs(max_pause.as_secs_f64()))]
             }
             FaultKind::Switch { procedure } => match procedure {
                 SwitchProcedure::PauseAndDrain { max_pause } => vec![
@@ -750,7 +766,8 @@ impl FaultKind {
             | FaultKind::ReplicationPartition
             | FaultKind::ConsumerCrash { .. }
             | FaultKind::ConsumerStall { .. }
-            | FaultKind::Switch { .. } => vec![],
+            | FaultKind::Switch { .. }
+            | FaultKind::SwitchBack { .. } => vec![],
         }
     }
 
@@ -762,7 +779,7 @@ impl FaultKind {
             FaultKind::ClientKill => &["CLIENT"],
             FaultKind::DebugSleep => &["DEBUG"],
             FaultKind::Memory { .. } | FaultKind::IdleTimeout { .. } => &["CONFIG"],
-            FaultKind::Switch { .. } => &["CLIENT", "REPLICAOF"],
+            FaultKind::Switch { .. } | FaultKind::SwitchBack { .. } => &["CLIENT", "REPLICAOF"],
             FaultKind::Kill { .. }
             | FaultKind::Pause
             | FaultKind::Latency { .. }

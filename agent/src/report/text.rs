@@ -283,6 +283,24 @@ fn migration(o: &mut String, m: &MigrationReport) {
             rolling(o, r);
         }
     }
+    if let Some(b) = &m.switch_back {
+        let _ = writeln!(
+            o,
+            "  switch back   at {:.1}s: the source took everything back in {:.0}ms, the destination's \
+             writes stopped {:.0}ms; {}",
+            b.at_secs,
+            b.sync_ms,
+            b.paused_ms,
+            match &b.verify {
+                Some(v) if v.error.is_none() => format!(
+                    "every key compared: {} keys, {} differences",
+                    v.keys_checked, v.differences
+                ),
+                Some(v) => format!("the compare failed: {}", v.error.clone().unwrap_or_default()),
+                None => "the compare did not run".into(),
+            }
+        );
+    }
     let _ = writeln!(
         o,
         "  NOSCRIPT after the switch: {}",

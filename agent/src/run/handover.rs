@@ -1,5 +1,6 @@
-//! The drain step of a rolling switch: `valkey-chaos drain`'s own mover, handed to the fault
-//! timeline. At the stop it remembers every message id the old side holds (the copy carried
+//! The steps a switch takes that are commands of their own, handed to the fault timeline: the
+//! way back's key-by-key compare (`verify`'s), and a rolling switch's drain step (`valkey-chaos
+//! drain`'s own mover). At the stop it remembers every message id the old side holds (the copy carried
 //! them); after the roll it moves what Dramatiq left there since — queued messages, the ack sets
 //! of workers that moved (every pod has: none is alive on the old side), dead letters — to the
 //! destination, skipping what the copy carried and what is already there.
@@ -10,20 +11,25 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::migration::Rehearsal;
+use super::options::RunOptions;
 use crate::drain::{self, Options, Side};
 use crate::fault::env::{Handover, HandoverFuture};
 use crate::plan::{Plan, WorkloadKind};
+use crate::summary::MigrationVerify;
 use crate::valkey::url::TargetUrl;
 use crate::valkey::Route;
 
 pub struct DrainStep {
     opts: Mutex<Options>,
+    /// The two sides' URLs and the run's options, for the compare.
+    urls: (String, String),
+    run: RunOptions,
 }
 
 impl DrainStep {
     /// The rehearsal's two sides, the plan's Dramatiq namespace (Dramatiq's default without a
     /// Dramatiq workload).
-    pub fn new(plan: &Plan, r: &Rehearsal) -> DrainStep {
+    pub fn new(plan: &Plan, r: &Rehearsal, run: &RunOptions) -> DrainStep {
         let side = |url: &str, addr: std::net::SocketAddr| Side {
             label: TargetUrl::parse(url)
                 .map(|u| u.to_string())
@@ -44,6 +50,8 @@ impl DrainStep {
         o.heartbeat_timeout = Duration::ZERO;
         DrainStep {
             opts: Mutex::new(o),
+            urls: (r.source_url.clone(), r.destination_url.clone()),
+            run: run.clone(),
         }
     }
 
@@ -61,6 +69,15 @@ impl Handover for DrainStep {
             let n = copied.len() as u64;
             self.opts.lock().expect("drain step lock").copied = Some(copied);
             Ok(n)
+        })
+    }
+
+    fn verify(&self) -> HandoverFuture<'_, MigrationVerify> {
+        Box::pin(async move {
+            // Every key: nothing writes while the way back compares.
+            super::migration::verify(&self.urls.0, &self.urls.1, &self.run, None)
+                .await
+                .ok_or_else(|| "the compare did not run".to_string())
         })
     }
 

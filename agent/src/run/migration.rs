@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::options::{RunError, RunOptions};
+use crate::fault::rolled::SwitchBackOutcome;
 use crate::fault::switch::SwitchOutcome;
 use crate::plan::fault::SwitchProcedure;
 use crate::plan::migration::{Migration, Side, SEED_PREFIX};
 use crate::rng::Rng;
 use crate::summary::{
     CopyCost, LagStats, MigrationReport, MigrationVerify, RolledBatchReport, RollingReport,
-    SwitchReport,
+    SwitchBackReport, SwitchReport,
 };
 use crate::valkey::embedded::{self, Topology, TopologySpec};
 use crate::valkey::target::TargetUrl;
@@ -79,13 +80,19 @@ pub async fn report(
     m: &Migration,
     r: &Rehearsal,
     from_to: &str,
-    switched: Option<&SwitchOutcome>,
+    (switched, back): (Option<&SwitchOutcome>, Option<&SwitchBackOutcome>),
     lag_series: Vec<(f64, f64)>,
     start: Instant,
     opts: &RunOptions,
 ) -> MigrationReport {
     let verify = if m.verify {
-        verify(&r.source_url, &r.destination_url, opts).await
+        verify(
+            &r.source_url,
+            &r.destination_url,
+            opts,
+            Some(format!("{SEED_PREFIX}*")),
+        )
+        .await
     } else {
         None
     };
@@ -111,6 +118,12 @@ pub async fn report(
             .unwrap_or(0),
         verify,
         copy_cost: r.copy_cost.clone(),
+        switch_back: back.map(|b| SwitchBackReport {
+            at_secs: b.at.saturating_duration_since(start).as_secs_f64(),
+            paused_ms: b.paused.as_secs_f64() * 1000.0,
+            sync_ms: b.sync.as_secs_f64() * 1000.0,
+            verify: b.verify.clone(),
+        }),
     }
 }
 
@@ -413,13 +426,18 @@ pub fn lag_stats(samples: &[(f64, f64)]) -> LagStats {
 
 /// Verify the copy: every seed key, in every database that holds keys (ECHO's 0, 1 and 2),
 /// compared on both sides, values and TTLs. Read-only.
-pub async fn verify(src: &str, dst: &str, opts: &RunOptions) -> Option<MigrationVerify> {
+pub async fn verify(
+    src: &str,
+    dst: &str,
+    opts: &RunOptions,
+    pattern: Option<String>,
+) -> Option<MigrationVerify> {
     let o = crate::verify::Options {
         source: src.to_string(),
         destination: dst.to_string(),
         tls: opts.tls.clone(),
         destination_password: opts.password.clone(),
-        pattern: Some(format!("{SEED_PREFIX}*")),
+        pattern,
         rate: None,
         ..Default::default()
     };

@@ -239,7 +239,7 @@ impl<'a> Ready<'a> {
         let mut faults =
             fault::FaultEnv::new(self.faults, events.clone(), collector.timebase.clone());
         if let Some(r) = &self.rehearsal {
-            faults = faults.with_handover(Arc::new(handover::DrainStep::new(plan, r)));
+            faults = faults.with_handover(Arc::new(handover::DrainStep::new(plan, r, self.opts)));
         }
         let fault_cancel = CancellationToken::new();
         let timeline = fault::spawn_timeline(plan, faults, start, fault_cancel.clone());
@@ -431,6 +431,9 @@ impl<'a> Loaded<'a> {
         let switched = fault_env
             .as_ref()
             .and_then(|e| e.switch.lock().expect("switch lock").clone());
+        let switched_back = fault_env
+            .as_ref()
+            .and_then(|e| e.switch_back.lock().expect("switch-back lock").clone());
         // The fault proxies carried the drain too; only now do they go.
         drop(fault_env);
         let migration = match (&r.plan.migration, &r.rehearsal) {
@@ -439,7 +442,7 @@ impl<'a> Loaded<'a> {
                     m,
                     reh,
                     &r.label,
-                    switched.as_ref(),
+                    (switched.as_ref(), switched_back.as_ref()),
                     lag_series,
                     r.clock.start,
                     r.opts,

@@ -274,12 +274,13 @@ fn expand_rollouts(root: &Obj, workloads: &[WorkloadPlan], faults: &mut [FaultPl
 fn check_migration_faults(root: &Obj, migration: Option<&Migration>, faults: &[FaultPlan]) {
     for f in faults {
         let ok = match (migration, &f.kind) {
-            (None, FaultKind::Switch { .. }) => {
+            (None, FaultKind::Switch { .. } | FaultKind::SwitchBack { .. }) => {
                 root.ctx.error(
                     &f.span,
                     format!(
-                        "fault {:?} is a switch, but the scenario has no [migration]",
-                        f.name
+                        "fault {:?} is a {}, but the scenario has no [migration]",
+                        f.name,
+                        f.kind.type_name()
                     ),
                     Some("add [migration] (source, destination) to rehearse a cutover".into()),
                 );
@@ -290,6 +291,7 @@ fn check_migration_faults(root: &Obj, migration: Option<&Migration>, faults: &[F
                 matches!(
                     k,
                     FaultKind::Switch { .. }
+                        | FaultKind::SwitchBack { .. }
                         | FaultKind::ConsumerCrash { .. }
                         | FaultKind::ConsumerStall { .. }
                 ) || k.network()
@@ -332,6 +334,37 @@ fn check_switches(root: &Obj, m: &Migration, faults: &[FaultPlan]) {
                      runbook)"
                         .into(),
                 ),
+            );
+        }
+    }
+    // The way back follows a switch, once.
+    let switch_at = faults
+        .iter()
+        .find(|f| matches!(f.kind, FaultKind::Switch { .. }))
+        .map(|f| f.at);
+    let backs: Vec<&FaultPlan> = faults
+        .iter()
+        .filter(|f| matches!(f.kind, FaultKind::SwitchBack { .. }))
+        .collect();
+    for (i, f) in backs.iter().enumerate() {
+        let problem = if i > 0 {
+            Some("a migration has one switch-back".to_string())
+        } else if m.mode == Mode::External {
+            Some("mode = \"external\": the way back is the provider's".to_string())
+        } else {
+            match switch_at {
+                Some(at) if at < f.at => None,
+                _ => Some(format!(
+                    "fault {:?} switches back, but no switch comes before it",
+                    f.name
+                )),
+            }
+        };
+        if let Some(p) = problem {
+            root.ctx.error(
+                &f.span,
+                p,
+                Some("a switch-back follows the scenario's `switch`: at = \"…\" after it".into()),
             );
         }
     }

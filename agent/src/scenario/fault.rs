@@ -144,6 +144,12 @@ fn read_kind(f: &Obj, ty: &str, restart_after: Option<Duration>) -> Option<Fault
         "consumer-crash" => read_consumer_crash(f, restart_after)?,
         "consumer-stall" => read_consumer_stall(f)?,
         "switch" => with_table(sub("switch"), read_switch),
+        "switch-back" => with_table(sub("switch-back"), |t| FaultKind::SwitchBack {
+            max_pause: t
+                .and_then(|t| t.duration("max_pause"))
+                .map(|d| d.value)
+                .unwrap_or(Duration::from_secs(5)),
+        }),
         "error" => read_error(f)?,
         "drop-reply" => with_table(sub("drop-reply"), read_drop_reply),
         "command-latency" => with_table(sub("command-latency"), |t| {

@@ -401,14 +401,36 @@ fn slot_errors(c: &Collector) -> Vec<SlotErrors> {
 }
 
 /// A cutover rehearsal's copy must be whole: every difference the verify found fails the run,
-/// and a verify that could not run is inconclusive.
+/// and a verify that could not run is inconclusive. The way back's compare is judged alike.
 pub fn migration_checks(m: Option<&MigrationReport>) -> Vec<CheckResult> {
-    let Some(v) = m.and_then(|m| m.verify.as_ref()) else {
+    let Some(m) = m else {
         return vec![];
     };
-    vec![match &v.error {
+    let mut out = vec![];
+    if let Some(v) = &m.verify {
+        out.push(verify_check("migration.verify", v));
+    }
+    if let Some(b) = &m.switch_back {
+        out.push(match &b.verify {
+            Some(v) => verify_check("migration.switch_back", v),
+            None => CheckResult {
+                metric: "migration.switch_back".into(),
+                condition: "ran".into(),
+                value: None,
+                passed: false,
+                shown: "the way back's compare did not run".into(),
+                origin: CheckOrigin::Coverage,
+            },
+        });
+    }
+    out
+}
+
+/// `<name>.differences == 0`, or `<name>` inconclusive when the compare could not run.
+fn verify_check(name: &str, v: &MigrationVerify) -> CheckResult {
+    match &v.error {
         None => CheckResult {
-            metric: "migration.verify.differences".into(),
+            metric: format!("{name}.differences"),
             condition: "== 0".into(),
             value: Some(v.differences as f64),
             passed: v.differences == 0,
@@ -416,14 +438,14 @@ pub fn migration_checks(m: Option<&MigrationReport>) -> Vec<CheckResult> {
             origin: CheckOrigin::Safety,
         },
         Some(e) => CheckResult {
-            metric: "migration.verify".into(),
+            metric: name.into(),
             condition: "ran".into(),
             value: None,
             passed: false,
             shown: format!("could not verify: {e}"),
             origin: CheckOrigin::Coverage,
         },
-    }]
+    }
 }
 
 /// The checks every run gets without asking: each safety counter without a whole-run threshold

@@ -127,6 +127,22 @@ pub struct MigrationReport {
     /// What the initial copy cost the source (`replicaof`: the agent started it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_cost: Option<CopyCost>,
+    /// The way back, when the scenario rehearsed it (`switch-back`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_back: Option<SwitchBackReport>,
+}
+
+/// What the way back did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwitchBackReport {
+    /// When the clients went back to the source (seconds from the start).
+    pub at_secs: f64,
+    /// How long the destination's writes stayed stopped.
+    pub paused_ms: f64,
+    /// How long the source took to receive everything (a full sync back).
+    pub sync_ms: f64,
+    /// Every key of both sides compared while nothing wrote.
+    pub verify: Option<MigrationVerify>,
 }
 
 /// What the initial copy (a full sync) cost the source: the fork, the copy-on-write memory on
