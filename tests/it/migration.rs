@@ -418,3 +418,172 @@ async fn a_way_back_from_valkey_9_into_valkey_8_1_loses_nothing_and_compares_eve
     // Served by the source again: the final reads found every acknowledged write there.
     assert!(counter(&s, "writes", "checked") > 500.0);
 }
+
+/// A provider's migration played by the test: Valkey replicating Redis 7.0, both started here;
+/// the rehearsal observes it (`mode = "external"`) and its switch runs the team's `steps`.
+async fn external(name: &str, steps: &str) -> (serde_json::Value, std::process::Output) {
+    let src = start_bin(&crate::tls::redis_bin()).await;
+    let dst = start_bin(&valkey_bin()).await;
+    let mut d = conn(&dst).await;
+    let port = src.primary().port.to_string();
+    cmd(&mut d, &["REPLICAOF", "127.0.0.1", &port]).await;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(15) {
+        let i = cmd(&mut d, &["INFO", "replication"]).await;
+        let i = i.as_str().unwrap_or_default();
+        if valkey_chaos::valkey::embedded::parse_info(i, "master_link_status").as_deref()
+            == Some("up")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = format!(
+        r#"
+name = "external"
+duration = "10s"
+[target]
+timeout = "2s"
+[migration]
+source = "{}"
+destination = "{}"
+mode = "external"
+{steps}
+[[workload]]
+id = "tasks"
+type = "dramatiq"
+db = 1
+[workload.dramatiq]
+queue = "external"
+producers = 1
+rate_per_sec = 40
+consumers = 1
+threads = 4
+drain_timeout = "20s"
+
+[[workload]]
+id = "writes"
+type = "set"
+clients = 4
+rate_per_sec = 100
+
+[[fault]]
+name = "cutover"
+type = "switch"
+at = "4s"
+
+[thresholds]
+"tasks.redelivered" = "< 100"
+"tasks.resurrected" = "< 100"
+"tasks.stranded" = "< 100"
+"#,
+        url(&src),
+        url(&dst)
+    );
+    let dir = scratch(name);
+    let sc = scenario(&dir, "external", &text);
+    let out = dir.join("out");
+    let o = agent(
+        &["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        T,
+    );
+    (summary(&out), o)
+}
+
+/// The provider's "stop the migration", as a team's step would call it: the destination (from
+/// the step's environment) stops replicating.
+fn stop_migration_step() -> String {
+    format!(
+        r#"
+[[migration.step]]
+at = "before-pause"
+command = "echo stopping writers; echo source $VC_SOURCE"
+[[migration.step]]
+at = "at-promotion"
+command = ["{}", "-c", "import os, redis; h, p = os.environ['VC_DESTINATION'].rsplit(':', 1); print('promoted', redis.Redis(host=h, port=int(p)).replicaof('NO', 'ONE'))"]
+timeout = "30s"
+[[migration.step]]
+at = "after"
+command = "echo clients on $VC_DESTINATION"
+"#,
+        python().display()
+    )
+}
+
+#[tokio::test]
+async fn an_external_migration_is_switched_by_the_teams_own_steps_and_loses_nothing() {
+    let (s, o) = external("external-steps", &stop_migration_step()).await;
+    assert_eq!(o.status.code(), Some(0), "{}\n{:#}", show(&o), s["checks"]);
+    let sw = &s["migration"]["switch"];
+    let steps = sw["steps"].as_array().unwrap();
+    let at: Vec<&str> = steps.iter().map(|x| x["at"].as_str().unwrap()).collect();
+    assert_eq!(at, ["before-pause", "at-promotion", "after"], "{sw:#}");
+    assert!(steps.iter().all(|x| x["exit"] == 0), "{sw:#}");
+    assert!(
+        steps[1]["output"]
+            .as_str()
+            .unwrap()
+            .contains("promoted b'OK'"),
+        "{sw:#}"
+    );
+    assert!(steps[2]["output"]
+        .as_str()
+        .unwrap()
+        .contains("clients on 127.0.0.1:"));
+    // The canary written before the pause reached the destination: it had everything.
+    assert_eq!(sw["behind_bytes"], 0, "{sw:#}");
+    for (w, c) in [("tasks", "lost"), ("writes", "lost")] {
+        assert_eq!(counter(&s, w, c), 0.0, "{w}.{c}");
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("step          at-promotion"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failing_step_stops_the_switch_and_the_run_does_not_pass() {
+    let steps = r#"
+[[migration.step]]
+at = "at-promotion"
+command = "echo the provider said no >&2; exit 3"
+"#;
+    let (s, o) = external("external-step-fails", steps).await;
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    let sw = &s["migration"]["switch"];
+    assert_eq!(sw["steps"][0]["exit"], 3, "{sw:#}");
+    assert!(sw["steps"][0]["output"]
+        .as_str()
+        .unwrap()
+        .contains("the provider said no"));
+    let said = s.to_string();
+    assert!(said.contains("the switch stops here"), "{said}");
+}
+
+#[test]
+fn an_external_switch_without_a_promotion_step_is_a_scenario_error() {
+    let dir = scratch("external-no-step");
+    let sc = scenario(
+        &dir,
+        "external",
+        r#"
+duration = "10s"
+[migration]
+source = "redis://127.0.0.1:6390"
+destination = "redis://127.0.0.1:6391"
+mode = "external"
+[[workload]]
+id = "w"
+type = "commands"
+[[fault]]
+name = "cutover"
+type = "switch"
+at = "4s"
+"#,
+    );
+    let o = agent(&["validate", sc.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("external.toml:10:1") && e.contains("at-promotion"),
+        "{e}"
+    );
+}

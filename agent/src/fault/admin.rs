@@ -70,3 +70,87 @@ pub(super) async fn catch_up(
     }
     behind.max(0)
 }
+
+/// Whether a provider runs the copy (`mode = "external"`): then the agent cannot read the copy's
+/// offsets or promote the destination itself; a canary and the team's steps do.
+pub(super) fn external(env: &FaultEnv) -> bool {
+    env.migration
+        .as_ref()
+        .is_some_and(|m| m.mode == crate::plan::migration::Mode::External)
+}
+
+/// Stop the source's writes for at most `ms` and wait (up to `max`) until the destination has
+/// everything: by replication offsets when the agent runs the copy (the bytes still missing), by
+/// a canary written just before the stop when a provider does (0 once it arrived, none if not).
+pub(super) async fn stop_writes_and_catch_up(
+    env: &FaultEnv,
+    (src, dst): (SocketAddr, SocketAddr),
+    max: std::time::Duration,
+    ms: u64,
+) -> Result<Option<i64>, String> {
+    if !external(env) {
+        pause_writes(env, src, ms)
+            .await
+            .map_err(|e| format!("the source: {e}"))?;
+        return Ok(Some(catch_up(env, src, dst, max).await));
+    }
+    let key = format!("vc:switch:canary:{}", std::process::id());
+    let nonce = format!("{:?}", std::time::Instant::now());
+    admin(
+        env,
+        src,
+        &[Cmd::new("SET")
+            .arg(key.as_str())
+            .arg(nonce.as_str())
+            .arg("EX")
+            .arg(600u64)],
+    )
+    .await
+    .map_err(|e| format!("the canary on the source: {e}"))?;
+    pause_writes(env, src, ms)
+        .await
+        .map_err(|e| format!("the source: {e}"))?;
+    let t0 = std::time::Instant::now();
+    let mut c = admin_conn(env, dst).await?;
+    while t0.elapsed() < max {
+        if let Ok(v) = c.request(&Cmd::new("GET").arg(key.as_str())).await {
+            if v.as_str() == Some(nonce.as_str()) {
+                return Ok(Some(0));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(None)
+}
+
+/// Stop the copy: `REPLICAOF NO ONE` at the destination when the agent runs it, then the team's
+/// `at-promotion` steps (with a provider, the steps *are* the promotion).
+pub(super) async fn stop_copy(
+    env: &FaultEnv,
+    (src, dst): (SocketAddr, SocketAddr),
+    steps: &mut Vec<crate::summary::StepRecord>,
+) -> Result<(), String> {
+    if !external(env) {
+        promote(env, dst).await?;
+    }
+    run_steps(
+        env,
+        crate::plan::migration::StepPoint::AtPromotion,
+        (src, dst),
+        steps,
+    )
+    .await
+}
+
+/// The team's steps at `point` (none without a `[migration]`).
+pub(super) async fn run_steps(
+    env: &FaultEnv,
+    point: crate::plan::migration::StepPoint,
+    sides: (SocketAddr, SocketAddr),
+    out: &mut Vec<crate::summary::StepRecord>,
+) -> Result<(), String> {
+    let Some(m) = &env.migration else {
+        return Ok(());
+    };
+    super::steps::run_at(point, &m.steps, sides, env.timebase.start(), out).await
+}

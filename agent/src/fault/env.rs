@@ -57,6 +57,8 @@ pub struct SwitchOutcome {
     pub behind_bytes: Option<i64>,
     /// `NOSCRIPT` replies seen before the switch.
     pub noscript_before: u64,
+    /// The team's steps, as they ran.
+    pub steps: Vec<crate::summary::StepRecord>,
     /// What a rolling switch did, batch by batch.
     pub rolling: Option<super::rolled::RollingOutcome>,
 }
@@ -84,6 +86,7 @@ pub struct Prepared {
     proxies: Vec<ProxyEntry>,
     pods: super::pods::Pods,
     copy_cost: Option<crate::summary::CopyCost>,
+    migration: Option<crate::plan::migration::Migration>,
     controls: Controls,
     admin: ConnectOptions,
     skipped: Vec<(usize, String)>,
@@ -98,6 +101,8 @@ pub struct FaultEnv {
     pub(super) pods: super::pods::Pods,
     /// A rolling switch's drain step.
     pub(super) handover: Option<Arc<dyn Handover>>,
+    /// The scenario's `[migration]`: who copies (the agent or a provider) and the team's steps.
+    pub(super) migration: Option<crate::plan::migration::Migration>,
     /// The workloads' switches (consumer crashes).
     pub(super) controls: Controls,
     pub(super) admin: ConnectOptions,
@@ -119,6 +124,7 @@ impl FaultEnv {
             proxies: p.proxies,
             pods: p.pods,
             handover: None,
+            migration: p.migration,
             controls: p.controls,
             admin: p.admin,
             skipped: p.skipped,
@@ -209,6 +215,7 @@ pub async fn prepare(
         proxies,
         pods,
         copy_cost,
+        migration: plan.migration.clone(),
         admin,
         skipped,
         controls,

@@ -26,6 +26,7 @@ pub mod replies;
 mod resp_proxy;
 pub mod rolled;
 mod rolling;
+mod steps;
 pub mod switch;
 mod switch_back;
 pub mod timeline;

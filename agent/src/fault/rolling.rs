@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::admin::{catch_up, pause_writes, promote, repl_offset, resume_writes};
+use super::admin::{
+    external, repl_offset, resume_writes, run_steps, stop_copy, stop_writes_and_catch_up,
+};
 use super::env::{FaultEnv, SwitchOutcome};
 use super::proxy::Proxy;
 use super::rolled::{RolledBatch, RollingOutcome};
+use crate::plan::migration::StepPoint;
 use crate::plan::rollout::{RollOrder, Rolling};
 use crate::valkey::embedded::parse_info;
 use crate::valkey::{Cmd, Conn, ConnectOptions};
@@ -48,6 +51,7 @@ pub(super) async fn run(
                 .map_err(|e| format!("the drain step: {e}"))?,
         );
     }
+    run_steps(env, StepPoint::After, (src, dst), &mut out.steps).await?;
     let pods: u32 = d.batches.iter().map(|b| b.pods).sum();
     let span = match (d.roll_started, d.roll_ended) {
         (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
@@ -121,15 +125,13 @@ async fn stop(
     out: &mut SwitchOutcome,
     d: &mut RollingOutcome,
 ) -> Result<(), String> {
+    run_steps(env, StepPoint::BeforePause, (src, dst), &mut out.steps).await?;
     if r.stop_writes {
         // Long enough for the whole roll; the procedure resumes writes itself.
         let ms = (r.max_pause + r.length() + Duration::from_secs(30)).as_millis() as u64;
-        pause_writes(env, src, ms)
-            .await
-            .map_err(|e| format!("the source: {e}"))?;
         d.writes_stopped = Some(Instant::now());
-        out.behind_bytes = Some(catch_up(env, src, dst, r.max_pause).await);
-    } else {
+        out.behind_bytes = stop_writes_and_catch_up(env, (src, dst), r.max_pause, ms).await?;
+    } else if !external(env) {
         out.behind_bytes = match (repl_offset(env, src).await, repl_offset(env, dst).await) {
             (Some(a), Some(b)) => Some((a - b).max(0)),
             _ => None,
@@ -144,7 +146,7 @@ async fn stop(
             );
         }
     }
-    promote(env, dst).await?;
+    stop_copy(env, (src, dst), &mut out.steps).await?;
     d.promoted = Some(Instant::now());
     Ok(())
 }

@@ -50,6 +50,52 @@ pub struct Migration {
     pub seed: Option<Seed>,
     /// Verify the copy key by key at the end (the seed's keys, and every key under the prefix).
     pub verify: bool,
+    /// The team's own commands the switch runs at named points (the provider's CLI call that
+    /// stops an online migration, a Helm upgrade, a notice).
+    pub steps: Vec<Step>,
+}
+
+/// Where in a switch a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPoint {
+    /// Before the source's writes stop.
+    BeforePause,
+    /// When the copy stops: with `mode = "external"` the steps *are* the promotion (the
+    /// provider's "stop the migration"); with `replicaof` they run right after `REPLICAOF NO ONE`.
+    AtPromotion,
+    /// Once the clients are on the destination (and, rolling, the drain is done).
+    After,
+}
+
+impl StepPoint {
+    /// Every value, as written in `at = "…"`.
+    pub const NAMES: &'static [&'static str] = &["before-pause", "at-promotion", "after"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StepPoint::BeforePause => "before-pause",
+            StepPoint::AtPromotion => "at-promotion",
+            StepPoint::After => "after",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepPoint> {
+        match s {
+            "before-pause" => Some(StepPoint::BeforePause),
+            "at-promotion" => Some(StepPoint::AtPromotion),
+            "after" => Some(StepPoint::After),
+            _ => None,
+        }
+    }
+}
+
+/// One `[[migration.step]]`: a command (argv; a string is run by `sh -c`) the switch runs at
+/// `at` and waits for, at most `timeout`; a non-zero exit stops the switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub at: StepPoint,
+    pub command: Vec<String>,
+    pub timeout: std::time::Duration,
 }
 
 /// The key prefix of the seed data.

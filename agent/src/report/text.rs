@@ -279,6 +279,26 @@ fn migration(o: &mut String, m: &MigrationReport) {
                 .map(|b| format!(", destination {b} bytes behind"))
                 .unwrap_or_default()
         );
+        for st in &sw.steps {
+            let _ = writeln!(
+                o,
+                "  step          {} `{}` at {:.1}s: {} in {:.1}s{}",
+                st.at,
+                st.command,
+                st.started_secs,
+                match (&st.error, st.exit) {
+                    (Some(e), _) => e.clone(),
+                    (None, Some(c)) => format!("exit {c}"),
+                    (None, None) => "killed".into(),
+                },
+                st.secs,
+                st.output
+                    .lines()
+                    .last()
+                    .map(|l| format!(" — {l}"))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(r) = &sw.rolling {
             rolling(o, r);
         }

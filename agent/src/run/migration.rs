@@ -106,6 +106,7 @@ pub async fn report(
             paused_ms: s.paused.map(|p| p.as_secs_f64() * 1000.0),
             behind_bytes: s.behind_bytes,
             rolling: rolling_report(s, start),
+            steps: s.steps.clone(),
         }),
         lag: lag_stats(&lag_series),
         lag_series,

@@ -320,18 +320,25 @@ fn check_migration_faults(root: &Obj, migration: Option<&Migration>, faults: &[F
 
 /// The switches a migration's mode allows: none for an external one, one for `replicaof`.
 fn check_switches(root: &Obj, m: &Migration, faults: &[FaultPlan]) {
-    if m.mode == Mode::External {
+    // With a provider copying, the agent cannot promote the destination: the team's own
+    // `at-promotion` step (the provider's "stop the migration") does.
+    let promotes = m
+        .steps
+        .iter()
+        .any(|s| s.at == crate::plan::migration::StepPoint::AtPromotion);
+    if m.mode == Mode::External && !promotes {
         for f in faults
             .iter()
             .filter(|f| matches!(f.kind, FaultKind::Switch { .. }))
         {
             root.ctx.error(
                 &f.span,
-                "mode = \"external\": the provider's migration is switched by the provider",
+                "mode = \"external\": the provider stops its migration, and this scenario has no \
+                 step that does",
                 Some(
-                    "remove the switch: stop writes, wait for `valkey-chaos lag` to show the \
-                     last canary, switch in the provider, repoint REDIS_URL (docs/migration.md: Migration \
-                     runbook)"
+                    "add [[migration.step]] at = \"at-promotion\" with the provider's command (e.g. \
+                     command = \"doctl databases migration stop …\"), or remove the switch and \
+                     follow docs/migration.md: Migration runbook"
                         .into(),
                 ),
             );

@@ -1,6 +1,8 @@
 //! Reads `[migration]`.
 
-use crate::plan::migration::{Migration, Mode, Seed, Side};
+use std::time::Duration;
+
+use crate::plan::migration::{Migration, Mode, Seed, Side, Step, StepPoint};
 use crate::scenario::reader::Obj;
 
 fn side(t: &Obj, key: &'static str) -> Side {
@@ -50,11 +52,48 @@ pub fn read(t: &Obj) -> Migration {
         Seed { keys }
     });
     let verify = t.bool("verify").map(|b| b.value).unwrap_or(true);
+    let steps = t.tables("step").into_iter().filter_map(read_step).collect();
     Migration {
         source,
         destination,
         mode,
         seed,
         verify,
+        steps,
     }
+}
+
+/// One `[[migration.step]]`: `at`, `command` (a string for `sh -c`, or an argv array), `timeout`.
+fn read_step(s: Obj) -> Option<Step> {
+    let at = s
+        .choice("at", StepPoint::NAMES)
+        .and_then(|a| StepPoint::parse(&a.value));
+    if at.is_none() && !s.has("at") {
+        s.missing(
+            "at",
+            Some(format!("one of: {}", StepPoint::NAMES.join(", "))),
+        );
+    }
+    let command = match s.raw("command").map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::String(c)) => Some(vec!["sh".into(), "-c".into(), c.to_string()]),
+        Some(_) => s.str_list("command").map(|l| l.value),
+        None => {
+            s.missing(
+                "command",
+                Some("command = \"doctl databases migration stop …\" (run by sh -c), or an argv array".into()),
+            );
+            None
+        }
+    };
+    let timeout = s
+        .duration("timeout")
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(120));
+    s.finish();
+    let command = command.filter(|c| !c.is_empty())?;
+    Some(Step {
+        at: at?,
+        command,
+        timeout,
+    })
 }

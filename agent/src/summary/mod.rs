@@ -184,6 +184,25 @@ pub struct SwitchReport {
     /// A rolling switch, batch by batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling: Option<RollingReport>,
+    /// The team's own commands, as they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+}
+
+/// One `[[migration.step]]` as it ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// `before-pause`, `at-promotion` or `after`.
+    pub at: String,
+    pub command: String,
+    /// When it started (seconds from the run's start) and how long it ran.
+    pub started_secs: f64,
+    pub secs: f64,
+    pub exit: Option<i32>,
+    /// The end of what it printed (stdout, then stderr).
+    pub output: String,
+    /// Why it did not finish (could not start, timed out).
+    pub error: Option<String>,
 }
 
 /// What a rolling switch did.
