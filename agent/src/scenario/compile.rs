@@ -648,8 +648,14 @@ pipeline = 1
         };
         let e = errs(&format!("{}{switch}", mig("external")));
         assert!(
-            e.iter().any(|m| m.contains("switched by the provider")),
+            e.iter().any(|m| m.contains("no step that does")),
             "{e:#?}"
+        );
+        // With the provider's own promotion step, an external migration takes a switch.
+        let step = "[[migration.step]]\nat = \"at-promotion\"\ncommand = \"true\"\n";
+        assert_eq!(
+            errs(&format!("{}{step}{switch}", mig("external"))),
+            Vec::<String>::new()
         );
         assert_eq!(
             errs(&format!("{}{switch}", mig("replicaof"))),
