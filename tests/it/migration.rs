@@ -78,18 +78,12 @@ procedure = "{procedure}"
 }
 
 fn run(dir: &Path, text: &str, valkey: &Path) -> (serde_json::Value, i32) {
-    let sc = scenario(dir, "rehearsal", text);
-    let out = dir.join("out");
-    let o = agent(
-        &[
-            "run",
-            sc.to_str().unwrap(),
-            "-q",
-            "--out",
-            out.to_str().unwrap(),
-            "--valkey-server",
-            valkey.to_str().unwrap(),
-        ],
+    let valkey = valkey.to_str().unwrap();
+    let (o, out) = run_scenario(
+        dir,
+        "rehearsal",
+        text,
+        &["-q", "--valkey-server", valkey],
         T,
     );
     assert!(o.status.code().is_some_and(|c| c <= 1), "{}", show(&o));
@@ -241,19 +235,9 @@ mix = {{ get = 1 }}
 "#,
         url(&src)
     );
-    let sc = scenario(&dir, "copy-cost", &text);
-    let out = dir.join("out");
-    let o = agent(
-        &[
-            "run",
-            sc.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--valkey-server",
-            valkey_bin().to_str().unwrap(),
-        ],
-        T,
-    );
+    let valkey = valkey_bin();
+    let extra = ["--valkey-server", valkey.to_str().unwrap()];
+    let (o, out) = run_scenario(&dir, "copy-cost", &text, &extra, T);
     assert!(o.status.code().is_some_and(|c| c <= 1), "{}", show(&o));
     let s = summary(&out);
     (
@@ -349,19 +333,9 @@ at = "9s"
 #[test]
 fn the_way_back_into_redis_7_is_refused_before_the_load_with_the_reason() {
     let dir = scratch("way-back-refused");
-    let sc = scenario(&dir, "way-back", &with_way_back("embedded"));
-    let out = dir.join("out");
-    let o = agent(
-        &[
-            "run",
-            sc.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--valkey-server",
-            valkey8_bin().to_str().unwrap(),
-        ],
-        T,
-    );
+    let valkey = valkey8_bin();
+    let extra = ["--valkey-server", valkey.to_str().unwrap()];
+    let (o, out) = run_scenario(&dir, "way-back", &with_way_back("embedded"), &extra, T);
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(
@@ -375,19 +349,9 @@ fn the_way_back_into_redis_7_is_refused_before_the_load_with_the_reason() {
 async fn a_way_back_from_valkey_9_into_valkey_8_1_loses_nothing_and_compares_every_key() {
     let src = start_bin(&valkey8_bin()).await;
     let dir = scratch("way-back-ok");
-    let sc = scenario(&dir, "way-back", &with_way_back(&url(&src)));
-    let out = dir.join("out");
-    let o = agent(
-        &[
-            "run",
-            sc.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--valkey-server",
-            valkey_bin().to_str().unwrap(),
-        ],
-        T,
-    );
+    let valkey = valkey_bin();
+    let extra = ["--valkey-server", valkey.to_str().unwrap()];
+    let (o, out) = run_scenario(&dir, "way-back", &with_way_back(&url(&src)), &extra, T);
     let s = summary(&out);
     assert_eq!(o.status.code(), Some(0), "{}\n{:#}", show(&o), s["checks"]);
     let b = &s["migration"]["switch_back"];
@@ -480,13 +444,7 @@ at = "4s"
         url(&src),
         url(&dst)
     );
-    let dir = scratch(name);
-    let sc = scenario(&dir, "external", &text);
-    let out = dir.join("out");
-    let o = agent(
-        &["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap()],
-        T,
-    );
+    let (o, out) = run_scenario(&scratch(name), "external", &text, &[], T);
     (summary(&out), o)
 }
 

@@ -72,20 +72,9 @@ batch = "1"
 }
 
 fn run(name: &str, text: &str) -> (serde_json::Value, i32, String) {
-    let dir = scratch(name);
-    let sc = scenario(&dir, "rolling", text);
-    let out = dir.join("out");
-    let o = agent(
-        &[
-            "run",
-            sc.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--valkey-server",
-            valkey_bin().to_str().unwrap(),
-        ],
-        T,
-    );
+    let valkey = valkey_bin();
+    let extra = ["--valkey-server", valkey.to_str().unwrap()];
+    let (o, out) = run_scenario(&scratch(name), "rolling", text, &extra, T);
     assert!(o.status.code().is_some_and(|c| c <= 1), "{}", show(&o));
     (
         summary(&out),

@@ -105,6 +105,22 @@ pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Write `text` as scenario `name` in `dir` and run it (`--out dir/out`, then `extra`) to
+/// completion (bounded): the agent's output, and `dir/out`.
+pub fn run_scenario(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> (Output, PathBuf) {
+    let sc = scenario(dir, name, text);
+    let out = dir.join("out");
+    let mut args = vec!["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (agent(&args, timeout), out)
+}
+
 /// Run the agent binary to completion (bounded), returning its output.
 pub fn agent(args: &[&str], timeout: Duration) -> Output {
     agent_env(args, &[], timeout)

@@ -154,3 +154,17 @@ pub(super) async fn run_steps(
     };
     super::steps::run_at(point, &m.steps, sides, env.timebase.start(), out).await
 }
+
+/// A migration's source and destination, as addresses.
+pub(super) async fn sides(env: &FaultEnv) -> Result<(SocketAddr, SocketAddr), String> {
+    match &*env.target.lock().await {
+        crate::valkey::Target::Migration {
+            source,
+            destination,
+        } => Ok((
+            source.addr().ok_or("cannot resolve the source")?,
+            destination.addr().ok_or("cannot resolve the destination")?,
+        )),
+        _ => Err("a switch needs a [migration]".into()),
+    }
+}

@@ -49,6 +49,14 @@ impl RollingOutcome {
         }
     }
 
+    /// From the first batch to the end of the last.
+    pub fn roll_secs(&self) -> f64 {
+        match (self.roll_started, self.roll_ended) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
     /// `READONLY` replies since the switch began.
     pub fn readonly(&self) -> u64 {
         READONLY_REPLIES

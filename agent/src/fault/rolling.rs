@@ -53,10 +53,7 @@ pub(super) async fn run(
     }
     run_steps(env, StepPoint::After, (src, dst), &mut out.steps).await?;
     let pods: u32 = d.batches.iter().map(|b| b.pods).sum();
-    let span = match (d.roll_started, d.roll_ended) {
-        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
-        _ => 0.0,
-    };
+    let span = d.roll_secs();
     Ok(format!(
         "rolling ({}, writes {}): {pods} pods in {} batches over {span:.1}s; the destination \
          promoted {} bytes behind; the old side took writes for {:.1}s after the copy stopped{}",

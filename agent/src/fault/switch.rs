@@ -9,13 +9,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::admin::{
-    external, repl_offset, resume_writes, run_steps, stop_copy, stop_writes_and_catch_up,
+    external, repl_offset, resume_writes, run_steps, sides, stop_copy, stop_writes_and_catch_up,
 };
 use super::env::FaultEnv;
 use crate::plan::fault::SwitchProcedure;
 use crate::plan::migration::StepPoint;
 use crate::valkey::client::{NOSCRIPT_REPLIES, READONLY_REPLIES};
-use crate::valkey::Target;
 
 pub use super::env::SwitchOutcome;
 
@@ -26,16 +25,7 @@ pub(super) struct Done {
 }
 
 pub(super) async fn run(env: &FaultEnv, procedure: &SwitchProcedure) -> Result<Done, String> {
-    let (src, dst) = match &*env.target.lock().await {
-        Target::Migration {
-            source,
-            destination,
-        } => (
-            source.addr().ok_or("cannot resolve the source")?,
-            destination.addr().ok_or("cannot resolve the destination")?,
-        ),
-        _ => return Err("a switch needs a [migration]".into()),
-    };
+    let (src, dst) = sides(env).await?;
     let endpoint = env
         .proxies
         .iter()

@@ -7,26 +7,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::admin::{admin, pause_writes, promote, repl_offset, resume_writes};
+use super::admin::{admin, pause_writes, promote, repl_offset, resume_writes, sides};
 use super::env::FaultEnv;
 use super::rolled::SwitchBackOutcome;
 use crate::valkey::embedded::parse_info;
-use crate::valkey::{Cmd, Target};
+use crate::valkey::Cmd;
 
 /// The longest the full sync back may take.
 const SYNC_LIMIT: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(env: &FaultEnv, max_pause: Duration) -> Result<String, String> {
-    let (src, dst) = match &*env.target.lock().await {
-        Target::Migration {
-            source,
-            destination,
-        } => (
-            source.addr().ok_or("cannot resolve the source")?,
-            destination.addr().ok_or("cannot resolve the destination")?,
-        ),
-        _ => return Err("a switch-back needs a [migration]".into()),
-    };
+    let (src, dst) = sides(env).await?;
     let t0 = Instant::now();
     let ms = (max_pause + SYNC_LIMIT + Duration::from_secs(30)).as_millis() as u64;
     pause_writes(env, dst, ms)

@@ -148,10 +148,7 @@ fn rolling_report(s: &SwitchOutcome, start: Instant) -> Option<RollingReport> {
                 pods: b.pods,
             })
             .collect(),
-        roll_secs: match (d.roll_started, d.roll_ended) {
-            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
-            _ => 0.0,
-        },
+        roll_secs: d.roll_secs(),
         promoted_at_secs: d.promoted.map(secs),
         two_sides_ms: d.two_sides().as_secs_f64() * 1000.0,
         readonly_replies: d.readonly(),

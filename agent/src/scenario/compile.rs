@@ -647,10 +647,7 @@ pipeline = 1
             )
         };
         let e = errs(&format!("{}{switch}", mig("external")));
-        assert!(
-            e.iter().any(|m| m.contains("no step that does")),
-            "{e:#?}"
-        );
+        assert!(e.iter().any(|m| m.contains("no step that does")), "{e:#?}");
         // With the provider's own promotion step, an external migration takes a switch.
         let step = "[[migration.step]]\nat = \"at-promotion\"\ncommand = \"true\"\n";
         assert_eq!(

@@ -543,3 +543,73 @@ pub fn run_id(seed: u64, t: std::time::SystemTime) -> String {
     let mut r = crate::rng::Rng::new(nanos ^ seed.rotate_left(32) ^ std::process::id() as u64);
     format!("{:016x}", r.next_u64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::{LagStats, SwitchBackReport};
+
+    fn compare(differences: u64, error: Option<&str>) -> MigrationVerify {
+        MigrationVerify {
+            keys_checked: 100,
+            differences,
+            by_kind: Default::default(),
+            first: vec![],
+            error: error.map(str::to_string),
+        }
+    }
+
+    fn report(back: Option<Option<MigrationVerify>>) -> MigrationReport {
+        MigrationReport {
+            from_to: String::new(),
+            mode: "replicaof".into(),
+            seed_keys: 0,
+            switch: None,
+            lag: LagStats::default(),
+            lag_series: vec![],
+            noscript_after_switch: 0,
+            verify: Some(compare(0, None)),
+            copy_cost: None,
+            switch_back: back.map(|verify| SwitchBackReport {
+                at_secs: 9.0,
+                paused_ms: 50.0,
+                sync_ms: 20.0,
+                verify,
+            }),
+        }
+    }
+
+    fn judged(m: &MigrationReport, metric: &str) -> Option<bool> {
+        migration_checks(Some(m))
+            .into_iter()
+            .find(|c| c.metric == metric)
+            .map(|c| c.passed)
+    }
+
+    #[test]
+    fn the_way_back_is_judged_like_the_copy() {
+        // No way back rehearsed: no check of it.
+        assert_eq!(
+            judged(&report(None), "migration.switch_back.differences"),
+            None
+        );
+        let equal = report(Some(Some(compare(0, None))));
+        assert_eq!(
+            judged(&equal, "migration.switch_back.differences"),
+            Some(true)
+        );
+        assert_eq!(judged(&equal, "migration.verify.differences"), Some(true));
+        let differ = report(Some(Some(compare(2, None))));
+        assert_eq!(
+            judged(&differ, "migration.switch_back.differences"),
+            Some(false)
+        );
+        // A compare that could not run, or never ran, is inconclusive: it fails.
+        let broke = report(Some(Some(compare(0, Some("connection reset")))));
+        assert_eq!(judged(&broke, "migration.switch_back"), Some(false));
+        assert_eq!(
+            judged(&report(Some(None)), "migration.switch_back"),
+            Some(false)
+        );
+    }
+}
