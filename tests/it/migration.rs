@@ -280,26 +280,14 @@ async fn an_initial_copy_whose_peak_exceeds_maxmemory_is_warned_about() {
     );
 }
 
-/// A rehearsal with a way back: the documented switch at 4 s, back to the source at 9 s.
-fn with_way_back(source: &str) -> String {
-    format!(
-        r#"
-name = "way-back"
-duration = "14s"
-[target]
-timeout = "2s"
-[migration]
-source = "{source}"
-destination = "embedded"
-[migration.seed]
-keys = 2000
-
+/// Broker and set load across a switch at 4 s (the way-back and external rehearsals).
+const LOAD: &str = r#"
 [[workload]]
 id = "tasks"
 type = "dramatiq"
 db = 1
 [workload.dramatiq]
-queue = "way-back"
+queue = "moving"
 producers = 1
 rate_per_sec = 40
 consumers = 1
@@ -316,7 +304,23 @@ rate_per_sec = 100
 name = "cutover"
 type = "switch"
 at = "4s"
+"#;
 
+/// A rehearsal with a way back: the documented switch at 4 s, back to the source at 9 s.
+fn with_way_back(source: &str) -> String {
+    format!(
+        r#"
+name = "way-back"
+duration = "14s"
+[target]
+timeout = "2s"
+[migration]
+source = "{source}"
+destination = "embedded"
+[migration.seed]
+keys = 2000
+
+{LOAD}
 [[fault]]
 name = "rollback"
 type = "switch-back"
@@ -413,29 +417,7 @@ source = "{}"
 destination = "{}"
 mode = "external"
 {steps}
-[[workload]]
-id = "tasks"
-type = "dramatiq"
-db = 1
-[workload.dramatiq]
-queue = "external"
-producers = 1
-rate_per_sec = 40
-consumers = 1
-threads = 4
-drain_timeout = "20s"
-
-[[workload]]
-id = "writes"
-type = "set"
-clients = 4
-rate_per_sec = 100
-
-[[fault]]
-name = "cutover"
-type = "switch"
-at = "4s"
-
+{LOAD}
 [thresholds]
 "tasks.redelivered" = "< 100"
 "tasks.resurrected" = "< 100"
