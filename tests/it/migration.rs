@@ -311,7 +311,7 @@ fn with_way_back(source: &str) -> String {
     format!(
         r#"
 name = "way-back"
-duration = "14s"
+duration = "21s"
 [target]
 timeout = "2s"
 [migration]
@@ -409,7 +409,7 @@ async fn external(name: &str, steps: &str) -> (serde_json::Value, std::process::
     let text = format!(
         r#"
 name = "external"
-duration = "10s"
+duration = "16s"
 [target]
 timeout = "2s"
 [migration]

@@ -27,7 +27,7 @@ rate_per_sec = 100
     format!(
         r#"
 name = "rolling"
-duration = "14s"
+duration = "21s"
 [target]
 timeout = "2s"
 [migration]
