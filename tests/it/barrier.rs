@@ -15,7 +15,7 @@ use valkey_chaos::run::StartOptions;
 use valkey_chaos::valkey::{Conn, ConnectOptions, Route, Value};
 
 use crate::shard::{finish, spawn_agent};
-use crate::support::{self, cmd};
+use crate::support::{self, check, cmd};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -520,15 +520,6 @@ delay = "30ms"
 "w.errors{after}" = "== 0"
 "#,
     )
-}
-
-fn check<'a>(s: &'a serde_json::Value, metric: &str) -> &'a serde_json::Value {
-    s["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["metric"] == metric)
-        .unwrap_or_else(|| panic!("no check {metric} in {}", s["checks"]))
 }
 
 fn value(s: &serde_json::Value, metric: &str) -> f64 {

@@ -87,15 +87,6 @@ fn roll(s: &serde_json::Value) -> &serde_json::Value {
     &s["migration"]["switch"]["rolling"]
 }
 
-fn check<'a>(s: &'a serde_json::Value, metric: &str) -> &'a serde_json::Value {
-    s["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["metric"] == metric)
-        .unwrap_or_else(|| panic!("no check {metric}: {:#}", s["checks"]))
-}
-
 #[test]
 fn the_documented_rolling_order_loses_and_strands_nothing() {
     let (s, code, _) = run("rolling-ok", &rolling(true, true, "stop-first", true));
@@ -211,10 +202,7 @@ fn a_rollout_group_for_no_workload_is_a_scenario_error() {
         "workload = \"tasks\"\nclients = \"producers\"",
         "workload = \"api\"\nclients = \"producers\"",
     );
-    let sc = scenario(&dir, "rolling", &text);
-    let o = agent(&["validate", sc.to_str().unwrap()], Duration::from_secs(30));
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    let e = String::from_utf8_lossy(&o.stderr);
+    let e = refused_scenario(&dir, "rolling", &text);
     assert!(
         e.contains("rolling.toml:") && e.contains("no workload \"api\""),
         "{e}"

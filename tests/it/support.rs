@@ -170,6 +170,24 @@ pub fn summary(dir: &Path) -> serde_json::Value {
         .expect("summary.json parses")
 }
 
+/// The check on `metric` in a summary (it must be there).
+pub fn check<'a>(s: &'a serde_json::Value, metric: &str) -> &'a serde_json::Value {
+    s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == metric)
+        .unwrap_or_else(|| panic!("no check {metric} in {}", s["checks"]))
+}
+
+/// Write `text` as scenario `name` in `dir`, which `validate` must refuse (exit 2): its stderr.
+pub fn refused_scenario(dir: &Path, name: &str, text: &str) -> String {
+    let sc = scenario(dir, name, text);
+    let o = agent(&["validate", sc.to_str().unwrap()], Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 pub fn counter(s: &serde_json::Value, workload: &str, name: &str) -> f64 {
     s["counters"]
         .as_array()

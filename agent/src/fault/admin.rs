@@ -23,7 +23,11 @@ pub(super) async fn admin(env: &FaultEnv, addr: SocketAddr, cmds: &[Cmd]) -> Res
 
 /// A node's `master_repl_offset` (what it has written or received).
 pub(super) async fn repl_offset(env: &FaultEnv, addr: SocketAddr) -> Option<i64> {
-    let mut c = admin_conn(env, addr).await.ok()?;
+    offset_of(&mut admin_conn(env, addr).await.ok()?).await
+}
+
+/// `master_repl_offset` over a connection the caller keeps (a watch samples it often).
+pub(super) async fn offset_of(c: &mut Conn) -> Option<i64> {
     let v = c.request(&Cmd::new("INFO").arg("replication")).await.ok()?;
     crate::valkey::embedded::parse_info(v.as_str()?, "master_repl_offset")?
         .parse()

@@ -14,15 +14,14 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::admin::{
-    external, repl_offset, resume_writes, run_steps, stop_copy, stop_writes_and_catch_up,
+    external, offset_of, repl_offset, resume_writes, run_steps, stop_copy, stop_writes_and_catch_up,
 };
 use super::env::{FaultEnv, SwitchOutcome};
 use super::proxy::Proxy;
 use super::rolled::{RolledBatch, RollingOutcome};
 use crate::plan::migration::StepPoint;
 use crate::plan::rollout::{RollOrder, Rolling};
-use crate::valkey::embedded::parse_info;
-use crate::valkey::{Cmd, Conn, ConnectOptions};
+use crate::valkey::{Conn, ConnectOptions};
 
 /// Run the whole procedure; the source's writes are resumed whatever happens.
 pub(super) async fn run(
@@ -206,9 +205,4 @@ async fn last_write(
             return last;
         }
     }
-}
-
-async fn offset_of(c: &mut Conn) -> Option<i64> {
-    let v = c.request(&Cmd::new("INFO").arg("replication")).await.ok()?;
-    parse_info(v.as_str()?, "master_repl_offset")?.parse().ok()
 }

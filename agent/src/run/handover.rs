@@ -19,17 +19,17 @@ use crate::summary::MigrationVerify;
 use crate::valkey::url::TargetUrl;
 use crate::valkey::Route;
 
-pub struct DrainStep {
+pub struct SwitchSteps {
     opts: Mutex<Options>,
     /// The two sides' URLs and the run's options, for the compare.
     urls: (String, String),
     run: RunOptions,
 }
 
-impl DrainStep {
+impl SwitchSteps {
     /// The rehearsal's two sides, the plan's Dramatiq namespace (Dramatiq's default without a
     /// Dramatiq workload).
-    pub fn new(plan: &Plan, r: &Rehearsal, run: &RunOptions) -> DrainStep {
+    pub fn new(plan: &Plan, r: &Rehearsal, run: &RunOptions) -> SwitchSteps {
         let side = |url: &str, addr: std::net::SocketAddr| Side {
             label: TargetUrl::parse(url)
                 .map(|u| u.to_string())
@@ -48,7 +48,7 @@ impl DrainStep {
         }
         // Every pod has moved when it runs: no worker is alive on the old side.
         o.heartbeat_timeout = Duration::ZERO;
-        DrainStep {
+        SwitchSteps {
             opts: Mutex::new(o),
             urls: (r.source_url.clone(), r.destination_url.clone()),
             run: run.clone(),
@@ -56,18 +56,18 @@ impl DrainStep {
     }
 
     fn opts(&self) -> Options {
-        self.opts.lock().expect("drain step lock").clone()
+        self.opts.lock().expect("switch steps lock").clone()
     }
 }
 
-impl Handover for DrainStep {
+impl Handover for SwitchSteps {
     fn remember(&self) -> HandoverFuture<'_, u64> {
         Box::pin(async move {
             let copied = drain::copied(&self.opts())
                 .await
                 .map_err(|e| e.to_string())?;
             let n = copied.len() as u64;
-            self.opts.lock().expect("drain step lock").copied = Some(copied);
+            self.opts.lock().expect("switch steps lock").copied = Some(copied);
             Ok(n)
         })
     }

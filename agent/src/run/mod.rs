@@ -239,7 +239,7 @@ impl<'a> Ready<'a> {
         let mut faults =
             fault::FaultEnv::new(self.faults, events.clone(), collector.timebase.clone());
         if let Some(r) = &self.rehearsal {
-            faults = faults.with_handover(Arc::new(handover::DrainStep::new(plan, r, self.opts)));
+            faults = faults.with_handover(Arc::new(handover::SwitchSteps::new(plan, r, self.opts)));
         }
         let fault_cancel = CancellationToken::new();
         let timeline = fault::spawn_timeline(plan, faults, start, fault_cancel.clone());
