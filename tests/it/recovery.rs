@@ -321,6 +321,9 @@ fn a_lock_orphaned_by_a_failover_until_a_long_ttl_fails_recovery() {
     let rec = checks_of(&sum, "coord.recovery{after:failover}");
     assert_eq!(rec.len(), 1, "{:#}", sum["checks"]);
     assert_eq!(rec[0]["passed"], false, "{}", rec[0]);
+    // The other name's grants look normal: what holds the workload back is the orphan, named.
+    let shown = rec[0]["shown"].as_str().unwrap();
+    assert!(shown.contains("orphaned lock name"), "{shown}");
     let notes = sum["events"].to_string();
     assert!(notes.contains("orphaned lock name"), "{notes}");
 }

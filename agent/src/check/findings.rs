@@ -13,6 +13,20 @@ pub struct Findings {
     pub uncertain: u64,
     /// A line for the report, when there is something to say (without the workload's id).
     pub note: Option<String>,
+    /// Stretches the workload was not served although the operations it recorded may look
+    /// normal: the recovery check takes them as not back to normal.
+    pub outages: Vec<Outage>,
+}
+
+/// A stretch the oracle knows the workload was not served (acquirers blocked by an orphaned lock
+/// name), on the clock used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub from: u64,
+    /// `None`: it had not ended when the history did.
+    pub to: Option<u64>,
+    /// What it was, for the report (`orphaned lock name app:lock:1`).
+    pub what: String,
 }
 
 impl Findings {

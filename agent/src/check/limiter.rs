@@ -33,6 +33,7 @@ pub fn findings(entries: &[Entry], clock: Clock) -> Option<super::findings::Find
         levels: vec![(C::OvershootChecked.i(), f.checked)],
         uncertain: 0,
         note: None,
+        outages: vec![],
     })
 }
 

@@ -57,6 +57,15 @@ pub fn findings(entries: &[Entry], clock: Clock, end: u64) -> super::findings::F
             (C::FencingViolations.i(), f.fence_regressions),
             (C::Orphaned.i(), o.episodes.iter().map(|e| e.1).collect()),
         ],
+        outages: o
+            .episodes
+            .iter()
+            .map(|e| super::findings::Outage {
+                from: e.1,
+                to: e.3.then_some(e.2),
+                what: format!("orphaned lock name {}", e.0),
+            })
+            .collect(),
     }
 }
 
@@ -91,9 +100,10 @@ pub struct Findings {
 /// Orphaned names: episodes of acquirers blocked by a key none of the run's commands explains.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Orphans {
-    /// `(name, from, to)` on the clock used: from the last explained end of the key (the release
-    /// the server forgot) to the next grant of the name, or the end of the history.
-    pub episodes: Vec<(String, u64, u64)>,
+    /// `(name, from, to, granted)` on the clock used: from the last explained end of the key (the
+    /// release the server forgot) to the next grant of the name (`granted`), or the end of the
+    /// history (the name was never granted again).
+    pub episodes: Vec<(String, u64, u64, bool)>,
 }
 
 impl Orphans {
@@ -186,10 +196,17 @@ pub fn orphans(entries: &[Entry], clock: Clock, end: u64) -> Orphans {
                 .filter(|t| *t < sent)
                 .max()
                 .unwrap_or(sent);
-            let to = g.iter().copied().find(|t| *t > at).unwrap_or(end);
+            let next = g.iter().copied().find(|t| *t > at);
+            let to = next.unwrap_or(end);
             match out.episodes.last_mut() {
-                Some(last) if last.0 == key && last.1 == from => last.2 = last.2.max(to),
-                _ => out.episodes.push((key.to_string(), from, to)),
+                Some(last) if last.0 == key && last.1 == from => {
+                    if to >= last.2 {
+                        (last.2, last.3) = (to, next.is_some());
+                    }
+                }
+                _ => out
+                    .episodes
+                    .push((key.to_string(), from, to, next.is_some())),
             }
         }
     }
@@ -351,11 +368,14 @@ mod tests {
         x
     }
 
-    /// `check(history, expected episodes)` for the orphan rule.
+    /// `check(history, expected episodes)` for the orphan rule (an episode that reaches the
+    /// history's end, 1000, was never granted again).
     fn orphan_case(h: Vec<Entry>, want: &[(&str, u64, u64)]) {
         let got = orphans(&h, Clock::Mono, 1000);
-        let want: Vec<(String, u64, u64)> =
-            want.iter().map(|w| (w.0.to_string(), w.1, w.2)).collect();
+        let want: Vec<(String, u64, u64, bool)> = want
+            .iter()
+            .map(|w| (w.0.to_string(), w.1, w.2, w.2 < 1000))
+            .collect();
         assert_eq!(got.episodes, want);
     }
 
@@ -439,7 +459,7 @@ mod tests {
             Clock::Mono,
             end,
         );
-        assert_eq!(got.episodes, vec![("k".to_string(), g + 20, end)]);
+        assert_eq!(got.episodes, vec![("k".to_string(), g + 20, end, false)]);
         // An acquire whose reply was lost holds nothing: a key it set is held by nobody.
         orphan_case(
             vec![
@@ -448,6 +468,41 @@ mod tests {
             ],
             &[("m", 80, 1000)],
         );
+    }
+
+    #[test]
+    fn orphans_are_outages_the_recovery_check_sees() {
+        use Type::*;
+        // Granted again at 505: an outage that ended; never granted again: one that did not.
+        let h = vec![
+            sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+            released(e(Ok, "release", "a/1", "k", 22, None), 1),
+            sent(e(Fail, "acquire", "b/1", "k", 60, None), 50),
+            sent(e(Ok, "acquire", "b/1", "k", 505, None), 501),
+            sent(e(Ok, "acquire", "a/1", "j", 10, None), 9),
+            released(e(Ok, "release", "a/1", "j", 22, None), 1),
+            sent(e(Fail, "acquire", "b/1", "j", 600, None), 590),
+        ];
+        let f = findings(&h, Clock::Mono, 1000);
+        let got: Vec<(u64, Option<u64>, &str)> = f
+            .outages
+            .iter()
+            .map(|o| (o.from, o.to, o.what.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (22, None, "orphaned lock name j"),
+                (22, Some(505), "orphaned lock name k")
+            ]
+        );
+        // Contention only: no outage.
+        let h = vec![
+            sent(e(Ok, "acquire", "a/1", "k", 10, None), 9),
+            sent(e(Fail, "acquire", "b/1", "k", 15, None), 14),
+            released(e(Ok, "release", "a/1", "k", 22, None), 1),
+        ];
+        assert!(findings(&h, Clock::Mono, 1000).outages.is_empty());
     }
 
     #[test]

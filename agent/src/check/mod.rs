@@ -15,7 +15,7 @@ pub mod limiter;
 pub mod lock;
 
 pub use clock::{Clock, SKEW_NS};
-pub use findings::Findings;
+pub use findings::{Findings, Outage};
 
 use crate::history::Entry;
 use crate::plan::WorkloadType;

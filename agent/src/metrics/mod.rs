@@ -243,6 +243,18 @@ pub struct Counters {
     /// (grid cell, counter) → count, for counts added with a time.
     timed: Mutex<BTreeMap<(u32, usize), u64>>,
     start: OnceLock<Instant>,
+    /// Stretches an oracle found the workload not served (`check::Outage`), from the start.
+    outages: Mutex<Vec<NotServed>>,
+}
+
+/// A stretch an oracle found the workload not served although its recorded operations may look
+/// normal (an orphaned lock name), as offsets from the run start; `to` is `None` when it never
+/// ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotServed {
+    pub from: Duration,
+    pub to: Option<Duration>,
+    pub what: String,
 }
 
 impl Counters {
@@ -252,7 +264,24 @@ impl Counters {
             vals: defs.iter().map(|_| AtomicU64::new(0)).collect(),
             timed: Mutex::new(BTreeMap::new()),
             start: OnceLock::new(),
+            outages: Mutex::new(vec![]),
         })
+    }
+    /// An oracle found the workload not served from `from` to `to` (`None`: it never ended).
+    pub fn not_served(&self, from: Instant, to: Option<Instant>, what: String) {
+        let Some(start) = self.start.get() else {
+            return;
+        };
+        let since = |t: Instant| t.saturating_duration_since(*start);
+        self.outages.lock().expect("outages lock").push(NotServed {
+            from: since(from),
+            to: to.map(since),
+            what,
+        });
+    }
+    /// The stretches oracles found the workload not served.
+    pub fn outages(&self) -> Vec<NotServed> {
+        self.outages.lock().expect("outages lock").clone()
     }
     pub fn add(&self, idx: usize, n: u64) {
         self.vals[idx].fetch_add(n, Ordering::Relaxed);
@@ -1211,6 +1240,16 @@ impl Sketch {
         self.c.workloads[w]
             .counters
             .add_at(idx, n, self.c.started + at);
+    }
+
+    /// An oracle found workload `w` not served from `from` to `to` (`None`: never again).
+    pub(crate) fn not_served(&self, w: usize, from: Duration, to: Option<Duration>) {
+        let at = |d: Duration| self.c.started + d;
+        self.c.workloads[w].counters.not_served(
+            at(from),
+            to.map(at),
+            "orphaned lock name k".into(),
+        );
     }
 
     /// Close every slot and hand the collector over.

@@ -71,6 +71,10 @@ pub struct WorkloadPlan {
     pub kind: WorkloadKind,
     /// The logical database its clients `SELECT` (`db = N`); none: the target URL's (`/N`, else 0).
     pub db: Option<u32>,
+    /// How soon after a fault's heal this workload must be back to normal, in place of the
+    /// scenario's `recover_within` after every fault that sets none of its own (a lock whose
+    /// release a fault can cut is back only when its TTL ran out).
+    pub recover_within: Option<Duration>,
 }
 
 /// How operations are started.

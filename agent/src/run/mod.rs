@@ -304,6 +304,7 @@ impl<'a> Ready<'a> {
                     r.opts.db = w.db.unwrap_or(self.route.opts.db);
                     Arc::new(r)
                 }),
+                sharded: self.plan.shard.is_some(),
             };
             let active = workload::spawn(w, prep.as_deref(), ctx.clone(), tasks)
                 .await
@@ -512,6 +513,14 @@ impl Drained<'_> {
         for f in &mut faults {
             let bound = plan.faults.get(f.index).and_then(|p| p.recover_within);
             f.recover_within_secs = Some(bound.unwrap_or(plan.recover_within).as_secs_f64());
+            // A workload's own bound, after a fault that sets none.
+            if bound.is_some() {
+                continue;
+            }
+            for w in f.impact.iter_mut().flat_map(|i| i.workloads.iter_mut()) {
+                let own = plan.workloads.iter().find(|p| p.id == w.workload);
+                w.recover_within_secs = own.and_then(|p| p.recover_within).map(|d| d.as_secs_f64());
+            }
         }
         let meta = Meta {
             scenario: plan.name.clone(),

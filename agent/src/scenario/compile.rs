@@ -474,6 +474,7 @@ fn compile_workload(w: &Obj, file: &Path) -> Option<WorkloadPlan> {
     let clients = w.uint("clients", 100_000).map(|c| c.value as u32);
     // ECHO keeps caches and limiters in DB 0, Dramatiq in DB 1, coordination in DB 2.
     let db = w.uint("db", 15).map(|d| d.value as u32);
+    let recover_within = w.duration("recover_within").map(|d| d.value);
     let load = read_load(w);
     let ty = ty?;
     let kt: &'static str = TYPES.iter().find(|t| **t == ty.value).copied()?;
@@ -524,6 +525,7 @@ fn compile_workload(w: &Obj, file: &Path) -> Option<WorkloadPlan> {
         load,
         kind,
         db,
+        recover_within,
     })
 }
 

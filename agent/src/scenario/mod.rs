@@ -108,7 +108,12 @@ pub fn compile(file: &Path, text: &str, o: &Overrides) -> Result<Compiled, LoadE
 pub fn advice(plan: &Plan) -> Vec<String> {
     let mut out = vec![];
     for o in crate::plan::schedule::schedule(plan) {
-        let bound = o.fault.recover_within.unwrap_or(plan.recover_within);
+        // A fault's own bound; else the longest of the scenario's and the workloads' own.
+        let own = plan.workloads.iter().filter_map(|w| w.recover_within).max();
+        let bound = o
+            .fault
+            .recover_within
+            .unwrap_or(own.unwrap_or_default().max(plan.recover_within));
         let room = plan.duration.saturating_sub(o.heal);
         // Below the bound a slow recovery cannot be told from one that never came.
         if room < bound {
@@ -130,4 +135,49 @@ pub fn advice(plan: &Plan) -> Vec<String> {
 /// [`load`] without overrides (validation, tests).
 pub fn load_plain(path: &Path) -> Result<Plan, LoadError> {
     load(path, &Overrides::default()).map(|c| c.plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(own: &str, fault_own: &str) -> Plan {
+        let text = format!(
+            r#"
+name = "orphans"
+duration = "30s"
+[[workload]]
+id = "coord"
+type = "lock"
+{own}
+[workload.lock]
+ttl = "20s"
+[[fault]]
+name = "failover"
+type = "failover"
+at = "5s"
+{fault_own}
+"#
+        );
+        compile::compile_str(Path::new("t.toml"), &text).expect("compiles")
+    }
+
+    #[test]
+    fn a_workload_s_own_recover_within_needs_room_after_a_fault_that_sets_none() {
+        // The scenario's 10 s fit after the heal at 5 s; the lock's 30 s does not.
+        assert!(advice(&plan("", "")).is_empty());
+        let p = plan(r#"recover_within = "30s""#, "");
+        assert_eq!(p.workloads[0].recover_within, Some(Duration::from_secs(30)));
+        let w = advice(&p);
+        assert!(
+            w.len() == 1 && w[0].contains("recover_within (30s)"),
+            "{w:?}"
+        );
+        // A fault's own bound is its own: the workload's does not apply after it.
+        assert!(advice(&plan(
+            r#"recover_within = "30s""#,
+            r#"recover_within = "5s""#
+        ))
+        .is_empty());
+    }
 }

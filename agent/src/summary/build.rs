@@ -176,6 +176,7 @@ pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult
             .recover_within_secs
             .unwrap_or(crate::plan::DEFAULT_RECOVER_WITHIN.as_secs_f64());
         for w in &imp.workloads {
+            let bound = w.recover_within_secs.unwrap_or(bound);
             let value = w.back_to_normal_secs.map(|b| round3((b - heal).max(0.0)));
             out.push(CheckResult {
                 metric: format!("{}.recovery{{after:{name}}}", w.workload),
@@ -183,7 +184,10 @@ pub fn recovery_checks(faults: &[FaultRecord], load_end: f64) -> Vec<CheckResult
                 value,
                 passed: value.is_some_and(|v| v <= bound + 1e-9),
                 shown: match value {
-                    Some(v) => format!("back to normal {v:.1}s after the heal"),
+                    Some(v) => match &w.not_served {
+                        Some(n) => format!("back to normal {v:.1}s after the heal ({n})"),
+                        None => format!("back to normal {v:.1}s after the heal"),
+                    },
                     None => format!(
                         "not back to normal before the load ended ({:.1}s after the heal): {}",
                         (load_end - heal).max(0.0),
@@ -222,6 +226,9 @@ fn unjudged_recoveries(faults: &[FaultRecord], load_end: f64) -> Vec<Event> {
 
 /// What a workload that never came back last showed.
 fn last_seen(w: &WorkloadImpact) -> String {
+    if let Some(n) = &w.not_served {
+        return n.clone();
+    }
     let kinds = w
         .errors_by_kind
         .iter()
@@ -611,5 +618,79 @@ mod tests {
             judged(&report(Some(None)), "migration.switch_back"),
             Some(false)
         );
+    }
+
+    /// `(workload, back after the heal, its own recover_within, what held it back)`.
+    type Back<'a> = (&'a str, Option<f64>, Option<f64>, Option<&'a str>);
+
+    /// One failover healed at 5 s, the load ending at 40 s; each workload back `back` seconds
+    /// after the heal, with its own `recover_within` where it sets one.
+    fn recovered(ws: &[Back<'_>]) -> Vec<CheckResult> {
+        let w = |(id, back, own, not_served): &Back<'_>| crate::summary::WorkloadImpact {
+            workload: id.to_string(),
+            back_to_normal_secs: back.map(|b| 5.0 + b),
+            first_failure_secs: None,
+            last_success_before_secs: None,
+            first_success_after_secs: None,
+            unavailable_ms: None,
+            errors: 0,
+            errors_by_kind: Default::default(),
+            not_served: not_served.map(str::to_string),
+            recover_within_secs: *own,
+            p99_before_us: 0,
+            p99_during_us: 0,
+        };
+        let f = FaultRecord {
+            inject_error: None,
+            recover_within_secs: Some(10.0),
+            imitation: None,
+            index: 0,
+            name: "failover".into(),
+            kind: "failover".into(),
+            target: String::new(),
+            injected_at_secs: Some(4.0),
+            healed_at_secs: Some(5.0),
+            heal_error: None,
+            skipped: None,
+            unavailability: vec![],
+            p99_recovery_secs: None,
+            errors_during: 0,
+            impact: Some(crate::summary::Impact {
+                until_secs: 40.0,
+                window_ms: 36000.0,
+                recovered: false,
+                workloads: ws.iter().map(w).collect(),
+                errors_by_kind: Default::default(),
+                safety: Default::default(),
+            }),
+        };
+        recovery_checks(&[f], 40.0)
+    }
+
+    #[test]
+    fn a_workload_s_own_recover_within_judges_it_and_what_held_it_back_is_named() {
+        let orphan = "orphaned lock name coord:lock:3 from 5.10s to 17.00s";
+        let never = "orphaned lock name coord:lock:3 from 5.10s, never served again";
+        let got = recovered(&[
+            ("tasks", Some(12.0), None, None),
+            ("coord", Some(12.0), Some(15.0), Some(orphan)),
+            ("locks", Some(16.0), Some(15.0), Some(orphan)),
+            ("names", None, Some(15.0), Some(never)),
+        ]);
+        let by = |id: &str| {
+            got.iter()
+                .find(|c| c.metric == format!("{id}.recovery{{after:failover}}"))
+                .unwrap()
+        };
+        // The fault's bound (10 s) for a workload without its own; the workload's own otherwise.
+        assert!(!by("tasks").passed);
+        assert_eq!(by("tasks").condition, "<= 10s");
+        assert!(by("coord").passed, "{:?}", by("coord"));
+        assert_eq!(by("coord").condition, "<= 15s");
+        assert!(by("coord").shown.contains(orphan), "{}", by("coord").shown);
+        assert!(!by("locks").passed);
+        // Never granted again: not back, and the report says what held it.
+        assert!(!by("names").passed);
+        assert!(by("names").shown.contains(never), "{}", by("names").shown);
     }
 }

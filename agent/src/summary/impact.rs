@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{FaultRecord, Impact, Unavailability, WorkloadImpact};
-use crate::metrics::{Collector, Interval, LatencyStats, OpAcc, PULSE};
+use crate::metrics::{Collector, Interval, LatencyStats, NotServed, OpAcc, PULSE};
 use crate::valkey::ErrorKind;
 
 /// How long a workload must look normal to count as recovered: long enough not to be fooled by
@@ -247,24 +247,8 @@ fn measure(
     for (w, m) in c.workloads.iter().enumerate() {
         let before = &base.before;
         let lim = limits(&before[w]);
-        let mut back = None;
-        for t in candidates(&slots, heal_d, load_end) {
-            // The stretch is time, not the slots that happen to hold operations: a quiet stretch
-            // counts (a workload that sends little has few slots).
-            let settle_end = (t + SETTLE).min(load_end);
-            if settle_end.saturating_sub(t) < SETTLE_MIN.min(SETTLE) {
-                break;
-            }
-            let stretch: Vec<&Interval> = slots
-                .iter()
-                .copied()
-                .filter(|x| x.start + eps >= t && x.start < t + SETTLE)
-                .collect();
-            if normal(c, &stretch, (t, settle_end), w, &lim, base) {
-                back = Some(t);
-                break;
-            }
-        }
+        let outages = m.counters.outages();
+        let (back, blocked_by) = settled(c, &slots, (heal_d, load_end), w, &lim, base, &outages);
         // Failures of operations sent after the workload had settled again are a later event,
         // not this fault's: only operations sent before then count (an in-flight operation of
         // the fault that fails late still does).
@@ -292,6 +276,11 @@ fn measure(
                 unavailable_ms: pulse.unavailable_ms,
                 errors: 0,
                 errors_by_kind: BTreeMap::new(),
+                recover_within_secs: None,
+                not_served: blocked_by.map(|o| match o.to {
+                    Some(to) => format!("{} from {:.2}s to {:.2}s", o.what, secs(o.from), secs(to)),
+                    None => format!("{} from {:.2}s, never served again", o.what, secs(o.from)),
+                }),
                 p99_before_us: before[w]
                     .iter()
                     .map(|a| LatencyStats::of(&a.corrected).p99)
@@ -341,6 +330,47 @@ fn measure(
         errors_by_kind,
         safety,
     }
+}
+
+/// The first time from the heal on where workload `w` looks normal for a settled stretch and no
+/// oracle found it not served then (`None`: never before the load ended), and the last stretch an
+/// oracle found not served that held it back.
+fn settled<'a>(
+    c: &Collector,
+    slots: &[&Interval],
+    (heal, load_end): (Duration, Duration),
+    w: usize,
+    lim: &[Option<f64>],
+    base: &Baseline,
+    outages: &'a [NotServed],
+) -> (Option<Duration>, Option<&'a NotServed>) {
+    let eps = Duration::from_micros(1);
+    let mut blocked_by = None;
+    for t in candidates(slots, heal, load_end) {
+        // The stretch is time, not the slots that happen to hold operations: a quiet stretch
+        // counts (a workload that sends little has few slots).
+        let settle_end = (t + SETTLE).min(load_end);
+        if settle_end.saturating_sub(t) < SETTLE_MIN.min(SETTLE) {
+            break;
+        }
+        // What the oracle found not served is not back, however its operations look.
+        if let Some(o) = outages
+            .iter()
+            .find(|o| o.from < settle_end && o.to.is_none_or(|to| to > t))
+        {
+            blocked_by = Some(o);
+            continue;
+        }
+        let stretch: Vec<&Interval> = slots
+            .iter()
+            .copied()
+            .filter(|x| x.start + eps >= t && x.start < t + SETTLE)
+            .collect();
+        if normal(c, &stretch, (t, settle_end), w, lim, base) {
+            return (Some(t), blocked_by);
+        }
+    }
+    (None, blocked_by)
 }
 
 /// The first slot boundary at or after `t` seconds (and after `floor`).
@@ -466,6 +496,17 @@ mod tests {
         faults: &[(Option<f64>, Option<f64>)],
         intents: &[Intent],
     ) -> Vec<FaultRecord> {
+        run_blocked(lanes, faults, intents, &[])
+    }
+
+    /// [`run_with`] with stretches an oracle found a workload not served: `(workload index,
+    /// from, to)` seconds, `to` `None` for never again.
+    fn run_blocked(
+        lanes: &[(&str, &str)],
+        faults: &[(Option<f64>, Option<f64>)],
+        intents: &[Intent],
+        blocked: &[(usize, f64, Option<f64>)],
+    ) -> Vec<FaultRecord> {
         let mut ids: Vec<(String, Vec<String>)> = vec![];
         for (name, _) in lanes {
             let (w, op) = name.split_once('.').expect("<workload>.<op>");
@@ -496,6 +537,10 @@ mod tests {
             for (k, c) in slots.chars().enumerate() {
                 slot(&sk, wi, oi, k, c);
             }
+        }
+        for (w, from, to) in blocked {
+            let d = Duration::from_secs_f64;
+            sk.not_served(*w, d(*from), to.map(d));
         }
         let c = sk.finish();
         let load_end = lanes.iter().map(|l| l.1.len()).max().unwrap_or(0) as f64 / 10.0;
@@ -797,6 +842,36 @@ mod tests {
             #0 until 3 (2000 ms) NOT recovered errors {\"timeout\": 200} safety {} p99_recovery 2 errors_during 200
               cache: back - fail 1 last_ok 1 ok_after - unavailable - errors 200 p99 1000->0",
         );
+    }
+
+    #[test]
+    fn a_workload_its_oracle_found_not_served_is_not_back_until_served_again() {
+        // Every operation looks normal (the blocked acquirers record nothing), but the lock
+        // oracle found a name orphaned from 1.2 s: not back until it was granted again at 2.05 s.
+        let lanes = [("coord.acquire", SERVED)];
+        let faults = [(Some(1.0), Some(1.0))];
+        let recs = run_blocked(&lanes, &faults, &[], &[(0, 1.2, Some(2.05))]);
+        let i = recs[0].impact.as_ref().unwrap();
+        assert!(i.recovered);
+        assert_eq!(i.workloads[0].back_to_normal_secs, Some(2.1));
+        let n = i.workloads[0].not_served.as_deref().unwrap();
+        assert_eq!(n, "orphaned lock name k from 1.20s to 2.05s");
+        // Never granted again: not recovered, however normal the rest looks.
+        let recs = run_blocked(&lanes, &faults, &[], &[(0, 1.2, None)]);
+        let i = recs[0].impact.as_ref().unwrap();
+        assert!(!i.recovered);
+        assert_eq!(i.workloads[0].back_to_normal_secs, None);
+        let n = i.workloads[0].not_served.as_deref().unwrap();
+        assert_eq!(n, "orphaned lock name k from 1.20s, never served again");
+        // The correct twin: nothing found, back at the heal.
+        let recs = run_blocked(&lanes, &faults, &[], &[]);
+        let i = recs[0].impact.as_ref().unwrap();
+        assert_eq!(i.workloads[0].back_to_normal_secs, Some(1.0));
+        assert_eq!(i.workloads[0].not_served, None);
+        // A stretch that ended before the heal does not hold the workload back.
+        let recs = run_blocked(&lanes, &faults, &[], &[(0, 0.2, Some(0.6))]);
+        let i = recs[0].impact.as_ref().unwrap();
+        assert_eq!(i.workloads[0].back_to_normal_secs, Some(1.0));
     }
 
     #[test]

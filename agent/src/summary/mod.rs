@@ -473,6 +473,14 @@ pub struct WorkloadImpact {
     /// Errors inside the window.
     pub errors: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// What an oracle found not served after the heal, however the operations looked (an
+    /// orphaned lock name blocking its acquirers), and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_served: Option<String>,
+    /// This workload's own `recover_within` (in place of the scenario's), when it sets one and
+    /// the fault does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover_within_secs: Option<f64>,
     /// The largest per-op p99 before the first fault and inside the window (µs).
     pub p99_before_us: u64,
     pub p99_during_us: u64,

@@ -39,6 +39,9 @@ pub struct Ctx {
     /// A migration's source, read directly (never through a proxy): where the final accounting
     /// looks for what was left on the old side.
     pub old_side: Option<Arc<Route>>,
+    /// One share of a sharded run: other agents' clients work the same keys, so what this agent's
+    /// history alone cannot explain (an orphaned lock name) may be theirs.
+    pub sharded: bool,
 }
 
 impl Ctx {
@@ -75,6 +78,12 @@ impl Ctx {
         }
         for (idx, v) in &f.levels {
             cs.set(*idx, *v);
+        }
+        // Another agent's hold would explain what looks orphaned here: the merge judges it.
+        if !self.sharded {
+            for o in f.outages {
+                cs.not_served(instant_of_mono(o.from), o.to.map(instant_of_mono), o.what);
+            }
         }
         if let Some(note) = f.note {
             self.events
