@@ -248,7 +248,16 @@ fn measure(
         let before = &base.before;
         let lim = limits(&before[w]);
         let outages = m.counters.outages();
-        let (back, blocked_by) = settled(c, &slots, (heal_d, load_end), w, &lim, base, &outages);
+        let era = (
+            inj_d,
+            Duration::try_from_secs_f64(next).unwrap_or(Duration::MAX),
+        );
+        let times = Times {
+            era,
+            heal: heal_d,
+            load_end,
+        };
+        let (back, blocked_by) = settled(c, &slots, &times, w, &lim, base, &outages);
         // Failures of operations sent after the workload had settled again are a later event,
         // not this fault's: only operations sent before then count (an in-flight operation of
         // the fault that fails late still does).
@@ -332,19 +341,30 @@ fn measure(
     }
 }
 
+/// A fault's times: its era (from its injection to the next fault's), its heal, the load's end.
+struct Times {
+    era: (Duration, Duration),
+    heal: Duration,
+    load_end: Duration,
+}
+
 /// The first time from the heal on where workload `w` looks normal for a settled stretch and no
-/// oracle found it not served then (`None`: never before the load ended), and the last stretch an
-/// oracle found not served that held it back.
+/// oracle found it not served (`None`: never before the load ended), and the last stretch an
+/// oracle found not served that held it back. A stretch not served that began in the fault's era
+/// is the fault's, even when it began after the workload first looked normal again: an orphaned
+/// lock name shows only once its last holder's lost release can no longer land (a second later).
 fn settled<'a>(
     c: &Collector,
     slots: &[&Interval],
-    (heal, load_end): (Duration, Duration),
+    times: &Times,
     w: usize,
     lim: &[Option<f64>],
     base: &Baseline,
     outages: &'a [NotServed],
 ) -> (Option<Duration>, Option<&'a NotServed>) {
     let eps = Duration::from_micros(1);
+    let (heal, load_end) = (times.heal, times.load_end);
+    let ours = |o: &NotServed| o.from >= times.era.0 && o.from < times.era.1;
     let mut blocked_by = None;
     for t in candidates(slots, heal, load_end) {
         // The stretch is time, not the slots that happen to hold operations: a quiet stretch
@@ -356,7 +376,7 @@ fn settled<'a>(
         // What the oracle found not served is not back, however its operations look.
         if let Some(o) = outages
             .iter()
-            .find(|o| o.from < settle_end && o.to.is_none_or(|to| to > t))
+            .find(|o| (o.from < settle_end || ours(o)) && o.to.is_none_or(|to| to > t))
         {
             blocked_by = Some(o);
             continue;
@@ -872,6 +892,14 @@ mod tests {
         let recs = run_blocked(&lanes, &faults, &[], &[(0, 0.2, Some(0.6))]);
         let i = recs[0].impact.as_ref().unwrap();
         assert_eq!(i.workloads[0].back_to_normal_secs, Some(1.0));
+        // One that began after the workload first looked normal again, before the next fault, is
+        // still this fault's; one that began after the next fault is the next one's.
+        let two = [(Some(1.0), Some(1.0)), (Some(2.0), Some(2.0))];
+        let recs = run_blocked(&lanes, &two, &[], &[(0, 1.6, Some(1.85))]);
+        let back = |r: &FaultRecord| r.impact.as_ref().unwrap().workloads[0].back_to_normal_secs;
+        assert_eq!((back(&recs[0]), back(&recs[1])), (Some(1.9), Some(2.0)));
+        let recs = run_blocked(&lanes, &two, &[], &[(0, 2.2, Some(2.75))]);
+        assert_eq!((back(&recs[0]), back(&recs[1])), (Some(1.0), Some(2.8)));
     }
 
     #[test]
