@@ -640,29 +640,17 @@ mod tests {
             p99_before_us: 0,
             p99_during_us: 0,
         };
+        let impact = crate::summary::Impact {
+            until_secs: 40.0,
+            window_ms: 36000.0,
+            recovered: false,
+            workloads: ws.iter().map(w).collect(),
+            errors_by_kind: Default::default(),
+            safety: Default::default(),
+        };
         let f = FaultRecord {
-            inject_error: None,
             recover_within_secs: Some(10.0),
-            imitation: None,
-            index: 0,
-            name: "failover".into(),
-            kind: "failover".into(),
-            target: String::new(),
-            injected_at_secs: Some(4.0),
-            healed_at_secs: Some(5.0),
-            heal_error: None,
-            skipped: None,
-            unavailability: vec![],
-            p99_recovery_secs: None,
-            errors_during: 0,
-            impact: Some(crate::summary::Impact {
-                until_secs: 40.0,
-                window_ms: 36000.0,
-                recovered: false,
-                workloads: ws.iter().map(w).collect(),
-                errors_by_kind: Default::default(),
-                safety: Default::default(),
-            }),
+            ..FaultRecord::sample("failover", "failover", (4.0, 5.0), Some(impact))
         };
         recovery_checks(&[f], 40.0)
     }

@@ -575,30 +575,20 @@ mod tests {
         let c = sk.finish();
         let mut s = summary();
         s.duration_secs = 3.0;
-        s.faults = vec![crate::summary::FaultRecord {
-            inject_error: None,
-            recover_within_secs: None,
-            imitation: None,
-            index: 0,
-            name: "f".into(),
-            kind: "failover".into(),
-            target: String::new(),
-            injected_at_secs: Some(1.0),
-            healed_at_secs: Some(1.0),
-            heal_error: None,
-            skipped: None,
-            unavailability: vec![],
-            p99_recovery_secs: None,
-            errors_during: 0,
-            impact: Some(crate::summary::Impact {
-                until_secs: 1.5,
-                window_ms: 500.0,
-                recovered: true,
-                workloads: vec![],
-                errors_by_kind: Default::default(),
-                safety: Default::default(),
-            }),
-        }];
+        let impact = crate::summary::Impact {
+            until_secs: 1.5,
+            window_ms: 500.0,
+            recovered: true,
+            workloads: vec![],
+            errors_by_kind: Default::default(),
+            safety: Default::default(),
+        };
+        s.faults = vec![crate::summary::FaultRecord::sample(
+            "f",
+            "failover",
+            (1.0, 1.0),
+            Some(impact),
+        )];
         let thresholds = [
             thr("cache.get.count{before}", Eq, 100.0),
             thr("cache.get.error_rate{before}", Eq, 0.0),

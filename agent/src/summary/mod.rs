@@ -437,6 +437,31 @@ pub struct FaultRecord {
     pub imitation: Option<String>,
 }
 
+#[cfg(test)]
+impl FaultRecord {
+    /// Fault #0 `name` of kind `kind`, injected and healed at those times, with that impact
+    /// (tests' own records).
+    pub fn sample(name: &str, kind: &str, at: (f64, f64), impact: Option<Impact>) -> FaultRecord {
+        FaultRecord {
+            index: 0,
+            name: name.into(),
+            kind: kind.into(),
+            target: String::new(),
+            injected_at_secs: Some(at.0),
+            healed_at_secs: Some(at.1),
+            heal_error: None,
+            skipped: None,
+            inject_error: None,
+            unavailability: vec![],
+            p99_recovery_secs: None,
+            errors_during: 0,
+            impact,
+            recover_within_secs: None,
+            imitation: None,
+        }
+    }
+}
+
 /// A fault's impact window: from its injection until every workload was back to normal (no
 /// errors, p99 within 1.5× of its value before the first fault, served again), at slot (100 ms)
 /// resolution. `{during:<fault>}` covers exactly this window.
