@@ -278,7 +278,8 @@ pub struct LockPlan {
     pub think: Duration,
     /// Write every hold interval (CLOCK_MONOTONIC ns) here, for cross-checks with other clients.
     pub trace: Option<PathBuf>,
-    /// Lock key names: `<key_prefix><workload id>:lock:<n>` unless set.
+    /// Lock key names: `<key_prefix><run>:<workload id>:lock:<n>` unless set (`<run>`: the first 8
+    /// characters of the run id; a shard's names leave it out, the shards share them).
     pub key_pattern: Option<String>,
 }
 

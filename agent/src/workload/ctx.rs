@@ -65,7 +65,9 @@ impl Ctx {
     /// Judge this agent's history with its kind's oracle (`check::judge`, on this host's
     /// monotonic clock) and count what it found: each event at its time, so a fault's impact
     /// window can say what it counted, the levels as they are, the oracle's note as an event.
-    pub fn judge_history(&self, ty: WorkloadType, history: &History) {
+    /// `alone`: nobody outside this history works the same keys, so what it found not served
+    /// (an orphaned lock name) holds the workload's recovery back.
+    pub fn judge_history(&self, ty: WorkloadType, history: &History, alone: bool) {
         let entries = history.entries();
         let Some(f) = crate::check::judge(ty, &entries, Clock::Mono) else {
             return;
@@ -80,7 +82,7 @@ impl Ctx {
             cs.set(*idx, *v);
         }
         // Another agent's hold would explain what looks orphaned here: the merge judges it.
-        if !self.sharded {
+        if alone && !self.sharded {
             for o in f.outages {
                 cs.not_served(instant_of_mono(o.from), o.to.map(instant_of_mono), o.what);
             }

@@ -505,7 +505,7 @@ impl State {
         if let Some(t) = &self.trace {
             let _ = t.lock().expect("trace lock").flush();
         }
-        ctx.judge_history(WorkloadType::RateLimit, &self.history);
+        ctx.judge_history(WorkloadType::RateLimit, &self.history, true);
         let cs = &ctx.metrics.counters;
         let admitted = cs.get(ADMITTED) as f64;
         let secs = Instant::now()
