@@ -275,16 +275,13 @@ impl Topology {
             bin: bin.to_path_buf(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
-        let pport = topo.add_server("primary", NodeRole::Primary, None)?;
-        topo.wait_ping(0).await?;
+        let pport = topo
+            .started(|t| t.add_server("primary", NodeRole::Primary, None))
+            .await?;
         for i in 0..spec.replicas {
-            let idx = topo.nodes.len();
-            topo.add_server(
-                &format!("replica-{}", i + 1),
-                NodeRole::Replica,
-                Some(pport),
-            )?;
-            topo.wait_ping(idx).await?;
+            let name = format!("replica-{}", i + 1);
+            topo.started(|t| t.add_server(&name, NodeRole::Replica, Some(pport)))
+                .await?;
         }
         for idx in 0..topo.nodes.len() {
             if topo.nodes[idx].role == NodeRole::Replica {
@@ -298,20 +295,37 @@ impl Topology {
             4_000
         };
         for i in 0..spec.sentinels {
-            let idx = topo.nodes.len();
-            topo.add_sentinel(
-                &format!("sentinel-{}", i + 1),
-                pport,
-                quorum,
-                failover_timeout_ms,
-            )?;
-            topo.wait_ping(idx).await?;
+            let name = format!("sentinel-{}", i + 1);
+            topo.started(|t| t.add_sentinel(&name, pport, quorum, failover_timeout_ms))
+                .await?;
         }
         if spec.sentinels > 0 {
             topo.wait_sentinels_ready(spec.replicas as usize, spec.sentinels as usize)
                 .await?;
         }
         Ok(topo)
+    }
+
+    /// Add a node with `add` and wait until it answers. The port is picked free and bound by the
+    /// server a moment later; another process may take it in between on a busy machine, so a
+    /// node that exits with "Address already in use" is added again on a new port (3 tries).
+    async fn started<T>(
+        &mut self,
+        mut add: impl FnMut(&mut Self) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut tries = 0;
+        loop {
+            let idx = self.nodes.len();
+            let v = add(self)?;
+            match self.wait_ping(idx).await {
+                Ok(()) => return Ok(v),
+                Err(e) if tries < 2 && e.contains("Address already in use") => {
+                    tries += 1;
+                    self.nodes.truncate(idx);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn add_server(
